@@ -1,0 +1,35 @@
+//! Whole-file writes that a crash cannot leave half done: write a hidden temporary file beside
+//! the target, flush it to disk, then rename it over the target.
+
+use std::fs::File;
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// The hidden temporary name used while `target` is being written.
+#[must_use]
+pub fn temp_path(target: &Path) -> PathBuf {
+    let name = target.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    target.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Writes `target` through `write`, atomically. On error the temporary file is removed and
+/// `target` is untouched.
+pub fn write_atomically<E: From<io::Error>>(target: &Path, write: impl FnOnce(File) -> Result<File, E>) -> Result<(), E> {
+    let tmp = temp_path(target);
+    let result = File::create(&tmp).map_err(E::from).and_then(write).and_then(|f| f.sync_all().map_err(E::from));
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
+    }
+    if let Err(e) = std::fs::rename(&tmp, target) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(E::from(e));
+    }
+    // Persist the rename itself; a directory that cannot be opened for sync is not fatal.
+    if let Some(dir) = target.parent() {
+        if let Ok(d) = File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,16 @@
+//! The Rust core of taxifare-flow: reading the MLflow tracking database, slicing the data
+//! source by `row_id`, cleaning, features, the incremental least-squares kernel, metrics and
+//! the synthetic ride history. `python` holds the only PyO3 code.
+
+pub mod atomic;
+pub mod calendar;
+pub mod generator;
+pub mod geo;
+pub mod schema;
+pub mod source;
+
+/// The crate version, as Python sees it in `taxifare_flow._core.__version__`.
+#[must_use]
+pub fn version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}

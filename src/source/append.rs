@@ -1,0 +1,187 @@
+//! `append_month`: a pending month arrives in the source with the next `row_id`s, written to a
+//! hidden temporary file and renamed into place, so a crash leaves the old or the new state.
+
+use std::fs::File;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow::array::{ArrayRef, Int64Array, RecordBatch};
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::ArrowWriter;
+
+use super::layout::{self, Format, MonthFile};
+use super::SourceError;
+use crate::atomic::write_atomically;
+use crate::calendar::Month;
+use crate::generator::history::writer_properties;
+use crate::schema;
+
+struct Failure(SourceError);
+impl From<std::io::Error> for Failure {
+    fn from(e: std::io::Error) -> Self {
+        Self(SourceError::Io { path: Default::default(), source: e })
+    }
+}
+impl From<SourceError> for Failure {
+    fn from(e: SourceError) -> Self {
+        Self(e)
+    }
+}
+
+/// Appends the pending month file `pending` (Kaggle columns, any order) to the source in
+/// `dir`, numbering its rows from the source's current end. Refuses a month already present
+/// or older than the newest one, so calling it twice for a month never duplicates rows.
+pub fn append_month(pending: &Path, month: Month, dir: &Path, format: Format) -> Result<MonthFile, SourceError> {
+    std::fs::create_dir_all(dir).map_err(|e| SourceError::Io { path: dir.to_owned(), source: e })?;
+    let files = layout::list(dir)?;
+    if let Some(f) = files.iter().find(|f| f.month == month) {
+        return Err(SourceError::AlreadyPresent { month: month.to_string(), path: f.path.clone() });
+    }
+    if let Some(newest) = files.iter().map(|f| f.month).max() {
+        if month < newest {
+            return Err(SourceError::OutOfOrder { month: month.to_string(), newest: newest.to_string() });
+        }
+    }
+    let first = files.last().map_or(0, |f| f.end);
+    let input = File::open(pending).map_err(|e| SourceError::Io { path: pending.to_owned(), source: e })?;
+    let corrupt = |e: &dyn std::fmt::Display| SourceError::Corrupt { path: pending.to_owned(), reason: e.to_string() };
+    let builder = ParquetRecordBatchReaderBuilder::try_new(input).map_err(|e| corrupt(&e))?;
+    let rows: u64 = builder.metadata().row_groups().iter().map(|rg| rg.num_rows() as u64).sum();
+    let order = schema::ride_schema()
+        .fields()
+        .iter()
+        .map(|f| {
+            builder.schema().index_of(f.name()).map_err(|_| SourceError::Schema {
+                path: pending.to_owned(),
+                reason: format!("required column {:?} is missing", f.name()),
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let reader = builder.with_batch_size(65_536).build().map_err(|e| corrupt(&e))?;
+    let end = first + rows;
+    let target = dir.join(layout::file_name(month, first, end, format));
+    let out_schema = schema::source_schema();
+    write_atomically(&target, |file| {
+        let mut next = first as i64;
+        let mut write_batch = |batch: RecordBatch, sink: &mut dyn FnMut(&RecordBatch) -> Result<(), SourceError>| {
+            let n = batch.num_rows() as i64;
+            let mut cols: Vec<ArrayRef> = vec![Arc::new(Int64Array::from_iter_values(next..next + n))];
+            for &i in &order {
+                let c = batch.column(i);
+                let want = out_schema.field(cols.len()).data_type();
+                cols.push(if c.data_type() == want { c.clone() } else { arrow::compute::cast(c, want).map_err(|e| corrupt(&e))? });
+            }
+            next += n;
+            sink(&RecordBatch::try_new(out_schema.clone(), cols).map_err(|e| corrupt(&e))?)
+        };
+        match format {
+            Format::Parquet => {
+                let mut w = ArrowWriter::try_new(file, out_schema.clone(), Some(writer_properties())).map_err(|e| corrupt(&e))?;
+                for batch in reader {
+                    let batch = batch.map_err(|e| corrupt(&e))?;
+                    write_batch(batch, &mut |b| w.write(b).map_err(|e| corrupt(&e)))?;
+                }
+                Ok::<File, Failure>(w.into_inner().map_err(|e| corrupt(&e))?)
+            }
+            Format::Csv => {
+                let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(file);
+                for batch in reader {
+                    let batch = batch.map_err(|e| corrupt(&e))?;
+                    write_batch(batch, &mut |b| w.write(b).map_err(|e| corrupt(&e)))?;
+                }
+                Ok(w.into_inner())
+            }
+        }
+    })
+    .map_err(|Failure(e)| match e {
+        SourceError::Io { source, .. } => SourceError::Io { path: target.clone(), source },
+        other => other,
+    })?;
+    Ok(MonthFile { month, first, end, format, path: target })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generator::history::{generate_history, HistoryOptions};
+    use crate::source::reader::read_rows;
+    use arrow::array::AsArray;
+    use arrow::datatypes::Int64Type;
+
+    fn history(dir: &Path, first: &str, last: &str, rows: u64) {
+        let opts = HistoryOptions {
+            seed: 42,
+            first: Month::parse(first).unwrap(),
+            last: Month::parse(last).unwrap(),
+            rows_per_month: Some(rows),
+            keep_existing: false,
+        };
+        generate_history(dir, &opts).unwrap();
+    }
+
+    fn ids(dir: &Path, first: u64, count: Option<u64>, batch: usize) -> Vec<i64> {
+        read_rows(dir, first, count, batch)
+            .unwrap()
+            .flat_map(|b| b.unwrap().column(0).as_primitive::<Int64Type>().values().to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn months_arrive_with_contiguous_row_ids_and_slice_exactly() {
+        for format in [Format::Parquet, Format::Csv] {
+            let tmp = tempfile::tempdir().unwrap();
+            let (pending, source) = (tmp.path().join("pending"), tmp.path().join("source"));
+            history(&pending, "2012-08", "2012-10", 1000);
+            for m in ["2012-08", "2012-09", "2012-10"] {
+                let m = Month::parse(m).unwrap();
+                append_month(&crate::generator::history::pending_file(&pending, m), m, &source, format).unwrap();
+            }
+            assert_eq!(layout::row_count(&source).unwrap(), 3000);
+            assert_eq!(ids(&source, 0, None, 333), (0..3000).collect::<Vec<_>>());
+            assert_eq!(ids(&source, 999, Some(2), 7), vec![999, 1000], "across a month boundary");
+            assert_eq!(ids(&source, 2999, Some(10), 7), vec![2999], "cut at the end");
+            assert!(ids(&source, 3000, None, 7).is_empty(), "beyond the end");
+            assert!(ids(&source, 10, Some(0), 7).is_empty(), "empty range");
+            assert_eq!(ids(&source, 0, Some(1), 7), vec![0]);
+            // The same month again is refused, an older one too.
+            let m = Month::parse("2012-10").unwrap();
+            let again = append_month(&crate::generator::history::pending_file(&pending, m), m, &source, format);
+            assert!(matches!(again, Err(SourceError::AlreadyPresent { .. })));
+            let old = Month::parse("2012-01").unwrap();
+            let older = append_month(&crate::generator::history::pending_file(&pending, m), old, &source, format);
+            assert!(matches!(older, Err(SourceError::OutOfOrder { .. })));
+            assert_eq!(layout::row_count(&source).unwrap(), 3000);
+        }
+    }
+
+    #[test]
+    fn slicing_skips_row_groups_in_big_files() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (pending, source) = (tmp.path().join("pending"), tmp.path().join("source"));
+        history(&pending, "2013-01", "2013-01", 300_000);
+        let m = Month::parse("2013-01").unwrap();
+        append_month(&crate::generator::history::pending_file(&pending, m), m, &source, Format::Parquet).unwrap();
+        assert_eq!(ids(&source, 262_140, Some(10), 4), (262_140..262_150).collect::<Vec<_>>());
+        assert_eq!(ids(&source, 131_071, Some(2), 4), vec![131_071, 131_072]);
+    }
+
+    #[test]
+    fn bad_files_are_named() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (pending, source) = (tmp.path().join("pending"), tmp.path().join("source"));
+        history(&pending, "2012-08", "2012-08", 100);
+        let m = Month::parse("2012-08").unwrap();
+        let f = append_month(&crate::generator::history::pending_file(&pending, m), m, &source, Format::Parquet).unwrap();
+        // Truncate the file: reading it must name it as corrupt.
+        let bytes = std::fs::read(&f.path).unwrap();
+        std::fs::write(&f.path, &bytes[..bytes.len() / 2]).unwrap();
+        let err = read_rows(&source, 0, None, 10).err().unwrap();
+        assert!(matches!(err, SourceError::Corrupt { .. }), "{err}");
+        assert!(err.to_string().contains("2012-08_r"), "{err}");
+        // A file without row_id is a schema error naming the column.
+        std::fs::copy(crate::generator::history::pending_file(&pending, m), &f.path).unwrap();
+        let err = read_rows(&source, 0, None, 10).err().unwrap();
+        assert!(err.to_string().contains("\"row_id\" is missing"), "{err}");
+        assert!(matches!(read_rows(&tmp.path().join("nowhere"), 0, None, 10), Err(SourceError::Missing(_))));
+    }
+}
