@@ -6,8 +6,12 @@ pub mod atomic;
 pub mod calendar;
 pub mod generator;
 pub mod geo;
+pub mod kernel;
+pub mod lineage;
+mod python;
 pub mod schema;
 pub mod source;
+pub mod watermark;
 
 /// The crate version, as Python sees it in `taxifare_flow._core.__version__`.
 #[must_use]

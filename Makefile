@@ -1,0 +1,44 @@
+# taxifare-flow entry points. Every target is one line; the work is in the `taxifare` CLI.
+#   make demo   — set up and run the whole simulation on the embedded defaults
+#   make test   — set up and run every test
+.DEFAULT_GOAL := list
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+TAXIFARE := $(BIN)/taxifare
+STAMP := $(VENV)/.taxifare-installed
+RUST_SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock pyproject.toml
+
+.PHONY: install demo test dev_test list show_env reinstall_package reset_data_sources show_data_sources \
+	get_new_month import_csv run_flow run_all_months report watermark mlflow_ui reset_bq_tables show_bq_tables \
+	push_month_to_bq bench
+
+# Set-up: a virtualenv with the package built from source; redone only when Rust or the
+# project metadata changed (Python sources are installed editable).
+install: $(STAMP)
+$(STAMP): $(RUST_SOURCES)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip "maturin>=1.9.4,<2"
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/python -m pip install -q --no-build-isolation -e ".[dev]"
+	@touch $(STAMP)
+
+demo: install ; $(TAXIFARE) demo $(if $(MONTHS),--months $(MONTHS))
+test: install ; bash scripts/test.sh
+dev_test: test
+list: install ; @$(TAXIFARE) list
+show_env: install ; @$(TAXIFARE) show_env
+reinstall_package: ; rm -f $(STAMP) && $(MAKE) install
+reset_data_sources: install ; $(TAXIFARE) reset_data_sources
+show_data_sources: install ; $(TAXIFARE) show_data_sources
+get_new_month: install ; $(TAXIFARE) get_new_month
+import_csv: install ; $(TAXIFARE) import_csv "$(CSV)"
+run_flow: install ; $(TAXIFARE) run_flow
+run_all_months: install ; $(TAXIFARE) run_all_months $(if $(MONTHS),--months $(MONTHS))
+report: install ; $(TAXIFARE) report
+watermark: install ; $(TAXIFARE) watermark
+mlflow_ui: install ; $(TAXIFARE) mlflow_ui
+reset_bq_tables: install ; $(TAXIFARE) reset_bq_tables
+show_bq_tables: install ; $(TAXIFARE) show_bq_tables
+push_month_to_bq: install ; $(TAXIFARE) push_month_to_bq
+bench: install ; bash scripts/bench.sh

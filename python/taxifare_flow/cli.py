@@ -1,0 +1,342 @@
+"""`taxifare`: the command line. Every Makefile target is one call of a command here.
+
+Commands import only what they need: `watermark` and `show_env` never import mlflow or
+Prefect, so they answer in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from taxifare_flow.settings import Settings, SettingsError, load_settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, help="Continuous training of a NYC taxi-fare model.")
+console = Console()
+err = Console(stderr=True)
+
+#: Exit status of `get_new_month` / `push_month_to_bq` when no month is pending.
+NO_MORE_DATA = 3
+
+#: Every user entry point: (command, one-line description). `make list` prints this.
+TARGETS: list[tuple[str, str]] = [
+    ("demo", "set up, generate the history, run every month through the lifecycle, write the report"),
+    ("test", "set up and run every test (cargo test + pytest)"),
+    ("dev_test", "same as test"),
+    ("list", "this list"),
+    ("show_env", "the settings, grouped, passwords masked"),
+    ("reinstall_package", "rebuild the Rust core and reinstall the package into .venv"),
+    ("reset_data_sources", "empty the local source; generate the pending history if missing"),
+    ("show_data_sources", "months in the source (rows, row_id range, bytes) and months pending"),
+    ("get_new_month", "the next pending month arrives in the source (exit 3: no more data)"),
+    ("import_csv", "import a Kaggle-format train.csv as the pending history (CSV=path)"),
+    ("run_flow", "one lifecycle run (Prefect flow): evaluate, train, compare, promote"),
+    ("run_all_months", "get_new_month + run_flow until no data is left (MONTHS=N to stop early)"),
+    ("report", "report.png / report.html / report.csv of the error month after month"),
+    ("watermark", "the first untrained row, read from MLflow's DB by the Rust core"),
+    ("mlflow_ui", "the MLflow UI on the configured store, bound to 127.0.0.1"),
+    ("reset_bq_tables", "(re)create the BigQuery dataset and table, empty"),
+    ("show_bq_tables", "months in BigQuery and months pending"),
+    ("push_month_to_bq", "load the next pending month into BigQuery (exit 3: no more data)"),
+    ("bench", "benchmarks: slicing, kernel, watermark (prints ratios)"),
+]
+
+
+def _settings() -> Settings:
+    try:
+        return load_settings()
+    except SettingsError as e:
+        err.print(f"[red]settings:[/red] {e}")
+        raise typer.Exit(2) from None
+
+
+def _guard(fn: Callable[[], Any]) -> Any:
+    """Runs a command body, turning the project's typed errors into one red line and exit 2."""
+    from taxifare_flow import TaxifareError
+    from taxifare_flow.flow.lock import LockTimeout
+
+    try:
+        return fn()
+    except (TaxifareError, SettingsError, LockTimeout, OSError) as e:
+        from taxifare_flow._core import mask_dsn
+
+        err.print(f"[red]{type(e).__name__}:[/red] {mask_dsn(str(e))}")
+        raise typer.Exit(2) from None
+
+
+@app.command("list")
+def list_targets() -> None:
+    """Every entry point with a one-line description."""
+    t = Table(show_header=True, header_style="bold")
+    t.add_column("make target")
+    t.add_column("what it does")
+    for name, what in TARGETS:
+        t.add_row(name, what)
+    console.print(t)
+
+
+@app.command("show_env")
+def show_env() -> None:
+    """The settings, grouped by concern, every password masked."""
+    from taxifare_flow.settings import masked
+
+    s = _settings()
+    for group, rows in masked(s).items():
+        t = Table(title=group, title_justify="left", show_header=False, box=None, padding=(0, 2))
+        for name, value in rows:
+            t.add_row(name, value)
+        console.print(t)
+
+
+@app.command("reset_data_sources")
+def reset_data_sources(
+    fresh: bool = typer.Option(False, help="also delete the embedded MLflow store, Prefect state and reports"),
+) -> None:
+    """Empties the local source and generates the pending history if it is missing."""
+    from taxifare_flow.data.local import LocalSource
+
+    s = _settings()
+
+    def body() -> None:
+        if fresh:
+            for d in (s.mlflow_dir, s.prefect_home, s.reports_dir):
+                # Only ever inside LOCAL_DATA_PATH, and the store only when it is the embedded one.
+                if d.is_dir() and d.is_relative_to(s.local_data_path) and (d != s.mlflow_dir or s.tracking_is_embedded):
+                    shutil.rmtree(d)
+        started = time.perf_counter()
+        removed = LocalSource(s).reset()
+        console.print(f"source emptied ({removed} files removed); history ready in {time.perf_counter() - started:.1f} s")
+        _show_local(s)
+
+    _guard(body)
+
+
+def _show_local(s: Settings) -> None:
+    from taxifare_flow.data.local import LocalSource
+
+    src = LocalSource(s)
+    arrived, pending = src.arrived(), src.pending()
+    t = Table(title=f"source {s.source_dir}", title_justify="left")
+    for c in ("month", "rows", "row_id range", "bytes"):
+        t.add_column(c, justify="right")
+    for m in arrived:
+        t.add_row(m.month, f"{m.rows:,}", f"{m.first_row:,}..{m.end_row:,}", f"{m.bytes:,}")
+    console.print(t)
+    total = arrived[-1].end_row if arrived else 0
+    span = f"{pending[0]} … {pending[-1]}" if pending else "none"
+    console.print(f"{len(arrived)} months, {total:,} rows in the source; {len(pending)} months pending ({span})")
+    console.print(f"next month to arrive: {pending[0] if pending else 'none (no more data)'}")
+
+
+@app.command("show_data_sources")
+def show_data_sources() -> None:
+    """Months in the source (rows, row_id range, bytes), months pending, the next to arrive."""
+    s = _settings()
+    _guard(lambda: _show_local(s))
+
+
+@app.command("get_new_month")
+def get_new_month() -> None:
+    """The next pending month arrives in the source. Exit status 3 when nothing is pending."""
+    from taxifare_flow.data.local import LocalSource
+
+    s = _settings()
+    arrived = _guard(lambda: LocalSource(s).get_new_month())
+    if arrived is None:
+        console.print("no more data: every month of the history has arrived")
+        raise typer.Exit(NO_MORE_DATA)
+    console.print(f"{arrived.month} arrived: {arrived.rows:,} rows, row_id {arrived.first_row:,}..{arrived.end_row:,}")
+
+
+@app.command("import_csv")
+def import_csv(path: str = typer.Argument(..., help="a Kaggle-format CSV (train.csv)")) -> None:
+    """Imports a Kaggle-format CSV as the pending history, split into months."""
+    from pathlib import Path
+
+    from taxifare_flow.data.history import import_csv as do_import
+
+    s = _settings()
+    months, skipped = _guard(lambda: do_import(s, Path(path)))
+    console.print(f"{len(months)} months imported into {s.pending_dir}; {skipped} rows skipped (unparseable time)")
+
+
+def _print_outcome(o: Any) -> None:
+    if o.status != "trained":
+        console.print(f"nothing to do: all {o.end_row:,} rows are trained")
+        return
+    pre = f"{o.prequential_mae:.3f}" if o.prequential_mae is not None else "n/a (no production model)"
+    console.print(
+        f"{o.month}: trained rows {o.first_row:,}..{o.end_row:,} → version {o.version}; "
+        f"production MAE on the new rows {pre}; holdout MAE challenger {o.holdout_mae_challenger:.3f}"
+        + (f" vs production {o.holdout_mae_production:.3f}" if o.holdout_mae_production is not None else "")
+        + f"; decision: {o.decision} ({o.reason}); production = version {o.production_version}"
+    )
+
+
+@app.command("run_flow")
+def run_flow() -> None:
+    """One lifecycle run as a Prefect flow."""
+    from taxifare_flow.flow.lifecycle import SourceBehindError
+    from taxifare_flow.flow.prefect_flow import run_flow as flow
+
+    s = _settings()
+    try:
+        o = _guard(lambda: flow(s))
+    except SourceBehindError as e:
+        err.print(f"[red]SourceBehindError:[/red] {e}")
+        raise typer.Exit(2) from None
+    _print_outcome(o)
+
+
+def _where_to_look(s: Settings) -> None:
+    from taxifare_flow._core import mask_dsn
+
+    console.print("\n[bold]where to look[/bold]")
+    console.print(f"  MLflow UI : make mlflow_ui   (= mlflow ui --backend-store-uri {mask_dsn(s.mlflow_tracking_uri)} --host 127.0.0.1)")
+    console.print(f"  report    : {s.reports_dir / 'report.html'}  (and report.png, report.csv)")
+
+
+@app.command("run_all_months")
+def run_all_months(months: int = typer.Option(0, help="stop after N months (0 = until no data is left)")) -> None:
+    """Months arrive one after the other; each is followed by one lifecycle run."""
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from taxifare_flow.flow.simulate import simulate
+
+    s = _settings()
+    if s.data_source == "bigquery":
+        from taxifare_flow.data.bigquery import BigQuerySource
+
+        total = len(_guard(lambda: BigQuerySource(s).pending()))
+    else:
+        from taxifare_flow.data.history import ensure_history
+        from taxifare_flow.data.local import LocalSource
+
+        _guard(lambda: ensure_history(s))
+        total = len(_guard(lambda: LocalSource(s).pending()))
+    if months:
+        total = min(total, months)
+    rows, started = 0, time.perf_counter()
+    with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  TextColumn("{task.fields[info]}"), console=console) as bar:
+        job = bar.add_task("months", total=total, info="")
+        for tick in _guard(lambda: list(_iter(simulate(s, months or None), bar, job, started))):
+            rows += tick.rows
+    console.print(f"{total} months, {rows:,} rows in {time.perf_counter() - started:.1f} s")
+    _where_to_look(s)
+
+
+def _iter(ticks: Any, bar: Any, job: Any, started: float) -> Any:
+    rows = 0
+    for tick in ticks:
+        rows += tick.rows
+        o = tick.outcome
+        mae = f"{o.prequential_mae:.2f}" if o.prequential_mae is not None else "–"
+        rate = rows / max(time.perf_counter() - started, 1e-9)
+        bar.update(job, advance=1, info=f"{tick.month}  MAE {mae}  {rate:,.0f} rows/s  {o.decision}")
+        yield tick
+
+
+@app.command("report")
+def report() -> None:
+    """Writes report.png, report.html and report.csv."""
+    from taxifare_flow.report import write_report
+
+    s = _settings()
+    files = _guard(lambda: write_report(s))
+    console.print(f"{files.rows} months → {files.png}\n{files.html}\n{files.csv}")
+
+
+@app.command("watermark")
+def watermark(experiment: str = typer.Option("", help="default: MLFLOW_EXPERIMENT")) -> None:
+    """The first untrained row (never imports mlflow)."""
+    from taxifare_flow.ml_logic.watermark import get_latest_trained_row
+
+    s = _settings()
+    console.print(_guard(lambda: get_latest_trained_row(experiment or None, settings=s)))
+
+
+@app.command("demo")
+def demo(months: int = typer.Option(0, help="stop after N months (0 = all)")) -> None:
+    """From scratch: fresh local state, every month through the lifecycle, the report."""
+    reset_data_sources(fresh=True)
+    run_all_months(months)
+    report()
+
+
+@app.command("mlflow_ui")
+def mlflow_ui(port: int = typer.Option(5000)) -> None:
+    """The MLflow UI on the configured store, bound to 127.0.0.1."""
+    s = _settings()
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", s.mlflow_tracking_uri,
+           "--host", "127.0.0.1", "--port", str(port)]
+    if s.tracking_is_embedded:
+        cmd += ["--default-artifact-root", s.artifact_location]
+    raise typer.Exit(subprocess.call(cmd))
+
+
+@app.command("reset_bq_tables")
+def reset_bq_tables() -> None:
+    """(Re)creates the BigQuery dataset and table with an explicit schema, empty."""
+    from taxifare_flow.data.bigquery import BigQuerySource
+
+    s = _settings()
+    table = _guard(lambda: BigQuerySource(s).reset())
+    console.print(f"{table} is empty and ready")
+
+
+@app.command("show_bq_tables")
+def show_bq_tables() -> None:
+    """Months in BigQuery (rows, row_id range) and months pending."""
+    from taxifare_flow.data.bigquery import BigQuerySource
+
+    s = _settings()
+
+    def body() -> None:
+        src = BigQuerySource(s)
+        t = Table(title=src.table_id, title_justify="left")
+        for c in ("month", "rows", "row_id range"):
+            t.add_column(c, justify="right")
+        for m in src.months():
+            t.add_row(m.month, f"{m.rows:,}", f"{m.first_row:,}..{m.end_row:,}")
+        console.print(t)
+        pending = src.pending()
+        console.print(f"{len(pending)} months pending; next: {pending[0] if pending else 'none (no more data)'}")
+
+    _guard(body)
+
+
+@app.command("push_month_to_bq")
+def push_month_to_bq() -> None:
+    """Loads the next pending month into BigQuery. Exit status 3 when nothing is pending."""
+    from taxifare_flow.data.bigquery import BigQuerySource
+
+    s = _settings()
+    pushed = _guard(lambda: BigQuerySource(s).push_next_month())
+    if pushed is None:
+        console.print("no more data: every month of the history is in BigQuery")
+        raise typer.Exit(NO_MORE_DATA)
+    console.print(f"{pushed.month} loaded: {pushed.rows:,} rows, row_id {pushed.first_row:,}..{pushed.end_row:,}")
+
+
+def main() -> None:
+    import logging
+    import os
+
+    # MLflow logs table creation and migrations at INFO; the CLI shows warnings and up.
+    os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+"""Data sources: the local Parquet/CSV source (default) and BigQuery."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from taxifare_flow.settings import Settings
+
+
+class DataSource(Protocol):
+    """What the lifecycle needs of a data source: row counts, month names, and the kernel
+    fed with a `row_id` range."""
+
+    name: str
+
+    def row_count(self) -> int: ...
+
+    def month_of_row(self, row: int) -> str | None: ...
+
+    def fit(self, model: Any, first_row: int, row_count: int) -> dict[str, int]: ...
+
+    def evaluate(self, model: Any, first_row: int, row_count: int, return_errors: bool = False) -> dict[str, Any]: ...
+
+    def content_hash(self, first_row: int, row_count: int) -> str: ...
+
+
+def open_source(settings: Settings) -> DataSource:
+    """The data source the settings name."""
+    if settings.data_source == "bigquery":
+        from taxifare_flow.data.bigquery import BigQuerySource
+
+        return BigQuerySource(settings)
+    from taxifare_flow.data.local import LocalSource
+
+    return LocalSource(settings)

@@ -1,0 +1,104 @@
+"""The local data source: one file per arrived month under `LOCAL_DATA_PATH/source`.
+
+The Rust core decides which files and row groups hold which `row_id`s; this module only
+orchestrates the data-engineer commands around it.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from taxifare_flow import _core
+from taxifare_flow.data.history import ensure_history, history_months
+from taxifare_flow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class ArrivedMonth:
+    month: str
+    first_row: int
+    end_row: int
+    rows: int
+    bytes: int
+    path: Path
+
+
+class LocalSource:
+    """Parquet (or CSV) month files with contiguous `row_id`s."""
+
+    name = "local"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.dir = settings.source_dir
+
+    # -- state ---------------------------------------------------------------------------
+    def arrived(self) -> list[ArrivedMonth]:
+        """Months in the source, by `row_id` (gaps and overlaps raise `DataSourceError`)."""
+        if not self.dir.is_dir():
+            return []
+        return [
+            ArrivedMonth(f["month"], f["first_row"], f["end_row"], f["rows"], f["bytes"], Path(f["path"]))
+            for f in _core.source_files(self.dir)
+        ]
+
+    def pending(self) -> list[str]:
+        """History months that have not arrived, oldest first."""
+        arrived = self.arrived()
+        newest = arrived[-1].month if arrived else ""
+        present = {m.month for m in arrived}
+        return [m for m in history_months(self.settings.pending_dir) if m not in present and m > newest]
+
+    def row_count(self) -> int:
+        return _core.row_count(self.dir) if self.dir.is_dir() else 0
+
+    def month_of_row(self, row: int) -> str | None:
+        for m in self.arrived():
+            if m.first_row <= row < m.end_row:
+                return m.month
+        return None
+
+    # -- data-engineer commands -----------------------------------------------------------
+    def reset(self) -> int:
+        """Empties the source (its month files and leftover temporaries only) and makes sure the
+        pending history exists. Returns the number of files removed."""
+        removed = 0
+        if self.dir.is_dir():
+            for p in self.dir.iterdir():
+                if p.is_file() and (p.suffix in (".parquet", ".csv") or p.name.startswith(".")):
+                    p.unlink()
+                    removed += 1
+        self.dir.mkdir(parents=True, exist_ok=True)
+        ensure_history(self.settings)
+        return removed
+
+    def get_new_month(self) -> ArrivedMonth | None:
+        """Moves the next pending month into the source; `None` when nothing is pending."""
+        pending = self.pending()
+        if not pending:
+            return None
+        month = pending[0]
+        f = _core.append_month(
+            self.settings.pending_dir / f"{month}.parquet", month, self.dir, self.settings.source_format
+        )
+        log.info("month %s arrived: rows %d..%d", month, f["first_row"], f["end_row"])
+        return ArrivedMonth(f["month"], f["first_row"], f["end_row"], f["rows"], f["bytes"], Path(f["path"]))
+
+    # -- the kernel, fed in Rust ---------------------------------------------------------
+    def read(self, first_row: int, row_count: int | None = None, batch_rows: int = 65_536) -> Any:
+        """Rows `[first_row, first_row + row_count)` as a `pyarrow.RecordBatchReader`."""
+        return _core.read_rows(self.dir, first_row, row_count, batch_rows)
+
+    def fit(self, model: Any, first_row: int, row_count: int) -> dict[str, int]:
+        return model.partial_fit_source(self.dir, first_row, row_count)
+
+    def evaluate(self, model: Any, first_row: int, row_count: int, return_errors: bool = False) -> dict[str, Any]:
+        return model.evaluate_source(self.dir, first_row, row_count, return_errors)
+
+    def content_hash(self, first_row: int, row_count: int) -> str:
+        return _core.hash_rows(self.read(first_row, row_count))

@@ -1,0 +1,1 @@
+"""The lifecycle flow (Prefect 3), its lock, and the simulation of months passing."""

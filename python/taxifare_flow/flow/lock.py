@@ -1,0 +1,60 @@
+"""The lifecycle lock: two lifecycle runs never train the same rows.
+
+PostgreSQL tracking DB → a session-level advisory lock keyed by the experiment; otherwise an
+exclusive `flock` on a file beside the embedded store. The second run waits up to
+`LOCK_TIMEOUT_SECONDS`, then gives up with `LockTimeout`.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from taxifare_flow import _core
+from taxifare_flow.settings import Settings
+
+
+class LockTimeout(RuntimeError):
+    """Another lifecycle run holds the lock."""
+
+
+def _key(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(f"taxifare-flow:{name}".encode()).digest()[:8], "big", signed=True)
+
+
+@contextmanager
+def lifecycle_lock(settings: Settings, poll_seconds: float = 0.2) -> Iterator[None]:
+    deadline = time.monotonic() + settings.lock_timeout_seconds
+    db = settings.mlflow_tracking_db
+    if db.startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        with psycopg.connect(db, autocommit=True, connect_timeout=5) as conn:
+            key = _key(settings.mlflow_experiment)
+            while not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+                if time.monotonic() > deadline:
+                    raise LockTimeout(f"another lifecycle run holds the advisory lock on {_core.mask_dsn(db)}")
+                time.sleep(poll_seconds)
+            try:
+                yield
+            finally:
+                conn.execute("SELECT pg_advisory_unlock(%s)", (key,))
+        return
+    settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.mlflow_dir / f"lifecycle-{_key(settings.mlflow_experiment) & 0xFFFFFFFF:08x}.lock"
+    with path.open("a") as f:
+        while True:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise LockTimeout(f"another lifecycle run holds {path}") from None
+                time.sleep(poll_seconds)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)

@@ -1,0 +1,65 @@
+"""The promotion policy: does the challenger replace production?
+
+`paired` (default): on the same holdout rows, the per-row absolute errors of production minus
+those of the challenger; promote when there are at least `min_rows` pairs, the mean
+improvement exceeds `margin` (relative to production's MAE) and a one-sided paired z-test
+says it is not chance (z > 1.645, i.e. 5 %). `margin`: promote when the challenger's MAE beats
+production's by the relative margin. Without production, the challenger is promoted.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+Z_95 = 1.645
+
+
+@dataclass(frozen=True)
+class Decision:
+    promote: bool
+    reason: str
+    pairs: int
+    challenger_mae: float
+    production_mae: float | None
+    mean_improvement: float | None = None
+    z: float | None = None
+
+    @property
+    def label(self) -> str:
+        return "promote" if self.promote else "keep"
+
+
+def decide(
+    challenger_errors: np.ndarray,
+    production_errors: np.ndarray | None,
+    policy: str = "paired",
+    margin: float = 0.0,
+    min_rows: int = 200,
+) -> Decision:
+    """Decides on per-row absolute errors of the two models over the same rows."""
+    n = int(len(challenger_errors))
+    chal_mae = float(np.mean(challenger_errors)) if n else math.nan
+    if production_errors is None:
+        return Decision(n > 0, "no production model yet" if n else "no holdout rows", n, chal_mae, None)
+    if len(production_errors) != n:
+        raise ValueError(f"paired errors differ in length: {n} vs {len(production_errors)}")
+    prod_mae = float(np.mean(production_errors)) if n else math.nan
+    if n == 0:
+        return Decision(False, "no holdout rows to compare on", 0, chal_mae, prod_mae)
+    diff = np.asarray(production_errors) - np.asarray(challenger_errors)
+    mean = float(diff.mean())
+    needed = margin * prod_mae
+    if policy == "margin":
+        ok = mean > needed
+        why = f"MAE {chal_mae:.4f} vs {prod_mae:.4f} (margin {margin:.1%})"
+        return Decision(ok, why, n, chal_mae, prod_mae, mean)
+    sd = float(diff.std(ddof=1)) if n > 1 else 0.0
+    z = mean / (sd / math.sqrt(n)) if sd > 0 else (math.inf if mean > 0 else 0.0)
+    if n < min_rows:
+        return Decision(False, f"only {n} paired rows (< {min_rows})", n, chal_mae, prod_mae, mean, z)
+    ok = mean > needed and z > Z_95
+    why = f"mean improvement {mean:.4f} (needs > {needed:.4f}), z={z:.2f} (needs > {Z_95})"
+    return Decision(ok, why, n, chal_mae, prod_mae, mean, z)

@@ -1,0 +1,28 @@
+"""The MLflow pyfunc model, logged as code (models-from-code): MLflow stores this file, not a
+pickle of a class, so loading needs only the installed `taxifare-flow` package.
+
+Input: a DataFrame (or Arrow table) of raw ride columns. Output: fares (NaN for rides that
+cleaning rejects).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import mlflow
+from mlflow.pyfunc import PythonModel
+
+
+class TaxifarePyfunc(PythonModel):
+    def load_context(self, context: Any) -> None:
+        from taxifare_flow.model import Model
+
+        with open(context.artifacts["kernel"], "rb") as f:
+            self._model = Model.from_bytes(f.read())
+
+    # No type hints on predict: MLflow would try to derive a schema from them.
+    def predict(self, context, model_input, params=None):  # noqa: ANN001, ANN201
+        return self._model.predict(model_input)
+
+
+mlflow.models.set_model(TaxifarePyfunc())

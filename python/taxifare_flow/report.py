@@ -1,0 +1,117 @@
+"""The report of performance over time: one row per training run (month), as CSV, PNG and an
+HTML page embedding the PNG."""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from taxifare_flow.data.history import noise_floor
+from taxifare_flow.settings import Settings
+
+COLUMNS = [
+    "month", "first_row", "end_row", "row_count", "cleaned_row_count", "prequential_mae", "frozen_mae",
+    "holdout_mae_challenger", "holdout_mae_production", "decision", "noise_floor_mae", "version",
+]
+RATE_CHANGE_MONTH = "2012-09"
+
+
+@dataclass
+class ReportFiles:
+    csv: Path
+    png: Path
+    html: Path
+    rows: int
+
+
+def collect(settings: Settings) -> list[dict]:
+    """One row per finished training run of the experiment, in row order."""
+    from taxifare_flow.ml_logic.registry import open_registry
+
+    reg = open_registry(settings)
+    runs = reg.client.search_runs(
+        [reg.experiment_id], "params.context = 'train' and attributes.status = 'FINISHED'", max_results=50_000
+    )
+    versions = {v.run_id: v.version for v in reg.versions()}
+    floor = noise_floor(settings.pending_dir)
+    rows = []
+    for r in runs:
+        p, m = r.data.params, r.data.metrics
+        first, count = int(p["first_row"]), int(p["row_count"])
+        month = p.get("data_month", "")
+        rows.append({
+            "month": month, "first_row": first, "end_row": first + count, "row_count": count,
+            "cleaned_row_count": int(p.get("cleaned_row_count", 0)),
+            "prequential_mae": m.get("prequential_mae"), "frozen_mae": m.get("frozen_mae"),
+            "holdout_mae_challenger": m.get("holdout_mae_challenger"),
+            "holdout_mae_production": m.get("holdout_mae_production"),
+            "decision": r.data.tags.get("decision", ""), "noise_floor_mae": floor.get(month),
+            "version": versions.get(r.info.run_id, ""),
+        })
+    return sorted(rows, key=lambda row: row["first_row"])
+
+
+def _plot(rows: list[dict], png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    months = [r["month"] for r in rows]
+    x = list(range(len(rows)))
+    fig, ax = plt.subplots(figsize=(12, 5), dpi=100)
+
+    def series(key: str) -> list[float]:
+        return [r[key] if r[key] is not None else math.nan for r in rows]
+
+    ax.plot(x, series("prequential_mae"), "o-", color="tab:blue", lw=2, ms=3, label="production, on the new month (prequential MAE)")
+    ax.plot(x, series("frozen_mae"), "-", color="tab:red", lw=1.5, label="frozen first model, on the new month")
+    ax.plot(x, series("holdout_mae_challenger"), ":", color="tab:green", lw=1.2, label="challenger, holdout MAE")
+    ax.plot(x, series("noise_floor_mae"), "--", color="grey", lw=1.2, label="noise floor (best possible MAE)")
+    promoted = [i for i, r in enumerate(rows) if r["decision"] == "promote"]
+    ax.plot(promoted, [series("holdout_mae_challenger")[i] for i in promoted], "^", color="tab:green", ms=5, label="promoted")
+    if RATE_CHANGE_MONTH in months:
+        i = months.index(RATE_CHANGE_MONTH)
+        ax.axvline(i, color="black", lw=1, ls="-.")
+        ax.annotate("2012-09-04 fare change", (i, ax.get_ylim()[1]), xytext=(4, -14), textcoords="offset points", fontsize=9)
+    step = max(1, len(x) // 16)
+    ax.set_xticks(x[::step], months[::step], rotation=45, ha="right")
+    ax.set_ylabel("MAE ($)")
+    ax.set_title("Taxi-fare error month after month")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(png)
+    plt.close(fig)
+
+
+def write_report(settings: Settings, out_dir: Path | None = None) -> ReportFiles:
+    """Writes report.csv, report.png and report.html under `LOCAL_DATA_PATH/reports`."""
+    out = out_dir or settings.reports_dir
+    out.mkdir(parents=True, exist_ok=True)
+    rows = collect(settings)
+    paths = ReportFiles(out / "report.csv", out / "report.png", out / "report.html", len(rows))
+    with paths.csv.open("w", newline="") as f:
+        w = csv.DictWriter(f, COLUMNS)
+        w.writeheader()
+        w.writerows(rows)
+    _plot(rows, paths.png)
+    img = base64.b64encode(paths.png.read_bytes()).decode()
+
+    def cell(v: object) -> str:
+        return f"{v:.3f}" if isinstance(v, float) else html.escape("" if v is None else str(v))
+
+    table = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in COLUMNS) + "</tr>" for r in rows)
+    head = "".join(f"<th>{c}</th>" for c in COLUMNS)
+    paths.html.write_text(
+        "<!doctype html><meta charset=utf-8><title>taxifare-flow report</title>"
+        "<style>body{font-family:sans-serif;margin:2em}td,th{padding:2px 8px;text-align:right}"
+        "tr:nth-child(even){background:#f4f4f4}</style>"
+        f"<h1>taxifare-flow: error over time</h1><img src='data:image/png;base64,{img}' style='max-width:100%'>"
+        f"<table><tr>{head}</tr>{table}</table>"
+    )
+    return paths

@@ -1,0 +1,288 @@
+"""Settings: `.env` (if present) then the process environment, which wins.
+
+Nothing is read at import time; `load_settings()` validates lazily and raises
+`SettingsError` naming the variable and the bad value.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+from dotenv import dotenv_values
+
+DATA_SOURCES = ("local", "bigquery")
+SOURCE_FORMATS = ("parquet", "csv")
+MODEL_TARGETS = ("mlflow",)
+PROMOTION_POLICIES = ("paired", "margin")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+class SettingsError(ValueError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+def _env(dotenv_path: Path | None = None) -> dict[str, str]:
+    path = dotenv_path if dotenv_path is not None else Path.cwd() / ".env"
+    values: dict[str, str] = {}
+    if path.is_file():
+        values.update({k: v for k, v in dotenv_values(path).items() if v is not None})
+    values.update(os.environ)
+    return values
+
+
+class _Reader:
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+
+    def str(self, name: str, default: str = "") -> str:
+        return self.env.get(name, "").strip() or default
+
+    def choice(self, name: str, default: str, allowed: tuple[str, ...], upper: bool = False) -> str:
+        raw = self.str(name, default)
+        value = raw.upper() if upper else raw.lower()
+        if value not in allowed:
+            raise SettingsError(f"{name}={raw!r} is not one of {', '.join(allowed)}")
+        return value
+
+    def int(self, name: str, default: int | None, minimum: int | None = None) -> int | None:
+        raw = self.str(name)
+        if not raw:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not an integer") from None
+        if minimum is not None and value < minimum:
+            raise SettingsError(f"{name}={raw!r} must be at least {minimum}")
+        return value
+
+    def float(self, name: str, default: float, minimum: float | None = None, maximum: float | None = None) -> float:
+        raw = self.str(name)
+        if not raw:
+            return default
+        try:
+            value = float(raw)
+        except ValueError:
+            raise SettingsError(f"{name}={raw!r} is not a number") from None
+        if math.isnan(value) or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+            raise SettingsError(f"{name}={raw!r} is out of range [{minimum}, {maximum}]")
+        return value
+
+    def port(self, name: str, default: int) -> int:
+        raw = self.str(name)
+        if not raw:
+            return default
+        if not raw.isdigit() or not 0 < int(raw) < 65536:
+            raise SettingsError(f"{name}={raw!r} is not a port")
+        return int(raw)
+
+    def month(self, name: str, default: str) -> str:
+        raw = self.str(name, default)
+        year, _, month = raw.partition("-")
+        if len(raw) != 7 or not (year.isdigit() and month.isdigit() and 1 <= int(month) <= 12):
+            raise SettingsError(f"{name}={raw!r} is not a month (YYYY-MM)")
+        return raw
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of taxifare-flow (see `.env.sample`)."""
+
+    # data
+    data_source: str
+    local_data_path: Path
+    source_format: str
+    history_seed: int
+    history_rows_per_month: int | None
+    history_first_month: str
+    history_last_month: str
+    # model and lifecycle
+    model_target: str
+    ridge_alpha: float
+    half_life_months: float
+    holdout_fraction: float
+    promotion_policy: str
+    promotion_margin: float
+    promotion_min_rows: int
+    lock_timeout_seconds: float
+    notify_webhook_url: str
+    # mlflow
+    mlflow_tracking_uri: str
+    mlflow_tracking_db: str
+    mlflow_experiment: str
+    mlflow_model_name: str
+    mlflow_db_user: str
+    mlflow_db_password: str = field(repr=False)
+    mlflow_db_hostname: str = ""
+    mlflow_db_port: int = 5432
+    mlflow_db_name: str = ""
+    # prefect
+    prefect_flow_name: str = "taxifare lifecycle"
+    prefect_log_level: str = "WARNING"
+    prefect_home: Path = Path()
+    # bigquery
+    gcp_project: str = ""
+    bq_dataset: str = ""
+    bq_table: str = "rides"
+    bq_location: str = "US"
+    bq_api_endpoint: str = ""
+    bq_storage_endpoint: str = ""
+    bq_timeout_seconds: float = 30.0
+
+    @property
+    def pending_dir(self) -> Path:
+        return self.local_data_path / "pending"
+
+    @property
+    def source_dir(self) -> Path:
+        return self.local_data_path / "source"
+
+    @property
+    def mlflow_dir(self) -> Path:
+        return self.local_data_path / "mlflow"
+
+    @property
+    def reports_dir(self) -> Path:
+        return self.local_data_path / "reports"
+
+    @property
+    def artifact_location(self) -> str:
+        return (self.mlflow_dir / "artifacts").resolve().as_uri()
+
+    @property
+    def tracking_is_embedded(self) -> bool:
+        return self.mlflow_tracking_uri.startswith("sqlite:")
+
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file behind the tracking DB, if it is one."""
+        if self.mlflow_tracking_db.startswith("sqlite:///"):
+            return Path(self.mlflow_tracking_db.removeprefix("sqlite:///"))
+        return None
+
+
+def compose_tracking_db(user: str, password: str, host: str, port: int, name: str) -> str:
+    """`postgresql://USER:PASSWORD@HOST:PORT/NAME` with user and password percent-encoded."""
+    auth = quote(user, safe="")
+    if password:
+        auth += ":" + quote(password, safe="")
+    return f"postgresql://{auth}@{host}:{port}/{name}"
+
+
+def _tracking_db(r: _Reader, tracking_uri: str) -> str:
+    whole = r.str("MLFLOW_TRACKING_DB")
+    if whole:
+        if not whole.startswith(("postgresql://", "postgres://", "sqlite:///")):
+            raise SettingsError(f"MLFLOW_TRACKING_DB must be a postgresql:// or sqlite:/// URI, got {whole[:20]!r}…")
+        return whole
+    parts = {n: r.str(n) for n in ("MLFLOW_DB_USER", "MLFLOW_DB_PASSWORD", "MLFLOW_DB_HOSTNAME", "MLFLOW_DB_NAME")}
+    port = r.port("MLFLOW_DB_PORT", 5432)
+    if any(parts.values()):
+        for required in ("MLFLOW_DB_USER", "MLFLOW_DB_HOSTNAME", "MLFLOW_DB_NAME"):
+            if not parts[required]:
+                raise SettingsError(f"{required} is empty but other MLFLOW_DB_* parts are set")
+        return compose_tracking_db(
+            parts["MLFLOW_DB_USER"], parts["MLFLOW_DB_PASSWORD"], parts["MLFLOW_DB_HOSTNAME"], port, parts["MLFLOW_DB_NAME"]
+        )
+    if tracking_uri.startswith("sqlite:///"):
+        return tracking_uri
+    if tracking_uri.startswith(("postgresql://", "postgres://")):
+        # SQLAlchemy driver suffixes (postgresql+psycopg://) are not part of a libpq DSN.
+        return tracking_uri
+    if tracking_uri.startswith("postgresql+"):
+        return "postgresql://" + tracking_uri.split("://", 1)[1]
+    return ""
+
+
+def load_settings(dotenv_path: Path | None = None) -> Settings:
+    """Reads and validates the settings."""
+    r = _Reader(_env(dotenv_path))
+    data_path = Path(r.str("LOCAL_DATA_PATH", "data")).expanduser().resolve()
+    default_uri = "sqlite:///" + str(data_path / "mlflow" / "mlflow.db")
+    tracking_uri = r.str("MLFLOW_TRACKING_URI", default_uri)
+    half_life_raw = r.str("HALF_LIFE_MONTHS", "inf").lower()
+    half_life = math.inf if half_life_raw in ("inf", "none", "") else r.float("HALF_LIFE_MONTHS", math.inf, minimum=1e-9)
+    rows = r.str("HISTORY_ROWS_PER_MONTH", "10000").lower()
+    rows_per_month = None if rows == "kaggle" else r.int("HISTORY_ROWS_PER_MONTH", 10000, minimum=1)
+    return Settings(
+        data_source=r.choice("DATA_SOURCE", "local", DATA_SOURCES),
+        local_data_path=data_path,
+        source_format=r.choice("SOURCE_FORMAT", "parquet", SOURCE_FORMATS),
+        history_seed=r.int("HISTORY_SEED", 42, minimum=0) or 0,
+        history_rows_per_month=rows_per_month,
+        history_first_month=r.month("HISTORY_FIRST_MONTH", "2009-01"),
+        history_last_month=r.month("HISTORY_LAST_MONTH", "2015-06"),
+        model_target=r.choice("MODEL_TARGET", "mlflow", MODEL_TARGETS),
+        ridge_alpha=r.float("RIDGE_ALPHA", 1e-6, minimum=0.0),
+        half_life_months=half_life,
+        holdout_fraction=r.float("HOLDOUT_FRACTION", 0.15, minimum=0.01, maximum=0.5),
+        promotion_policy=r.choice("PROMOTION_POLICY", "paired", PROMOTION_POLICIES),
+        promotion_margin=r.float("PROMOTION_MARGIN", 0.0, minimum=0.0),
+        promotion_min_rows=r.int("PROMOTION_MIN_ROWS", 200, minimum=1) or 200,
+        lock_timeout_seconds=r.float("LOCK_TIMEOUT_SECONDS", 600.0, minimum=0.0),
+        notify_webhook_url=r.str("NOTIFY_WEBHOOK_URL"),
+        mlflow_tracking_uri=tracking_uri,
+        mlflow_tracking_db=_tracking_db(r, tracking_uri),
+        mlflow_experiment=r.str("MLFLOW_EXPERIMENT", "taxifare"),
+        mlflow_model_name=r.str("MLFLOW_MODEL_NAME", "taxifare"),
+        mlflow_db_user=r.str("MLFLOW_DB_USER"),
+        mlflow_db_password=r.str("MLFLOW_DB_PASSWORD"),
+        mlflow_db_hostname=r.str("MLFLOW_DB_HOSTNAME"),
+        mlflow_db_port=r.port("MLFLOW_DB_PORT", 5432),
+        mlflow_db_name=r.str("MLFLOW_DB_NAME"),
+        prefect_flow_name=r.str("PREFECT_FLOW_NAME", "taxifare lifecycle"),
+        prefect_log_level=r.choice("PREFECT_LOG_LEVEL", "WARNING", LOG_LEVELS, upper=True),
+        prefect_home=Path(r.str("PREFECT_HOME", str(data_path / "prefect"))).expanduser().resolve(),
+        gcp_project=r.str("GCP_PROJECT"),
+        bq_dataset=r.str("BQ_DATASET", "taxifare"),
+        bq_table=r.str("BQ_TABLE", "rides"),
+        bq_location=r.str("BQ_LOCATION", "US"),
+        bq_api_endpoint=r.str("BQ_API_ENDPOINT"),
+        bq_storage_endpoint=r.str("BQ_STORAGE_ENDPOINT"),
+        bq_timeout_seconds=r.float("BQ_TIMEOUT_SECONDS", 30.0, minimum=0.1),
+    )
+
+
+SECRET_FIELDS = {"mlflow_db_password"}
+GROUPS: dict[str, tuple[str, ...]] = {
+    "data": (
+        "data_source", "local_data_path", "source_format", "history_seed", "history_rows_per_month",
+        "history_first_month", "history_last_month",
+    ),
+    "model & lifecycle": (
+        "model_target", "ridge_alpha", "half_life_months", "holdout_fraction", "promotion_policy",
+        "promotion_margin", "promotion_min_rows", "lock_timeout_seconds", "notify_webhook_url",
+    ),
+    "MLflow": (
+        "mlflow_tracking_uri", "mlflow_tracking_db", "mlflow_experiment", "mlflow_model_name", "mlflow_db_user",
+        "mlflow_db_password", "mlflow_db_hostname", "mlflow_db_port", "mlflow_db_name",
+    ),
+    "Prefect": ("prefect_flow_name", "prefect_log_level", "prefect_home"),
+    "BigQuery": (
+        "gcp_project", "bq_dataset", "bq_table", "bq_location", "bq_api_endpoint", "bq_storage_endpoint",
+        "bq_timeout_seconds",
+    ),
+}
+
+
+def masked(settings: Settings) -> dict[str, list[tuple[str, str]]]:
+    """The settings grouped by concern, every password masked (DSNs and URLs included)."""
+    from taxifare_flow._core import mask_dsn
+
+    out: dict[str, list[tuple[str, str]]] = {}
+    for group, names in GROUPS.items():
+        rows = []
+        for name in names:
+            value = getattr(settings, name)
+            if name in SECRET_FIELDS:
+                shown = "***" if value else ""
+            elif value is None:
+                shown = "kaggle size" if name == "history_rows_per_month" else ""
+            else:
+                shown = mask_dsn(str(value))
+            rows.append((name.upper(), shown))
+        out[group] = rows
+    return out

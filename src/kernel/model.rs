@@ -1,0 +1,353 @@
+//! The taxi-fare model: sufficient statistics over features of cleaned rides, optional
+//! exponential forgetting in months of ride time, lazily solved coefficients.
+
+use arrow::array::{Array, RecordBatch};
+use arrow::error::ArrowError;
+use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2};
+
+use super::cleaning::{Cleaner, CleaningCounts};
+use super::columns::RideColumns;
+use super::features::{Featurizer, FEATURE_VERSION, N_FEATURES};
+use super::metrics::Metrics;
+use super::stats::{Coefficients, Stats};
+use super::KernelError;
+use crate::calendar::month_index_of;
+
+/// Rows featurised before they are added to the statistics in one matrix product.
+const CHUNK: usize = 4096;
+
+/// Kernel settings, recorded with every model.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Settings {
+    /// Ridge penalty on standardised coefficients (0 = ordinary least squares).
+    pub ridge_alpha: f64,
+    /// Half-life of a row's weight in months of ride time; infinite = no forgetting (exact).
+    pub half_life_months: f64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self { ridge_alpha: 1e-6, half_life_months: f64::INFINITY }
+    }
+}
+
+impl Settings {
+    /// Checks the ranges.
+    pub fn validate(&self) -> Result<(), KernelError> {
+        if !(self.ridge_alpha >= 0.0 && self.ridge_alpha.is_finite()) {
+            return Err(KernelError::Invalid(format!("ridge_alpha must be a finite number ≥ 0, got {}", self.ridge_alpha)));
+        }
+        if !(self.half_life_months > 0.0) {
+            return Err(KernelError::Invalid(format!("half_life_months must be > 0 (inf for none), got {}", self.half_life_months)));
+        }
+        Ok(())
+    }
+}
+
+/// Scores of a model on labelled rows.
+#[derive(Clone, Debug, Default)]
+pub struct Evaluation {
+    /// Cleaning of the rows scored.
+    pub counts: CleaningCounts,
+    /// MAE, RMSE, R².
+    pub metrics: Metrics,
+    /// Per-row absolute errors, in row order, when asked for.
+    pub abs_errors: Option<Vec<f64>>,
+}
+
+/// The model.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Model {
+    /// Its settings.
+    pub settings: Settings,
+    /// The feature set it was trained with.
+    pub feature_version: u16,
+    pub(crate) stats: Stats,
+    /// Newest month (since 2009-01) of the rows added.
+    pub last_month: Option<i32>,
+    pub(crate) coef: Option<Coefficients>,
+}
+
+fn input(e: ArrowError) -> KernelError {
+    match e {
+        ArrowError::ExternalError(inner) => KernelError::Input(inner.to_string()),
+        other => KernelError::Input(other.to_string()),
+    }
+}
+
+impl Model {
+    /// An empty model.
+    pub fn new(settings: Settings) -> Result<Self, KernelError> {
+        settings.validate()?;
+        Ok(Self { settings, feature_version: FEATURE_VERSION, stats: Stats::new(N_FEATURES), last_month: None, coef: None })
+    }
+
+    /// Total weight of the rows learnt (their number without forgetting).
+    #[must_use]
+    pub fn n_rows(&self) -> f64 {
+        self.stats.n()
+    }
+
+    /// The sufficient statistics.
+    #[must_use]
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    fn forgetting(&self) -> bool {
+        self.settings.half_life_months.is_finite()
+    }
+
+    /// Moves the model's clock to month `m`, decaying older weights.
+    fn advance_to(&mut self, m: i32) {
+        match self.last_month {
+            Some(last) if m > last => {
+                if self.forgetting() {
+                    self.stats.scale(0.5_f64.powf(f64::from(m - last) / self.settings.half_life_months));
+                    self.coef = None;
+                }
+                self.last_month = Some(m);
+            }
+            None => self.last_month = Some(m),
+            _ => {}
+        }
+    }
+
+    fn flush(&mut self, x: &Array2<f64>, y: &Array1<f64>, fill: usize) {
+        if fill > 0 {
+            self.stats.add(x.slice(s![..fill, ..]), y.slice(s![..fill]));
+            self.coef = None;
+        }
+    }
+
+    /// Adds the rows of a stream of raw batches (one cleaning state across the stream, so
+    /// duplicates are found across batches). Returns the cleaning counts.
+    pub fn partial_fit<I>(&mut self, batches: I) -> Result<CleaningCounts, KernelError>
+    where
+        I: IntoIterator<Item = Result<RecordBatch, ArrowError>>,
+    {
+        let mut cleaner = Cleaner::for_training();
+        let mut feat = Featurizer::new();
+        let mut counts = CleaningCounts::default();
+        let mut x = Array2::<f64>::zeros((CHUNK, N_FEATURES + 1));
+        x.column_mut(0).fill(1.0);
+        let mut y = Array1::<f64>::zeros(CHUNK);
+        let mut fill = 0;
+        let mut kept = Vec::new();
+        for batch in batches {
+            let batch = batch.map_err(input)?;
+            let cols = RideColumns::from_batch(&batch, true)?;
+            let Some(fares) = cols.fare.as_ref() else { continue };
+            kept.clear();
+            cleaner.clean(&cols, &mut counts, &mut kept);
+            for &i in &kept {
+                let m = month_index_of(cols.ts[i]);
+                if self.last_month.is_none_or(|last| m > last) {
+                    self.flush(&x, &y, fill);
+                    fill = 0;
+                    self.advance_to(m);
+                }
+                let mut row = x.row_mut(fill);
+                let Some(row) = row.as_slice_mut() else { continue };
+                feat.write(&cols, i, &mut row[1..]);
+                y[fill] = fares.value(i);
+                fill += 1;
+                if fill == CHUNK {
+                    self.flush(&x, &y, fill);
+                    fill = 0;
+                }
+            }
+        }
+        self.flush(&x, &y, fill);
+        Ok(counts)
+    }
+
+    /// Adds rows of precomputed features (`x`: n × [`N_FEATURES`]) and labels, as of ride
+    /// month `month` when given (for forgetting).
+    pub fn partial_fit_features(&mut self, x: ArrayView2<f64>, y: ArrayView1<f64>, month: Option<i32>) -> Result<(), KernelError> {
+        if x.ncols() != N_FEATURES || x.nrows() != y.len() {
+            return Err(KernelError::Incompatible(format!(
+                "features must be n × {N_FEATURES} with n labels, got {} × {} and {} labels",
+                x.nrows(),
+                x.ncols(),
+                y.len()
+            )));
+        }
+        if let Some(m) = month {
+            self.advance_to(m);
+        }
+        let mut a = Array2::ones((x.nrows(), N_FEATURES + 1));
+        a.slice_mut(s![.., 1..]).assign(&x);
+        self.stats.add(a.view(), y);
+        self.coef = None;
+        Ok(())
+    }
+
+    /// Adds the statistics of another model trained on disjoint rows.
+    pub fn merge(&mut self, other: &Self) -> Result<(), KernelError> {
+        if other.feature_version != self.feature_version || other.settings != self.settings {
+            return Err(KernelError::Incompatible("models differ in feature version or settings".into()));
+        }
+        let mut other = other.clone();
+        match (self.last_month, other.last_month) {
+            (Some(a), Some(b)) if a < b => self.advance_to(b),
+            (Some(a), Some(b)) if b < a => other.advance_to(a),
+            (None, Some(b)) => self.last_month = Some(b),
+            _ => {}
+        }
+        self.stats.merge(&other.stats);
+        self.coef = None;
+        Ok(())
+    }
+
+    /// The coefficients, solving the normal equations if rows were added since.
+    pub fn coefficients(&mut self) -> Result<&Coefficients, KernelError> {
+        if self.coef.is_none() {
+            self.coef = Some(self.stats.solve(self.settings.ridge_alpha).ok_or(KernelError::NotFitted)?);
+        }
+        self.coef.as_ref().ok_or(KernelError::NotFitted)
+    }
+
+    fn dot(c: &Coefficients, f: &[f64]) -> f64 {
+        c.intercept + c.beta.iter().zip(f).map(|(b, v)| b * v).sum::<f64>()
+    }
+
+    /// Predicted fares for the raw rows of a batch; NaN for rows cleaning rejects.
+    pub fn predict(&mut self, batch: &RecordBatch) -> Result<Vec<f64>, KernelError> {
+        let c = self.coefficients()?.clone();
+        let cols = RideColumns::from_batch(batch, false)?;
+        let mut cleaner = Cleaner::for_prediction();
+        let mut feat = Featurizer::new();
+        let mut f = [0.0; N_FEATURES];
+        Ok((0..cols.len)
+            .map(|i| {
+                if cleaner.check(&cols, i).is_err() {
+                    return f64::NAN;
+                }
+                feat.write(&cols, i, &mut f);
+                Self::dot(&c, &f)
+            })
+            .collect())
+    }
+
+    /// Predictions on precomputed features.
+    pub fn predict_features(&mut self, x: ArrayView2<f64>) -> Result<Vec<f64>, KernelError> {
+        if x.ncols() != N_FEATURES {
+            return Err(KernelError::Incompatible(format!("features must have {N_FEATURES} columns, got {}", x.ncols())));
+        }
+        let c = self.coefficients()?.clone();
+        Ok(x.rows().into_iter().map(|r| c.intercept + r.dot(&ArrayView1::from(&c.beta))).collect())
+    }
+
+    /// Scores the model on labelled raw rows, cleaned as for training.
+    pub fn evaluate<I>(&mut self, batches: I, keep_errors: bool) -> Result<Evaluation, KernelError>
+    where
+        I: IntoIterator<Item = Result<RecordBatch, ArrowError>>,
+    {
+        let c = self.coefficients()?.clone();
+        let mut ev = Evaluation { abs_errors: keep_errors.then(Vec::new), ..Default::default() };
+        let mut cleaner = Cleaner::for_training();
+        let mut feat = Featurizer::new();
+        let mut f = [0.0; N_FEATURES];
+        let mut kept = Vec::new();
+        for batch in batches {
+            let batch = batch.map_err(input)?;
+            let cols = RideColumns::from_batch(&batch, true)?;
+            let Some(fares) = cols.fare.as_ref() else { continue };
+            kept.clear();
+            cleaner.clean(&cols, &mut ev.counts, &mut kept);
+            for &i in &kept {
+                feat.write(&cols, i, &mut f);
+                let (y, p) = (fares.value(i), Self::dot(&c, &f));
+                ev.metrics.add(y, p);
+                if let Some(e) = ev.abs_errors.as_mut() {
+                    e.push((p - y).abs());
+                }
+            }
+        }
+        Ok(ev)
+    }
+}
+
+/// Features of the rows of a batch that pass training cleaning, with their labels.
+pub fn features_of(batch: &RecordBatch) -> Result<(Array2<f64>, Array1<f64>, CleaningCounts), KernelError> {
+    let cols = RideColumns::from_batch(batch, true)?;
+    let mut counts = CleaningCounts::default();
+    let mut kept = Vec::new();
+    Cleaner::for_training().clean(&cols, &mut counts, &mut kept);
+    let mut x = Array2::zeros((kept.len(), N_FEATURES));
+    let mut feat = Featurizer::new();
+    let fares = cols.fare.as_ref().ok_or_else(|| KernelError::Schema { column: "fare_amount".into(), reason: "missing".into() })?;
+    let mut y = Array1::zeros(kept.len());
+    for (r, &i) in kept.iter().enumerate() {
+        let mut row = x.row_mut(r);
+        if let Some(row) = row.as_slice_mut() {
+            feat.write(&cols, i, row);
+        }
+        y[r] = if fares.is_null(i) { f64::NAN } else { fares.value(i) };
+    }
+    Ok((x, y, counts))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calendar::Month;
+    use crate::generator::MonthRides;
+
+    fn month(m: &str, rows: u64) -> Vec<Result<RecordBatch, ArrowError>> {
+        MonthRides::new(9, Month::parse(m).unwrap(), rows, 1000, false).collect()
+    }
+
+    fn mae(model: &mut Model, m: &str) -> f64 {
+        model.evaluate(month(m, 4000), false).unwrap().metrics.mae()
+    }
+
+    #[test]
+    fn learns_fares_and_counts_cleaning() {
+        let mut model = Model::new(Settings::default()).unwrap();
+        let counts = model.partial_fit(month("2011-03", 20_000)).unwrap();
+        assert_eq!(counts.raw, 20_000);
+        assert!(counts.kept > 19_000 && counts.kept < 20_000, "{counts:?}");
+        assert!(counts.zero_coordinates > 200 && counts.zero_coordinates < 600, "{counts:?}");
+        assert_eq!(counts.raw, counts.pairs()[1..].iter().map(|(_, v)| v).sum::<u64>());
+        let e = mae(&mut model, "2011-04");
+        assert!(e < 2.5, "MAE {e}");
+    }
+
+    #[test]
+    fn incremental_fit_equals_one_fit() {
+        let mut inc = Model::new(Settings::default()).unwrap();
+        inc.partial_fit(month("2010-01", 3000)).unwrap();
+        inc.partial_fit(month("2010-02", 3000)).unwrap();
+        let mut one = Model::new(Settings::default()).unwrap();
+        one.partial_fit(month("2010-01", 3000).into_iter().chain(month("2010-02", 3000))).unwrap();
+        let (ci, co) = (inc.coefficients().unwrap().clone(), one.coefficients().unwrap().clone());
+        for (x, y) in ci.beta.iter().zip(&co.beta) {
+            assert!((x - y).abs() <= 1e-9 * y.abs().max(1.0), "{x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn forgetting_decays_old_months() {
+        let settings = Settings { ridge_alpha: 1e-6, half_life_months: 2.0 };
+        let mut m = Model::new(settings).unwrap();
+        m.partial_fit(month("2012-01", 1000)).unwrap();
+        let n1 = m.n_rows();
+        m.partial_fit(month("2012-03", 1000)).unwrap();
+        // Two months later the first month weighs half.
+        assert!((m.n_rows() - (n1 * 0.5 + n1)).abs() < 30.0, "{} vs {}", m.n_rows(), n1 * 1.5);
+        assert_eq!(m.last_month, Some(Month::parse("2012-03").unwrap().index()));
+    }
+
+    #[test]
+    fn errors_are_typed() {
+        let mut m = Model::new(Settings::default()).unwrap();
+        assert!(matches!(m.coefficients(), Err(KernelError::NotFitted)));
+        assert!(Model::new(Settings { ridge_alpha: -1.0, half_life_months: 1.0 }).is_err());
+        let batch = month("2010-01", 10).remove(0).unwrap();
+        let no_lat = batch.project(&[0, 1, 2, 3, 5, 6, 7]).unwrap();
+        let err = m.partial_fit(vec![Ok(no_lat)]).unwrap_err();
+        assert!(err.to_string().contains("pickup_latitude"), "{err}");
+    }
+}

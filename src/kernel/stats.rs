@@ -1,0 +1,259 @@
+//! Sufficient statistics of a ridge regression with an unpenalised intercept: everything a
+//! fit needs, in O(p²) memory whatever the number of rows, additive over disjoint rows.
+
+use ndarray::{linalg::general_mat_mul, linalg::general_mat_vec_mul, Array1, Array2, ArrayView1, ArrayView2};
+
+/// `n`, `XᵀX` and `Xᵀy` of the design augmented with a leading column of ones (so its first
+/// row holds the feature sums), `Σy` and `Σy²`. Weights are fractional under forgetting.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Stats {
+    /// Augmented `XᵀX`, `(p+1)²`, row-major.
+    pub xtx: Array2<f64>,
+    /// Augmented `Xᵀy`, `p+1`.
+    pub xty: Array1<f64>,
+    /// Σy².
+    pub syy: f64,
+}
+
+/// Fitted coefficients in the original feature units.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Coefficients {
+    /// Intercept.
+    pub intercept: f64,
+    /// One per feature (0 for features that never varied).
+    pub beta: Vec<f64>,
+}
+
+impl Stats {
+    /// Empty statistics for `p` features.
+    #[must_use]
+    pub fn new(p: usize) -> Self {
+        Self { xtx: Array2::zeros((p + 1, p + 1)), xty: Array1::zeros(p + 1), syy: 0.0 }
+    }
+
+    /// Number of features.
+    #[must_use]
+    pub fn p(&self) -> usize {
+        self.xty.len() - 1
+    }
+
+    /// Total weight of the rows (their count without forgetting).
+    #[must_use]
+    pub fn n(&self) -> f64 {
+        self.xtx[[0, 0]]
+    }
+
+    /// Adds rows whose augmented design (first column all ones) is `x`.
+    pub fn add(&mut self, x: ArrayView2<f64>, y: ArrayView1<f64>) {
+        general_mat_mul(1.0, &x.t(), &x, 1.0, &mut self.xtx);
+        general_mat_vec_mul(1.0, &x.t(), &y, 1.0, &mut self.xty);
+        self.syy += y.dot(&y);
+    }
+
+    /// Multiplies every weight by `f` (exponential forgetting).
+    pub fn scale(&mut self, f: f64) {
+        self.xtx *= f;
+        self.xty *= f;
+        self.syy *= f;
+    }
+
+    /// Adds the statistics of disjoint rows.
+    pub fn merge(&mut self, other: &Self) {
+        self.xtx += &other.xtx;
+        self.xty += &other.xty;
+        self.syy += other.syy;
+    }
+
+    /// Ridge solution with penalty `alpha` on standardised coefficients (the intercept is not
+    /// penalised): minimises `Σ(y − a − xβ)²/n + alpha·Σ(β_j·sd_j)²`. Features with no variance
+    /// get 0. Cholesky first; a singular system is retried with a growing diagonal jitter.
+    /// `None` when no row was added.
+    #[must_use]
+    pub fn solve(&self, alpha: f64) -> Option<Coefficients> {
+        let p = self.p();
+        let n = self.n();
+        if n <= 0.0 {
+            return None;
+        }
+        let mean: Vec<f64> = (1..=p).map(|j| self.xtx[[0, j]] / n).collect();
+        let ybar = self.xty[0] / n;
+        let sd: Vec<f64> = (0..p)
+            .map(|j| {
+                let var = self.xtx[[j + 1, j + 1]] / n - mean[j] * mean[j];
+                if var > 1e-12 * (1.0 + mean[j] * mean[j]) { var.sqrt() } else { 0.0 }
+            })
+            .collect();
+        let active: Vec<usize> = (0..p).filter(|&j| sd[j] > 0.0).collect();
+        let k = active.len();
+        let mut a = Array2::<f64>::zeros((k, k));
+        let mut b = Array1::<f64>::zeros(k);
+        for (r, &i) in active.iter().enumerate() {
+            for (c, &j) in active.iter().enumerate() {
+                a[[r, c]] = (self.xtx[[i + 1, j + 1]] / n - mean[i] * mean[j]) / (sd[i] * sd[j]);
+            }
+            a[[r, r]] += alpha;
+            b[r] = (self.xty[i + 1] / n - mean[i] * ybar) / sd[i];
+        }
+        let std_beta = solve_spd(a, &b);
+        let mut beta = vec![0.0; p];
+        for (r, &j) in active.iter().enumerate() {
+            beta[j] = std_beta[r] / sd[j];
+        }
+        let intercept = ybar - beta.iter().zip(&mean).map(|(b, m)| b * m).sum::<f64>();
+        Some(Coefficients { intercept, beta })
+    }
+}
+
+/// Solves `a x = b` for symmetric positive (semi-)definite `a` by Cholesky, adding a diagonal
+/// jitter (1e-12 of the mean diagonal, then ×100) until the factorisation succeeds.
+fn solve_spd(a: Array2<f64>, b: &Array1<f64>) -> Vec<f64> {
+    let k = b.len();
+    let scale = (0..k).map(|i| a[[i, i]]).sum::<f64>() / k.max(1) as f64;
+    let mut jitter = 0.0;
+    for attempt in 0..12 {
+        let mut m = a.clone();
+        for i in 0..k {
+            m[[i, i]] += jitter;
+        }
+        if let Some(l) = cholesky(m) {
+            if attempt > 0 {
+                log::warn!("singular normal equations: solved with diagonal jitter {jitter:.3e}");
+            }
+            return cholesky_solve(&l, b);
+        }
+        jitter = if jitter == 0.0 { 1e-12 * scale.max(1e-300) } else { jitter * 100.0 };
+    }
+    log::warn!("normal equations could not be factorised: coefficients set to 0");
+    vec![0.0; k]
+}
+
+fn cholesky(mut m: Array2<f64>) -> Option<Array2<f64>> {
+    let k = m.nrows();
+    for j in 0..k {
+        let mut d = m[[j, j]];
+        for t in 0..j {
+            d -= m[[j, t]] * m[[j, t]];
+        }
+        if d.is_nan() || d <= 0.0 {
+            return None;
+        }
+        let d = d.sqrt();
+        m[[j, j]] = d;
+        for i in j + 1..k {
+            let mut s = m[[i, j]];
+            for t in 0..j {
+                s -= m[[i, t]] * m[[j, t]];
+            }
+            m[[i, j]] = s / d;
+        }
+    }
+    Some(m)
+}
+
+fn cholesky_solve(l: &Array2<f64>, b: &Array1<f64>) -> Vec<f64> {
+    let k = b.len();
+    let mut z = vec![0.0; k];
+    for i in 0..k {
+        let s: f64 = (0..i).map(|t| l[[i, t]] * z[t]).sum();
+        z[i] = (b[i] - s) / l[[i, i]];
+    }
+    let mut x = vec![0.0; k];
+    for i in (0..k).rev() {
+        let s: f64 = (i + 1..k).map(|t| l[[t, i]] * x[t]).sum();
+        x[i] = (z[i] - s) / l[[i, i]];
+    }
+    x
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generator::rng::Rng;
+    use linfa::prelude::*;
+    use linfa_linear::LinearRegression;
+    use ndarray::{s, Array2};
+
+    fn data(n: usize, p: usize, seed: u64) -> (Array2<f64>, Array1<f64>) {
+        let mut rng = Rng::new(seed, 0);
+        let x = Array2::from_shape_fn((n, p), |_| rng.normal() * 2.0 + 1.0);
+        let y = Array1::from_shape_fn(n, |i| 3.0 + (0..p).map(|j| (j as f64 - 1.5) * x[[i, j]]).sum::<f64>() + rng.normal());
+        (x, y)
+    }
+
+    fn augment(x: ArrayView2<f64>) -> Array2<f64> {
+        let mut a = Array2::ones((x.nrows(), x.ncols() + 1));
+        a.slice_mut(s![.., 1..]).assign(&x);
+        a
+    }
+
+    fn rel(a: f64, b: f64) -> f64 {
+        (a - b).abs() / b.abs().max(1.0)
+    }
+
+    #[test]
+    fn incremental_equals_full_fit_equals_linfa() {
+        let (x, y) = data(5000, 6, 1);
+        let mut whole = Stats::new(6);
+        whole.add(augment(x.view()).view(), y.view());
+        let mut parts = Stats::new(6);
+        for (lo, hi) in [(0, 1), (1, 1700), (1700, 1700), (1700, 5000)] {
+            parts.add(augment(x.slice(s![lo..hi, ..])).view(), y.slice(s![lo..hi]));
+        }
+        let (cw, cp) = (whole.solve(0.0).unwrap(), parts.solve(0.0).unwrap());
+        let fit = LinearRegression::default().fit(&Dataset::new(x.clone(), y.clone())).unwrap();
+        assert!(rel(cw.intercept, fit.intercept()) < 1e-9, "{} vs {}", cw.intercept, fit.intercept());
+        assert!(rel(cp.intercept, cw.intercept) < 1e-9);
+        for j in 0..6 {
+            assert!(rel(cw.beta[j], fit.params()[j]) < 1e-9, "beta {j}: {} vs {}", cw.beta[j], fit.params()[j]);
+            assert!(rel(cp.beta[j], cw.beta[j]) < 1e-9);
+        }
+    }
+
+    #[test]
+    fn merge_equals_fit_on_the_union() {
+        let (x, y) = data(3000, 4, 2);
+        let (mut a, mut b, mut all) = (Stats::new(4), Stats::new(4), Stats::new(4));
+        a.add(augment(x.slice(s![..1000, ..])).view(), y.slice(s![..1000]));
+        b.add(augment(x.slice(s![1000.., ..])).view(), y.slice(s![1000..]));
+        all.add(augment(x.view()).view(), y.view());
+        a.merge(&b);
+        let (ca, call) = (a.solve(0.5).unwrap(), all.solve(0.5).unwrap());
+        for j in 0..4 {
+            assert!(rel(ca.beta[j], call.beta[j]) < 1e-12);
+        }
+    }
+
+    #[test]
+    fn ridge_shrinks_and_constant_or_collinear_columns_are_handled() {
+        let (mut x, _) = data(2000, 4, 3);
+        x.column_mut(2).fill(7.0); // never varies
+        let col0 = x.column(0).to_owned();
+        x.column_mut(3).assign(&(&col0 * 2.0)); // exactly collinear
+        let mut rng = Rng::new(5, 0);
+        let y = Array1::from_shape_fn(2000, |i| 1.0 + x[[i, 0]] - 2.0 * x[[i, 1]] + rng.normal());
+        let mut s = Stats::new(4);
+        s.add(augment(x.view()).view(), y.view());
+        let c = s.solve(0.0).unwrap();
+        assert_eq!(c.beta[2], 0.0);
+        assert!(c.beta.iter().all(|b| b.is_finite()) && c.intercept.is_finite());
+        // The collinear pair still predicts like the single column did.
+        let pred = |c: &Coefficients, i: usize| c.intercept + (0..4).map(|j| c.beta[j] * x[[i, j]]).sum::<f64>();
+        let mse: f64 = (0..2000).map(|i| (pred(&c, i) - y[i]).powi(2)).sum::<f64>() / 2000.0;
+        assert!(mse < 1.5, "{mse}");
+        let shrunk = s.solve(100.0).unwrap();
+        assert!(shrunk.beta[1].abs() < c.beta[1].abs());
+        assert!(Stats::new(3).solve(0.0).is_none());
+    }
+
+    #[test]
+    fn scaling_halves_the_weight() {
+        let (x, y) = data(100, 2, 4);
+        let mut s = Stats::new(2);
+        s.add(augment(x.view()).view(), y.view());
+        let before = s.solve(0.0).unwrap();
+        s.scale(0.5);
+        assert_eq!(s.n(), 50.0);
+        let after = s.solve(0.0).unwrap();
+        assert!(rel(before.beta[0], after.beta[0]) < 1e-12, "scaling alone does not move OLS");
+    }
+}

@@ -1,0 +1,437 @@
+//! The only PyO3 code: thin bindings over the core, errors mapped to Python exceptions in one
+//! place, the GIL released around every heavy call.
+
+use std::path::PathBuf;
+
+use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::{PyBytes, PyDict};
+use pyo3_arrow::input::AnyRecordBatch;
+use pyo3_arrow::PyRecordBatchReader;
+
+use crate::calendar::Month;
+use crate::generator::history::{self, HistoryError, HistoryOptions};
+use crate::kernel::cleaning::CleaningCounts;
+use crate::kernel::model::{Evaluation, Model, Settings};
+use crate::kernel::{codec, features, KernelError};
+use crate::source::layout::{self, Format};
+use crate::source::{append, reader, SourceError};
+use crate::watermark::{self, WatermarkError};
+
+create_exception!(_core, TaxifareError, PyException, "Base of every error raised by the taxifare-flow core.");
+create_exception!(_core, DataSourceError, TaxifareError, "The data source is missing, corrupt, or not contiguous.");
+create_exception!(_core, SchemaError, TaxifareError, "A required column is missing or has the wrong type.");
+create_exception!(_core, MonthAlreadyPresentError, DataSourceError, "The month is already in the data source.");
+create_exception!(_core, ModelError, TaxifareError, "The kernel cannot fit, predict, or load a model.");
+create_exception!(_core, WatermarkError_, TaxifareError, "Reading the MLflow tracking database failed.");
+create_exception!(_core, TrackingDbUnreachableError, WatermarkError_, "The tracking database cannot be reached.");
+create_exception!(_core, TrackingDbAuthError, WatermarkError_, "The tracking database refused the credentials.");
+create_exception!(_core, NotAnMlflowStoreError, WatermarkError_, "The database holds no MLflow tables.");
+create_exception!(_core, InvalidRunParamError, WatermarkError_, "A run's first_row/row_count param is not an integer.");
+create_exception!(_core, TrackingStoreNotFoundError, WatermarkError_, "The SQLite tracking store does not exist.");
+
+/// Every core error becomes one Python exception class, here and nowhere else.
+enum CoreError {
+    Source(SourceError),
+    Kernel(KernelError),
+    Watermark(WatermarkError),
+    History(HistoryError),
+    Invalid(String),
+}
+
+impl From<SourceError> for CoreError {
+    fn from(e: SourceError) -> Self {
+        Self::Source(e)
+    }
+}
+impl From<KernelError> for CoreError {
+    fn from(e: KernelError) -> Self {
+        Self::Kernel(e)
+    }
+}
+impl From<WatermarkError> for CoreError {
+    fn from(e: WatermarkError) -> Self {
+        Self::Watermark(e)
+    }
+}
+impl From<HistoryError> for CoreError {
+    fn from(e: HistoryError) -> Self {
+        Self::History(e)
+    }
+}
+
+impl From<CoreError> for PyErr {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::Source(e @ SourceError::Schema { .. }) => SchemaError::new_err(e.to_string()),
+            CoreError::Source(e @ SourceError::AlreadyPresent { .. }) => MonthAlreadyPresentError::new_err(e.to_string()),
+            CoreError::Source(SourceError::Invalid(m)) => pyo3::exceptions::PyValueError::new_err(m),
+            CoreError::Source(e) => DataSourceError::new_err(e.to_string()),
+            CoreError::Kernel(e @ KernelError::Schema { .. }) => SchemaError::new_err(e.to_string()),
+            CoreError::Kernel(KernelError::Input(m)) => DataSourceError::new_err(m),
+            CoreError::Kernel(e) => ModelError::new_err(e.to_string()),
+            CoreError::Watermark(e) => {
+                let m = e.to_string();
+                match e {
+                    WatermarkError::Unreachable { .. } => TrackingDbUnreachableError::new_err(m),
+                    WatermarkError::Authentication { .. } => TrackingDbAuthError::new_err(m),
+                    WatermarkError::NotAnMlflowStore { .. } => NotAnMlflowStoreError::new_err(m),
+                    WatermarkError::InvalidParam { .. } => InvalidRunParamError::new_err(m),
+                    WatermarkError::StoreNotFound(_) => TrackingStoreNotFoundError::new_err(m),
+                    _ => WatermarkError_::new_err(m),
+                }
+            }
+            CoreError::History(e) => DataSourceError::new_err(e.to_string()),
+            CoreError::Invalid(m) => pyo3::exceptions::PyValueError::new_err(m),
+        }
+    }
+}
+
+type CoreResult<T> = Result<T, CoreError>;
+
+fn month(s: &str) -> CoreResult<Month> {
+    Month::parse(s).ok_or_else(|| CoreError::Invalid(format!("{s:?} is not a month (YYYY-MM)")))
+}
+
+fn counts_dict<'py>(py: Python<'py>, c: &CleaningCounts) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    for (k, v) in c.pairs() {
+        d.set_item(k, v)?;
+    }
+    Ok(d)
+}
+
+fn evaluation_dict<'py>(py: Python<'py>, ev: Evaluation) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("n", ev.metrics.n)?;
+    d.set_item("mae", ev.metrics.mae())?;
+    d.set_item("rmse", ev.metrics.rmse())?;
+    d.set_item("r2", ev.metrics.r2())?;
+    d.set_item("cleaning", counts_dict(py, &ev.counts)?)?;
+    if let Some(errors) = ev.abs_errors {
+        d.set_item("abs_errors", errors.into_pyarray(py))?;
+    }
+    Ok(d)
+}
+
+/// The taxi-fare model: exact incremental ridge regression over cleaned, featurised rides.
+#[pyclass(name = "Model", module = "taxifare_flow._core")]
+pub struct PyModel {
+    inner: Model,
+}
+
+#[pymethods]
+impl PyModel {
+    #[new]
+    #[pyo3(signature = (ridge_alpha = 1e-6, half_life_months = None))]
+    fn new(ridge_alpha: f64, half_life_months: Option<f64>) -> PyResult<Self> {
+        let settings = Settings { ridge_alpha, half_life_months: half_life_months.unwrap_or(f64::INFINITY) };
+        Ok(Self { inner: Model::new(settings).map_err(CoreError::from)? })
+    }
+
+    /// Adds raw ride rows (any Arrow table, batch or stream); returns the cleaning counts.
+    fn partial_fit<'py>(&mut self, py: Python<'py>, data: AnyRecordBatch) -> PyResult<Bound<'py, PyDict>> {
+        let reader = data.into_reader()?;
+        let model = &mut self.inner;
+        let counts = py.detach(|| model.partial_fit(reader)).map_err(CoreError::from)?;
+        counts_dict(py, &counts)
+    }
+
+    /// Adds rows `[first_row, first_row + row_count)` of a local source, read in Rust.
+    #[pyo3(signature = (source_dir, first_row, row_count = None, batch_rows = 65_536))]
+    fn partial_fit_source<'py>(
+        &mut self,
+        py: Python<'py>,
+        source_dir: PathBuf,
+        first_row: u64,
+        row_count: Option<u64>,
+        batch_rows: usize,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let model = &mut self.inner;
+        let counts = py
+            .detach(|| -> CoreResult<CleaningCounts> {
+                let r = reader::read_rows(&source_dir, first_row, row_count, batch_rows)?;
+                Ok(model.partial_fit(r)?)
+            })
+            .map_err(PyErr::from)?;
+        counts_dict(py, &counts)
+    }
+
+    /// Adds precomputed features (n × len(feature_names())) and labels.
+    #[pyo3(signature = (x, y, month = None))]
+    fn partial_fit_features(&mut self, x: PyReadonlyArray2<f64>, y: PyReadonlyArray1<f64>, month: Option<i32>) -> PyResult<()> {
+        Ok(self.inner.partial_fit_features(x.as_array(), y.as_array(), month).map_err(CoreError::from)?)
+    }
+
+    /// Predicted fares for raw rides; NaN where cleaning rejects the ride.
+    fn predict<'py>(&mut self, py: Python<'py>, data: AnyRecordBatch) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let reader = data.into_reader()?;
+        let model = &mut self.inner;
+        let out = py
+            .detach(|| -> CoreResult<Vec<f64>> {
+                let mut out = Vec::new();
+                for batch in reader {
+                    let batch = batch.map_err(|e| KernelError::Input(e.to_string()))?;
+                    out.extend(model.predict(&batch)?);
+                }
+                Ok(out)
+            })
+            .map_err(PyErr::from)?;
+        Ok(out.into_pyarray(py))
+    }
+
+    /// Predictions on precomputed features.
+    fn predict_features<'py>(&mut self, py: Python<'py>, x: PyReadonlyArray2<f64>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        Ok(self.inner.predict_features(x.as_array()).map_err(CoreError::from)?.into_pyarray(py))
+    }
+
+    /// MAE, RMSE, R², cleaning counts (and per-row absolute errors) on labelled raw rides.
+    #[pyo3(signature = (data, return_errors = false))]
+    fn evaluate<'py>(&mut self, py: Python<'py>, data: AnyRecordBatch, return_errors: bool) -> PyResult<Bound<'py, PyDict>> {
+        let reader = data.into_reader()?;
+        let model = &mut self.inner;
+        let ev = py.detach(|| model.evaluate(reader, return_errors)).map_err(CoreError::from)?;
+        evaluation_dict(py, ev)
+    }
+
+    /// Like `evaluate`, on rows `[first_row, first_row + row_count)` of a local source.
+    #[pyo3(signature = (source_dir, first_row, row_count = None, return_errors = false, batch_rows = 65_536))]
+    fn evaluate_source<'py>(
+        &mut self,
+        py: Python<'py>,
+        source_dir: PathBuf,
+        first_row: u64,
+        row_count: Option<u64>,
+        return_errors: bool,
+        batch_rows: usize,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let model = &mut self.inner;
+        let ev = py
+            .detach(|| -> CoreResult<Evaluation> {
+                let r = reader::read_rows(&source_dir, first_row, row_count, batch_rows)?;
+                Ok(model.evaluate(r, return_errors)?)
+            })
+            .map_err(PyErr::from)?;
+        evaluation_dict(py, ev)
+    }
+
+    /// `(intercept, coefficients)`, solving if needed.
+    fn coefficients<'py>(&mut self, py: Python<'py>) -> PyResult<(f64, Bound<'py, PyArray1<f64>>)> {
+        let c = self.inner.coefficients().map_err(CoreError::from)?;
+        Ok((c.intercept, c.beta.clone().into_pyarray(py)))
+    }
+
+    /// Adds the statistics of a model trained on disjoint rows.
+    fn merge(&mut self, other: PyRef<'_, PyModel>) -> PyResult<()> {
+        Ok(self.inner.merge(&other.inner).map_err(CoreError::from)?)
+    }
+
+    /// A deep copy.
+    fn copy(&self) -> Self {
+        Self { inner: self.inner.clone() }
+    }
+
+    /// The versioned, checksummed byte form.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &codec::to_bytes(&self.inner))
+    }
+
+    /// Loads bytes written by `to_bytes`.
+    #[staticmethod]
+    fn from_bytes(data: &[u8]) -> PyResult<Self> {
+        Ok(Self { inner: codec::from_bytes(data).map_err(CoreError::from)? })
+    }
+
+    /// Names of the features, in column order.
+    #[staticmethod]
+    fn feature_names() -> Vec<String> {
+        features::names()
+    }
+
+    /// Total weight of the rows learnt.
+    #[getter]
+    fn n_rows(&self) -> f64 {
+        self.inner.n_rows()
+    }
+
+    /// Feature-set version.
+    #[getter]
+    fn feature_version(&self) -> u16 {
+        self.inner.feature_version
+    }
+
+    /// Ridge penalty.
+    #[getter]
+    fn ridge_alpha(&self) -> f64 {
+        self.inner.settings.ridge_alpha
+    }
+
+    /// Half-life in months (inf = no forgetting).
+    #[getter]
+    fn half_life_months(&self) -> f64 {
+        self.inner.settings.half_life_months
+    }
+
+    /// Newest ride month learnt, as `YYYY-MM`.
+    #[getter]
+    fn last_month(&self) -> Option<String> {
+        self.inner.last_month.map(|m| Month::from_index(m).to_string())
+    }
+}
+
+/// The core's version.
+#[pyfunction]
+fn version() -> &'static str {
+    crate::version()
+}
+
+/// Writes the pending history (one Parquet file per month) and its noise-floor sidecar.
+#[pyfunction]
+#[pyo3(signature = (pending_dir, seed = 42, first_month = "2009-01", last_month = "2015-06", rows_per_month = None, keep_existing = true))]
+fn generate_history<'py>(
+    py: Python<'py>,
+    pending_dir: PathBuf,
+    seed: u64,
+    first_month: &str,
+    last_month: &str,
+    rows_per_month: Option<u64>,
+    keep_existing: bool,
+) -> PyResult<Vec<Bound<'py, PyDict>>> {
+    let opts = HistoryOptions { seed, first: month(first_month)?, last: month(last_month)?, rows_per_month, keep_existing };
+    let months = py.detach(|| history::generate_history(&pending_dir, &opts)).map_err(CoreError::from)?;
+    months
+        .iter()
+        .map(|g| {
+            let d = PyDict::new(py);
+            d.set_item("month", g.month.to_string())?;
+            if let Some(s) = &g.summary {
+                d.set_item("rows", s.rows)?;
+                d.set_item("clean_rows", s.clean_rows)?;
+                d.set_item("noise_floor_mae", s.noise_floor_mae())?;
+            }
+            Ok(d)
+        })
+        .collect()
+}
+
+/// One generated month as a `pyarrow.RecordBatchReader` (with `expected_fare` when asked).
+#[pyfunction]
+#[pyo3(signature = (month_, rows, seed = 42, with_expected = false, batch_rows = 65_536))]
+fn generate_month<'py>(py: Python<'py>, month_: &str, rows: u64, seed: u64, with_expected: bool, batch_rows: usize) -> PyResult<Bound<'py, PyAny>> {
+    let rides = crate::generator::MonthRides::new(seed, month(month_)?, rows, batch_rows, with_expected);
+    PyRecordBatchReader::new(Box::new(rides)).into_pyarrow(py)
+}
+
+/// Splits a Kaggle-format CSV into pending month files; returns `([(month, rows)], skipped)`.
+#[pyfunction]
+fn import_kaggle_csv(py: Python<'_>, csv_path: PathBuf, pending_dir: PathBuf) -> PyResult<(Vec<(String, u64)>, u64)> {
+    let (months, skipped) = py.detach(|| history::import_kaggle_csv(&csv_path, &pending_dir, 65_536)).map_err(CoreError::from)?;
+    Ok((months.into_iter().map(|(m, n)| (m.to_string(), n)).collect(), skipped))
+}
+
+fn file_dict<'py>(py: Python<'py>, f: &layout::MonthFile) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("month", f.month.to_string())?;
+    d.set_item("first_row", f.first)?;
+    d.set_item("end_row", f.end)?;
+    d.set_item("rows", f.rows())?;
+    d.set_item("path", f.path.clone())?;
+    d.set_item("bytes", std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0))?;
+    Ok(d)
+}
+
+/// Appends a pending month to the source with the next row_ids (atomic, never twice).
+#[pyfunction]
+#[pyo3(signature = (pending_file, month_, source_dir, format = "parquet"))]
+fn append_month<'py>(py: Python<'py>, pending_file: PathBuf, month_: &str, source_dir: PathBuf, format: &str) -> PyResult<Bound<'py, PyDict>> {
+    let (m, fmt) = (month(month_)?, Format::parse(format).map_err(CoreError::from)?);
+    let f = py.detach(|| append::append_month(&pending_file, m, &source_dir, fmt)).map_err(CoreError::from)?;
+    file_dict(py, &f)
+}
+
+/// The month files of the source, ordered by row_id, checked for gaps and overlaps.
+#[pyfunction]
+fn source_files(py: Python<'_>, source_dir: PathBuf) -> PyResult<Vec<Bound<'_, PyDict>>> {
+    let files = layout::list(&source_dir).map_err(CoreError::from)?;
+    files.iter().map(|f| file_dict(py, f)).collect()
+}
+
+/// Total rows of the source, from file names only.
+#[pyfunction]
+fn row_count(source_dir: PathBuf) -> PyResult<u64> {
+    Ok(layout::row_count(&source_dir).map_err(CoreError::from)?)
+}
+
+/// Rows `[first_row, first_row + row_count)` of the source as a `pyarrow.RecordBatchReader`.
+#[pyfunction]
+#[pyo3(signature = (source_dir, first_row, row_count = None, batch_rows = 65_536))]
+fn read_rows<'py>(py: Python<'py>, source_dir: PathBuf, first_row: u64, row_count: Option<u64>, batch_rows: usize) -> PyResult<Bound<'py, PyAny>> {
+    let r = reader::read_rows(&source_dir, first_row, row_count, batch_rows).map_err(CoreError::from)?;
+    PyRecordBatchReader::new(Box::new(r)).into_pyarrow(py)
+}
+
+/// `first_row + row_count` of the latest finished training run of `experiment`, or 0.
+#[pyfunction]
+fn get_latest_trained_row(py: Python<'_>, tracking_db: String, experiment: String) -> PyResult<u64> {
+    Ok(py.detach(|| watermark::get_latest_trained_row(&tracking_db, &experiment)).map_err(CoreError::from)?)
+}
+
+/// A DSN with its password replaced by `***`.
+#[pyfunction]
+fn mask_dsn(dsn: &str) -> String {
+    watermark::mask_dsn(dsn)
+}
+
+/// `(X, y, cleaning)`: the features and labels of the rows of `data` that pass cleaning.
+#[pyfunction]
+fn compute_features<'py>(py: Python<'py>, data: AnyRecordBatch) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>, Bound<'py, PyDict>)> {
+    let (batches, schema) = data.into_table()?.into_inner();
+    let (x, y, c) = py
+        .detach(|| -> CoreResult<_> {
+            let batch = arrow::compute::concat_batches(&schema, &batches).map_err(|e| CoreError::Kernel(KernelError::Input(e.to_string())))?;
+            Ok(features::features_of(&batch)?)
+        })
+        .map_err(PyErr::from)?;
+    Ok((x.into_pyarray(py), y.into_pyarray(py), counts_dict(py, &c)?))
+}
+
+/// Content hash of the rows of any Arrow stream (independent of batching).
+#[pyfunction]
+fn hash_rows(py: Python<'_>, data: AnyRecordBatch) -> PyResult<String> {
+    let reader = data.into_reader()?;
+    Ok(py.detach(|| crate::lineage::hash_rows(reader)).map_err(|e| CoreError::Kernel(KernelError::Input(e.to_string())))?)
+}
+
+/// Logs one line at INFO from Rust (target `_core.python`), to check the log bridge.
+#[pyfunction]
+fn log_hello(message: &str) {
+    log::info!("{message}");
+}
+
+#[pymodule]
+mod _core {
+    #[pymodule_export]
+    use super::{
+        append_month, compute_features, generate_history, generate_month, get_latest_trained_row, hash_rows, import_kaggle_csv, log_hello,
+        mask_dsn, read_rows, row_count, source_files, version, PyModel,
+    };
+
+    #[pymodule_export]
+    use super::{
+        DataSourceError, InvalidRunParamError, ModelError, MonthAlreadyPresentError, NotAnMlflowStoreError, SchemaError,
+        TaxifareError, TrackingDbAuthError, TrackingDbUnreachableError, TrackingStoreNotFoundError, WatermarkError_,
+    };
+
+    use pyo3::prelude::*;
+
+    #[pymodule_init]
+    fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {
+        // No level cache: Python may change logging levels at any time (tests, CLI flags).
+        let _ = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::Nothing)?.filter(log::LevelFilter::Info).install();
+        m.add("__version__", crate::version())?;
+        m.add("FEATURE_VERSION", crate::kernel::features::FEATURE_VERSION)?;
+        Ok(())
+    }
+}

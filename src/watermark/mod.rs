@@ -1,0 +1,114 @@
+//! `get_latest_trained_row`: which rows the model has already seen, read straight from MLflow's
+//! tracking database (PostgreSQL or SQLite) in one parametrised query.
+//!
+//! A run counts when its experiment has the name asked for and is active, the run is FINISHED
+//! and active, it is a training run (param `context = train`), and it has both `first_row` and
+//! `row_count`. The latest is the greatest `end_time`, ties broken by `start_time` then
+//! `run_uuid`. The answer is `first_row + row_count` of that run, or 0.
+
+mod dsn;
+mod postgres;
+mod sqlite;
+
+pub use dsn::mask_dsn;
+
+/// The query, with `{p}` standing for the bind-parameter marker of the dialect. Runs are
+/// filtered first (experiment, status, stage), the training context is checked with EXISTS,
+/// and the two params come from the same run by construction.
+const QUERY: &str = "\
+SELECT r.run_uuid, pf.value, pc.value
+FROM experiments e
+JOIN runs r ON r.experiment_id = e.experiment_id
+JOIN params pf ON pf.run_uuid = r.run_uuid AND pf.key = 'first_row'
+JOIN params pc ON pc.run_uuid = r.run_uuid AND pc.key = 'row_count'
+WHERE e.name = {p}
+  AND e.lifecycle_stage = 'active'
+  AND r.status = 'FINISHED'
+  AND r.lifecycle_stage = 'active'
+  AND EXISTS (SELECT 1 FROM params c WHERE c.run_uuid = r.run_uuid AND c.key = 'context' AND c.value = 'train')
+ORDER BY r.end_time DESC NULLS LAST, r.start_time DESC NULLS LAST, r.run_uuid DESC
+LIMIT 1";
+
+/// Errors of reading the watermark; every DSN in a message has its password masked.
+#[derive(Debug, thiserror::Error)]
+pub enum WatermarkError {
+    /// Neither `postgresql://` nor `sqlite:///`.
+    #[error("unsupported tracking database URI {0:?} (expected postgresql://… or sqlite:///…)")]
+    UnsupportedUri(String),
+    /// The SQLite file does not exist.
+    #[error("MLflow store not found: {0}")]
+    StoreNotFound(String),
+    /// The server cannot be reached (refused, timed out, unknown host or database).
+    #[error("cannot reach the tracking database {dsn}: {reason}")]
+    Unreachable {
+        /// Masked DSN.
+        dsn: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The server refused the credentials.
+    #[error("authentication failed for the tracking database {dsn}: {reason}")]
+    Authentication {
+        /// Masked DSN.
+        dsn: String,
+        /// What the server said.
+        reason: String,
+    },
+    /// TLS was required, which this build does not speak.
+    #[error("{dsn} asks for TLS (sslmode=require), which this build does not support: use sslmode=disable or prefer on a trusted network")]
+    TlsUnsupported {
+        /// Masked DSN.
+        dsn: String,
+    },
+    /// The database has no MLflow tables.
+    #[error("{dsn} is not an MLflow tracking store: {reason}")]
+    NotAnMlflowStore {
+        /// Masked DSN.
+        dsn: String,
+        /// What is missing.
+        reason: String,
+    },
+    /// A `first_row`/`row_count` param is not a non-negative integer.
+    #[error("run {run}: param {key}={value:?} is not a non-negative integer")]
+    InvalidParam {
+        /// The run.
+        run: String,
+        /// The param.
+        key: String,
+        /// Its value.
+        value: String,
+    },
+    /// Any other database error.
+    #[error("querying {dsn}: {reason}")]
+    Query {
+        /// Masked DSN.
+        dsn: String,
+        /// What failed.
+        reason: String,
+    },
+}
+
+/// The winning run and its two params, as text.
+type Row = (String, String, String);
+
+fn end_of(row: Option<Row>) -> Result<u64, WatermarkError> {
+    let Some((run, first, count)) = row else { return Ok(0) };
+    let parse = |key: &str, v: &str| {
+        v.trim().parse::<u64>().map_err(|_| WatermarkError::InvalidParam { run: run.clone(), key: key.into(), value: v.into() })
+    };
+    let (f, c) = (parse("first_row", &first)?, parse("row_count", &count)?);
+    f.checked_add(c).ok_or_else(|| WatermarkError::InvalidParam { run: run.clone(), key: "row_count".into(), value: count.clone() })
+}
+
+/// The first row not yet trained on: `first_row + row_count` of the latest finished training
+/// run of `experiment`, or 0 when there is none (or no such experiment).
+pub fn get_latest_trained_row(tracking_db: &str, experiment: &str) -> Result<u64, WatermarkError> {
+    let row = if tracking_db.starts_with("postgresql://") || tracking_db.starts_with("postgres://") {
+        postgres::latest(tracking_db, experiment)?
+    } else if let Some(path) = tracking_db.strip_prefix("sqlite:///") {
+        sqlite::latest(path, experiment)?
+    } else {
+        return Err(WatermarkError::UnsupportedUri(mask_dsn(tracking_db)));
+    };
+    end_of(row)
+}
