@@ -1,0 +1,149 @@
+"""Shared fixtures: isolated settings, real MLflow stores (SQLite and PostgreSQL), one Prefect
+test harness per session."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+# MLflow logs table creation at INFO: keep test output readable.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+SETTING_VARS = [
+    "DATA_SOURCE", "LOCAL_DATA_PATH", "SOURCE_FORMAT", "HISTORY_SEED", "HISTORY_ROWS_PER_MONTH",
+    "HISTORY_FIRST_MONTH", "HISTORY_LAST_MONTH", "MODEL_TARGET", "RIDGE_ALPHA", "HALF_LIFE_MONTHS",
+    "HOLDOUT_FRACTION", "PROMOTION_POLICY", "PROMOTION_MARGIN", "PROMOTION_MIN_ROWS", "LOCK_TIMEOUT_SECONDS",
+    "NOTIFY_WEBHOOK_URL", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT", "MLFLOW_MODEL_NAME", "MLFLOW_TRACKING_DB",
+    "MLFLOW_DB_USER", "MLFLOW_DB_PASSWORD", "MLFLOW_DB_HOSTNAME", "MLFLOW_DB_PORT", "MLFLOW_DB_NAME",
+    "PREFECT_FLOW_NAME", "PREFECT_LOG_LEVEL", "GCP_PROJECT", "BQ_DATASET", "BQ_TABLE", "BQ_LOCATION",
+    "BQ_API_ENDPOINT", "BQ_STORAGE_ENDPOINT", "TAXIFARE_FAULT_INJECT",
+]
+
+
+@pytest.fixture
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
+    """No taxifare setting from the machine leaks in; the working directory has no .env."""
+    for name in SETTING_VARS:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def small_history(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Settings for a small generated history spanning the 2012-09 fare change."""
+    data = clean_env / "data"
+    monkeypatch.setenv("LOCAL_DATA_PATH", str(data))
+    monkeypatch.setenv("HISTORY_ROWS_PER_MONTH", "2500")
+    monkeypatch.setenv("HISTORY_FIRST_MONTH", "2012-05")
+    monkeypatch.setenv("HISTORY_LAST_MONTH", "2013-02")
+    monkeypatch.setenv("MLFLOW_EXPERIMENT", f"exp-{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("MLFLOW_MODEL_NAME", f"model-{uuid.uuid4().hex[:8]}")
+    monkeypatch.setenv("LOCK_TIMEOUT_SECONDS", "120")
+    return data
+
+
+# -- PostgreSQL -------------------------------------------------------------------------
+
+
+def _port_open(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def _pg_bin() -> Path | None:
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return candidates[-1].parent if candidates else None
+
+
+@pytest.fixture(scope="session")
+def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A PostgreSQL server: the machine's on 127.0.0.1:5432 if it answers, else one started
+    here from the PostgreSQL binaries; skipped (with the reason) only when there are none."""
+    import psycopg
+
+    for user in ("postgres", os.environ.get("USER", "root")):
+        dsn = f"postgresql://{user}@127.0.0.1:5432/postgres"
+        if _port_open("127.0.0.1", 5432):
+            try:
+                with psycopg.connect(dsn, connect_timeout=3):
+                    yield dsn.rsplit("/", 1)[0]
+                    return
+            except psycopg.Error:
+                continue
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.skip("no PostgreSQL server on 127.0.0.1:5432 and no PostgreSQL binaries (initdb) to start one")
+    root = tmp_path_factory.mktemp("pg")
+    data = root / "data"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    run_as = [] if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--"]
+    if run_as:
+        shutil.chown(root, "postgres")
+    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"], check=True,
+                   capture_output=True)
+    subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+                    "-l", str(root / "log"), "-w", "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_db(postgres_server: str) -> Iterator[str]:
+    """A fresh database for this test session (dropped at the end)."""
+    import psycopg
+
+    name = f"taxifare_test_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{postgres_server}/{name}"
+    finally:
+        with psycopg.connect(f"{postgres_server}/postgres", autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    return "sqlite:///" + str(tmp_path_factory.mktemp("mlflow") / "mlflow.db")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def tracking_store(request: pytest.FixtureRequest) -> str:
+    """Each watermark test runs on both stores, written by the real MLflow."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("sqlite_store")
+    return request.getfixturevalue("postgres_db")
+
+
+# -- Prefect ----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """One Prefect test harness (a temporary local API) for the whole session."""
+    os.environ["PREFECT_HOME"] = str(tmp_path_factory.mktemp("prefect"))
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    from prefect.testing.utilities import prefect_test_harness
+
+    started = time.perf_counter()
+    with prefect_test_harness(server_startup_timeout=120):
+        print(f"prefect harness up in {time.perf_counter() - started:.1f} s")
+        yield

@@ -1,0 +1,182 @@
+"""The three seed tests of the original package, made real: settings, the watermark, and the
+whole lifecycle over months that shift."""
+
+from __future__ import annotations
+
+import csv
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from taxifare_flow import _core
+from taxifare_flow.settings import SettingsError, load_settings
+
+
+def test_shifts_parameters(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    password = "p@ss:w/rd%"
+    for name, value in {
+        "MLFLOW_DB_USER": "ml user",
+        "MLFLOW_DB_PASSWORD": password,
+        "MLFLOW_DB_HOSTNAME": "db.internal",
+        "MLFLOW_DB_PORT": "6543",
+        "MLFLOW_DB_NAME": "mlflow",
+    }.items():
+        monkeypatch.setenv(name, value)
+    s = load_settings()
+    assert s.mlflow_tracking_db == "postgresql://ml%20user:p%40ss%3Aw%2Frd%25@db.internal:6543/mlflow"
+    # The password round-trips through percent-decoding.
+    from urllib.parse import unquote, urlsplit
+
+    assert unquote(urlsplit(s.mlflow_tracking_db).password or "") == password
+
+    # A whole MLFLOW_TRACKING_DB wins over the parts.
+    monkeypatch.setenv("MLFLOW_TRACKING_DB", "postgresql://u:secret@h:5432/other")
+    assert load_settings().mlflow_tracking_db == "postgresql://u:secret@h:5432/other"
+    monkeypatch.delenv("MLFLOW_TRACKING_DB")
+
+    # .env is read, the environment wins over it.
+    (clean_env / ".env").write_text("MLFLOW_EXPERIMENT=from-dotenv\nMLFLOW_MODEL_NAME=dotenv-model\n")
+    monkeypatch.setenv("MLFLOW_MODEL_NAME", "from-env")
+    s = load_settings()
+    assert (s.mlflow_experiment, s.mlflow_model_name) == ("from-dotenv", "from-env")
+
+    # Bad values name the variable and the value; nothing is read at import time.
+    monkeypatch.setenv("MLFLOW_DB_PORT", "abc")
+    with pytest.raises(SettingsError, match=r"MLFLOW_DB_PORT='abc' is not a port"):
+        load_settings()
+    monkeypatch.setenv("MLFLOW_DB_PORT", "6543")
+    monkeypatch.setenv("DATA_SOURCE", "s3")
+    with pytest.raises(SettingsError, match=r"DATA_SOURCE='s3' is not one of local, bigquery"):
+        load_settings()
+    monkeypatch.setenv("DATA_SOURCE", "local")
+    monkeypatch.setenv("MLFLOW_DB_HOSTNAME", "")
+    with pytest.raises(SettingsError, match="MLFLOW_DB_HOSTNAME is empty"):
+        load_settings()
+    monkeypatch.setenv("MLFLOW_DB_HOSTNAME", "db.internal")
+
+    # Without any MLFLOW_DB_* the tracking DB is the embedded SQLite file.
+    for name in ("MLFLOW_DB_USER", "MLFLOW_DB_PASSWORD", "MLFLOW_DB_HOSTNAME", "MLFLOW_DB_NAME"):
+        monkeypatch.delenv(name)
+    s = load_settings()
+    assert s.mlflow_tracking_db == s.mlflow_tracking_uri
+    assert s.mlflow_tracking_db.startswith("sqlite:///") and s.mlflow_tracking_db.endswith("/mlflow/mlflow.db")
+
+    # show_env masks the password, also inside a DSN.
+    from taxifare_flow.cli import app
+
+    for name, value in {"MLFLOW_DB_USER": "u", "MLFLOW_DB_PASSWORD": password, "MLFLOW_DB_HOSTNAME": "h", "MLFLOW_DB_NAME": "d"}.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"postgresql://u:{password}@h:5432/d")
+    result = CliRunner().invoke(app, ["show_env"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert password not in result.output and "p%40ss" not in result.output
+    assert "***" in result.output and "MLFLOW_DB_PASSWORD" in result.output
+    for group in ("data", "MLflow", "Prefect", "BigQuery"):
+        assert group in result.output
+
+
+def _training_run(client, experiment_id: str, first: int, count: int, end_ms: int, status: str = "FINISHED") -> str:
+    run = client.create_run(experiment_id, start_time=end_ms - 1000)
+    for k, v in {"context": "train", "first_row": first, "row_count": count}.items():
+        client.log_param(run.info.run_id, k, v)
+    client.set_terminated(run.info.run_id, status, end_time=end_ms)
+    return run.info.run_id
+
+
+def test_shifts_get_latest_trained_row(tracking_store: str, clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Real MLflow writes, the Rust core reads: on SQLite and on PostgreSQL."""
+    from mlflow.tracking import MlflowClient
+
+    from taxifare_flow.ml_logic import get_latest_trained_row
+
+    name = f"shifts-{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", tracking_store)
+    monkeypatch.setenv("MLFLOW_EXPERIMENT", name)
+    client = MlflowClient(tracking_store)
+    client.search_experiments()  # creates the store's tables, as any first MLflow call does
+    assert get_latest_trained_row() == 0, "no experiment yet"
+    exp = client.create_experiment(name)
+    assert get_latest_trained_row() == 0, "no training yet"
+    now = int(time.time() * 1000)
+    _training_run(client, exp, 0, 1000, now - 3000)
+    _training_run(client, exp, 1000, 500, now - 2000)
+    assert get_latest_trained_row() == 1500
+    assert _core.get_latest_trained_row(tracking_store, name) == 1500
+    # A later failed run does not move the watermark.
+    _training_run(client, exp, 1500, 700, now, status="FAILED")
+    assert get_latest_trained_row() == 1500
+    assert get_latest_trained_row(experiment=name + "-other") == 0
+
+
+def _training_intervals(settings) -> list[tuple[int, int]]:
+    from taxifare_flow.ml_logic.registry import open_registry
+
+    reg = open_registry(settings)
+    runs = reg.client.search_runs([reg.experiment_id], "params.context = 'train' and attributes.status = 'FINISHED'")
+    return sorted((int(r.data.params["first_row"]), int(r.data.params["row_count"])) for r in runs)
+
+
+def assert_tiles(intervals: list[tuple[int, int]], total: int) -> None:
+    """Every row trained exactly once: the intervals tile [0, total) with no gap or overlap."""
+    end = 0
+    for first, count in intervals:
+        assert first == end, f"gap or overlap at row {end}: next run starts at {first}"
+        assert count > 0
+        end = first + count
+    assert end == total
+
+
+@pytest.mark.slow
+def test_shifts_complete(small_history: Path, prefect_harness: None) -> None:
+    """The whole simulation with the real Prefect engine and a real MLflow store."""
+    from taxifare_flow.data.local import LocalSource
+    from taxifare_flow.flow.prefect_flow import run_flow
+    from taxifare_flow.flow.simulate import simulate
+    from taxifare_flow.ml_logic import get_latest_trained_row
+    from taxifare_flow.ml_logic.registry import PRODUCTION, open_registry
+    from taxifare_flow.report import write_report
+
+    settings = load_settings()
+    LocalSource(settings).reset()
+    ticks = list(simulate(settings))
+    assert [t.month for t in ticks] == [f"2012-{m:02d}" for m in range(5, 13)] + ["2013-01", "2013-02"]
+    total = LocalSource(settings).row_count()
+    assert total == 10 * 2500
+
+    assert_tiles(_training_intervals(settings), total)
+    assert get_latest_trained_row() == total
+
+    reg = open_registry(settings)
+    prod = reg.version_by_alias(PRODUCTION)
+    assert prod is not None and str(prod.version) in {str(v.version) for v in reg.versions()}
+    assert reg.version_by_alias("challenger").version == reg.head_for(total).version
+
+    # Each month after the first has production's prequential MAE, with the month as step.
+    runs = reg.client.search_runs([reg.experiment_id], "params.context = 'train'")
+    history = {int(r.data.params["first_row"]): r for r in runs}
+    for first, run in sorted(history.items())[1:]:
+        logged = reg.client.get_metric_history(run.info.run_id, "prequential_mae")
+        assert len(logged) == 1 and 0 < logged[0].value < 20
+        month = run.data.params["data_month"]
+        assert logged[0].step == (int(month[:4]) - 2009) * 12 + int(month[5:]) - 1
+
+    # The fare change shows: the frozen first model is worse after it than retrained models.
+    rows = {r["month"]: r for r in __import__("taxifare_flow.report", fromlist=["collect"]).collect(settings)}
+    assert rows["2013-02"]["frozen_mae"] > rows["2013-02"]["prequential_mae"]
+
+    # No new data: a no-op, no new MLflow run.
+    before = len(runs)
+    outcome = run_flow(settings)
+    assert outcome.status == "nothing to do"
+    assert len(reg.client.search_runs([reg.experiment_id])) == before
+
+    files = write_report(settings)
+    for p in (files.csv, files.png, files.html):
+        assert p.is_file() and p.stat().st_size > 0
+    with files.csv.open() as f:
+        report_rows = list(csv.DictReader(f))
+    assert [r["month"] for r in report_rows] == [t.month for t in ticks]
+    assert all(float(r["noise_floor_mae"]) > 0 for r in report_rows)
