@@ -71,6 +71,7 @@ impl From<CoreError> for PyErr {
             CoreError::Source(e) => DataSourceError::new_err(e.to_string()),
             CoreError::Kernel(e @ KernelError::Schema { .. }) => SchemaError::new_err(e.to_string()),
             CoreError::Kernel(KernelError::Input(m)) => DataSourceError::new_err(m),
+            CoreError::Kernel(e @ KernelError::Invalid(_)) => pyo3::exceptions::PyValueError::new_err(e.to_string()),
             CoreError::Kernel(e) => ModelError::new_err(e.to_string()),
             CoreError::Watermark(e) => {
                 let m = e.to_string();
