@@ -256,10 +256,11 @@ def _identity(fn: Step, name: str) -> Step:
 def lifecycle(settings: Settings, wrap: Callable[[Step, str], Step] = _identity) -> Outcome:
     """Runs one lifecycle; `wrap` turns each step into a Prefect task (or leaves it plain)."""
     started = time.perf_counter()
-    source = open_source(settings)
-    registry = open_registry(settings)
-    ctx = Context(settings, source, registry)
+    # The lock comes first: even creating a fresh MLflow store must not race.
     with lifecycle_lock(settings):
+        source = open_source(settings)
+        registry = open_registry(settings)
+        ctx = Context(settings, source, registry)
         w, t = wrap(watermark, "watermark")(ctx)
         registry.reconcile_aliases(w)
         if t == w:

@@ -159,7 +159,10 @@ def open_registry(settings: Settings) -> Registry:
     client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
     exp = client.get_experiment_by_name(settings.mlflow_experiment)
     if exp is None:
-        location = settings.artifact_location if settings.tracking_is_embedded else None
+        # A database store (SQLite or PostgreSQL) would put artifacts in ./mlruns of whatever
+        # directory the command ran in; a tracking server decides for itself.
+        direct = not settings.mlflow_tracking_uri.startswith(("http://", "https://", "databricks"))
+        location = settings.artifact_location if direct else None
         experiment_id = client.create_experiment(settings.mlflow_experiment, artifact_location=location)
     else:
         experiment_id = exp.experiment_id

@@ -1,0 +1,130 @@
+"""The lifecycle's guarantees: crash then rerun converges, concurrent runs train rows once,
+promotion is compare-and-set, notification failures do not fail the lifecycle."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from taxifare_flow.data.local import LocalSource
+from taxifare_flow.flow.lifecycle import FAULT_ENV, InjectedFault, SourceBehindError, run_lifecycle
+from taxifare_flow.ml_logic import get_latest_trained_row
+from taxifare_flow.ml_logic.registry import CHALLENGER, PRODUCTION, open_registry
+from taxifare_flow.settings import load_settings
+from test_shifts import _training_intervals, assert_tiles
+
+
+def _arrive(n: int) -> None:
+    src = LocalSource(load_settings())
+    for _ in range(n):
+        assert src.get_new_month() is not None
+
+
+def test_crash_after_training_then_rerun_converges(small_history: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = load_settings()
+    src = LocalSource(settings)
+    src.reset()
+    _arrive(2)
+    run_lifecycle(settings)
+    _arrive(1)
+    monkeypatch.setenv(FAULT_ENV, "after_train")
+    with pytest.raises(InjectedFault):
+        run_lifecycle(settings)
+    assert get_latest_trained_row() == 5000, "the crashed run does not move the watermark"
+    reg = open_registry(settings)
+    failed = reg.client.search_runs([reg.experiment_id], "attributes.status = 'FAILED'")
+    assert len(failed) == 1
+    monkeypatch.setenv(FAULT_ENV, "before_finish")  # a version registered, run not finished
+    with pytest.raises(InjectedFault):
+        run_lifecycle(settings)
+    assert get_latest_trained_row() == 5000
+    monkeypatch.delenv(FAULT_ENV)
+    outcome = run_lifecycle(settings)
+    assert (outcome.first_row, outcome.end_row) == (5000, 7500)
+    assert_tiles(_training_intervals(settings), 7500)
+    # The head continued from the finished version, not the orphan of the crashed run.
+    head = reg.head_for(7500)
+    assert head.tags["parent_version"] == str(reg.head_for(5000).version)
+    assert str(reg.version_by_alias(CHALLENGER).version) == str(head.version)
+    assert run_lifecycle(settings).status == "nothing to do"
+
+
+def test_two_concurrent_lifecycles_train_rows_once(small_history: Path) -> None:
+    settings = load_settings()
+    LocalSource(settings).reset()
+    _arrive(2)
+    code = "from taxifare_flow.flow.lifecycle import run_lifecycle; from taxifare_flow.settings import load_settings; " \
+           "print(run_lifecycle(load_settings()).status)"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    statuses = sorted(p.communicate(timeout=300)[0].strip().splitlines()[-1] for p in procs)
+    assert all(p.returncode == 0 for p in procs)
+    assert statuses == ["nothing to do", "trained"]
+    assert_tiles(_training_intervals(settings), 5000)
+
+
+def test_promotion_is_compare_and_set(small_history: Path) -> None:
+    settings = load_settings()
+    LocalSource(settings).reset()
+    _arrive(1)
+    first = run_lifecycle(settings)
+    assert first.decision == "promote" and first.production_version == first.version
+    reg = open_registry(settings)
+    # Someone moves production by hand between evaluation and promotion: not overwritten.
+    _arrive(4)
+    head = reg.head_for(2500)
+    reg.client.set_model_version_tag(settings.mlflow_model_name, head.version, "pinned", "by hand")
+    reg.set_alias(PRODUCTION, head.version)
+    second = run_lifecycle(settings)
+    v = reg.head_for(second.end_row)
+    assert v.tags["evaluated_production"] == str(head.version)
+    if v.tags["decision"] == "promote":
+        assert str(reg.version_by_alias(PRODUCTION).version) == str(v.version)
+    reg.set_alias(PRODUCTION, head.version)
+    reg.client.set_model_version_tag(settings.mlflow_model_name, v.version, "evaluated_production", "999")
+    reg.client.set_model_version_tag(settings.mlflow_model_name, v.version, "decision", "promote")
+    reg.reconcile_aliases(second.end_row)
+    assert str(reg.version_by_alias(PRODUCTION).version) == str(head.version), "moved since evaluation: kept"
+
+
+def test_notification_posts_and_failure_is_not_fatal(small_history: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("NOTIFY_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/hook")
+    settings = load_settings()
+    LocalSource(settings).reset()
+    _arrive(1)
+    run_lifecycle(settings)
+    server.shutdown()
+    assert received and received[0]["decision"] == "promote" and received[0]["end_row"] == 2500
+    monkeypatch.setenv("NOTIFY_WEBHOOK_URL", "http://user:pw@127.0.0.1:1/hook")
+    _arrive(1)
+    outcome = run_lifecycle(load_settings())
+    assert outcome.status == "trained" and outcome.notify_error and "pw" not in outcome.notify_error
+
+
+def test_source_reset_without_mlflow_is_refused(small_history: Path) -> None:
+    settings = load_settings()
+    LocalSource(settings).reset()
+    _arrive(2)
+    run_lifecycle(settings)
+    LocalSource(settings).reset()
+    _arrive(1)
+    with pytest.raises(SourceBehindError, match="2500 rows but the model was trained on rows up to 5000"):
+        run_lifecycle(settings)
