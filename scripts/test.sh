@@ -3,5 +3,6 @@
 # Prefect, PostgreSQL and the BigQuery emulator (their fixtures start what is missing).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cargo test --quiet
+# The same profile as the extension build, so dependencies compile once.
+cargo test --quiet --profile dev-fast
 .venv/bin/python -m pytest "$@"

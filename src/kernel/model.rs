@@ -9,12 +9,9 @@ use super::cleaning::{Cleaner, CleaningCounts};
 use super::columns::RideColumns;
 use super::features::{Featurizer, FEATURE_VERSION, N_FEATURES};
 use super::metrics::Metrics;
-use super::stats::{Coefficients, Stats};
+use super::stats::{Coefficients, SparseRows, Stats};
 use super::KernelError;
 use crate::calendar::month_index_of;
-
-/// Rows featurised before they are added to the statistics in one matrix product.
-const CHUNK: usize = 4096;
 
 /// Kernel settings, recorded with every model.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -68,6 +65,34 @@ pub struct Model {
     pub(crate) coef: Option<Coefficients>,
 }
 
+/// Batches with fewer kept rows are summed on the calling thread.
+const PARALLEL_MIN_ROWS: usize = 8192;
+
+/// Featurises and accumulates the kept rows of one batch on every core.
+fn accumulate_parallel(cols: &RideColumns, fares: &arrow::array::Float64Array, kept: &[usize]) -> Vec<SparseRows> {
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).clamp(1, 8);
+    let chunk = kept.len().div_ceil(threads);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = kept
+            .chunks(chunk.max(1))
+            .map(|rows| {
+                s.spawn(move || {
+                    let mut feat = Featurizer::new();
+                    let mut acc = SparseRows::new(N_FEATURES);
+                    let mut f = [0.0; N_FEATURES];
+                    for &i in rows {
+                        feat.write(cols, i, &mut f);
+                        acc.add(&f, fares.value(i));
+                    }
+                    acc
+                })
+            })
+            .collect();
+        // A worker that panicked re-raises here: no row is ever silently dropped.
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    })
+}
+
 fn input(e: ArrowError) -> KernelError {
     match e {
         ArrowError::ExternalError(inner) => KernelError::Input(inner.to_string()),
@@ -113,10 +138,11 @@ impl Model {
         }
     }
 
-    fn flush(&mut self, x: &Array2<f64>, y: &Array1<f64>, fill: usize) {
-        if fill > 0 {
-            self.stats.add(x.slice(s![..fill, ..]), y.slice(s![..fill]));
+    fn flush(&mut self, acc: &mut SparseRows, pending: &mut usize) {
+        if *pending > 0 {
+            self.stats.absorb(acc);
             self.coef = None;
+            *pending = 0;
         }
     }
 
@@ -129,10 +155,9 @@ impl Model {
         let mut cleaner = Cleaner::for_training();
         let mut feat = Featurizer::new();
         let mut counts = CleaningCounts::default();
-        let mut x = Array2::<f64>::zeros((CHUNK, N_FEATURES + 1));
-        x.column_mut(0).fill(1.0);
-        let mut y = Array1::<f64>::zeros(CHUNK);
-        let mut fill = 0;
+        let mut acc = SparseRows::new(N_FEATURES);
+        let mut pending = 0usize;
+        let mut f = [0.0; N_FEATURES];
         let mut kept = Vec::new();
         for batch in batches {
             let batch = batch.map_err(input)?;
@@ -140,25 +165,34 @@ impl Model {
             let Some(fares) = cols.fare.as_ref() else { continue };
             kept.clear();
             cleaner.clean(&cols, &mut counts, &mut kept);
+            let newest = kept.iter().map(|&i| month_index_of(cols.ts[i])).max();
+            let decays = self.forgetting() && newest.is_some_and(|m| self.last_month.is_none_or(|last| m > last));
+            if !decays && kept.len() >= PARALLEL_MIN_ROWS {
+                // No weight changes inside this batch: its rows can be summed in any order,
+                // so the cores share them.
+                if let Some(m) = newest {
+                    self.advance_to(m);
+                }
+                for part in accumulate_parallel(&cols, fares, &kept) {
+                    let mut part = part;
+                    self.stats.absorb(&mut part);
+                    self.coef = None;
+                }
+                continue;
+            }
             for &i in &kept {
                 let m = month_index_of(cols.ts[i]);
                 if self.last_month.is_none_or(|last| m > last) {
-                    self.flush(&x, &y, fill);
-                    fill = 0;
+                    // Rows of the older month are added before the weights decay.
+                    self.flush(&mut acc, &mut pending);
                     self.advance_to(m);
                 }
-                let mut row = x.row_mut(fill);
-                let Some(row) = row.as_slice_mut() else { continue };
-                feat.write(&cols, i, &mut row[1..]);
-                y[fill] = fares.value(i);
-                fill += 1;
-                if fill == CHUNK {
-                    self.flush(&x, &y, fill);
-                    fill = 0;
-                }
+                feat.write(&cols, i, &mut f);
+                acc.add(&f, fares.value(i));
+                pending += 1;
             }
         }
-        self.flush(&x, &y, fill);
+        self.flush(&mut acc, &mut pending);
         Ok(counts)
     }
 

@@ -50,6 +50,25 @@ impl Stats {
         self.syy += y.dot(&y);
     }
 
+    /// Adds what a [`SparseRows`] accumulated, and empties it.
+    pub fn absorb(&mut self, acc: &mut SparseRows) {
+        let d = self.xty.len();
+        for a in 0..d {
+            for b in a..d {
+                let v = acc.upper[a * d + b];
+                if v != 0.0 {
+                    self.xtx[[a, b]] += v;
+                    if a != b {
+                        self.xtx[[b, a]] += v;
+                    }
+                }
+            }
+            self.xty[a] += acc.xty[a];
+        }
+        self.syy += acc.syy;
+        acc.clear();
+    }
+
     /// Multiplies every weight by `f` (exponential forgetting).
     pub fn scale(&mut self, f: f64) {
         self.xtx *= f;
@@ -101,6 +120,58 @@ impl Stats {
         }
         let intercept = ybar - beta.iter().zip(&mean).map(|(b, m)| b * m).sum::<f64>();
         Some(Coefficients { intercept, beta })
+    }
+}
+
+/// Accumulates rows whose features are mostly zeros (one-hot cells, indicators): each row
+/// costs (non-zeros)² / 2 multiply-adds into the upper triangle instead of a dense
+/// (p+1)² update. Rows are given without the intercept, which is added here.
+#[derive(Clone, Debug)]
+pub struct SparseRows {
+    d: usize,
+    upper: Vec<f64>,
+    xty: Vec<f64>,
+    syy: f64,
+    nz: Vec<usize>,
+    vals: Vec<f64>,
+}
+
+impl SparseRows {
+    /// An accumulator for `p` features.
+    #[must_use]
+    pub fn new(p: usize) -> Self {
+        let d = p + 1;
+        Self { d, upper: vec![0.0; d * d], xty: vec![0.0; d], syy: 0.0, nz: Vec::with_capacity(d), vals: Vec::with_capacity(d) }
+    }
+
+    /// Adds one row of features `f` (length p) with label `y`.
+    pub fn add(&mut self, f: &[f64], y: f64) {
+        self.nz.clear();
+        self.vals.clear();
+        self.nz.push(0);
+        self.vals.push(1.0);
+        for (j, &v) in f.iter().enumerate() {
+            if v != 0.0 {
+                self.nz.push(j + 1);
+                self.vals.push(v);
+            }
+        }
+        let d = self.d;
+        for (i, &a) in self.nz.iter().enumerate() {
+            let va = self.vals[i];
+            let row = &mut self.upper[a * d..(a + 1) * d];
+            for (k, &b) in self.nz[i..].iter().enumerate() {
+                row[b] += va * self.vals[i + k];
+            }
+            self.xty[a] += va * y;
+        }
+        self.syy += y * y;
+    }
+
+    fn clear(&mut self) {
+        self.upper.fill(0.0);
+        self.xty.fill(0.0);
+        self.syy = 0.0;
     }
 }
 
@@ -243,6 +314,27 @@ mod tests {
         let shrunk = s.solve(100.0).unwrap();
         assert!(shrunk.beta[1].abs() < c.beta[1].abs());
         assert!(Stats::new(3).solve(0.0).is_none());
+    }
+
+    #[test]
+    fn sparse_rows_equal_dense_add() {
+        let (mut x, y) = data(500, 5, 6);
+        for i in 0..500 {
+            x[[i, i % 5]] = 0.0; // some exact zeros
+        }
+        let mut dense = Stats::new(5);
+        dense.add(augment(x.view()).view(), y.view());
+        let mut sparse = Stats::new(5);
+        let mut acc = SparseRows::new(5);
+        for i in 0..500 {
+            acc.add(x.row(i).as_slice().unwrap(), y[i]);
+        }
+        sparse.absorb(&mut acc);
+        for (a, b) in sparse.xtx.iter().zip(dense.xtx.iter()) {
+            assert!((a - b).abs() <= 1e-9 * b.abs().max(1.0));
+        }
+        assert!((sparse.syy - dense.syy).abs() < 1e-9 * dense.syy);
+        assert_eq!(sparse.n(), 500.0);
     }
 
     #[test]

@@ -1,0 +1,47 @@
+"""Helpers shared by the benchmarks: a generated source of a given size, peak RSS of a child."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from taxifare_flow import _core
+
+ROWS_PER_MONTH = 720_000
+
+
+def build_source(root: Path, months: list[str], rows_per_month: int = ROWS_PER_MONTH) -> tuple[Path, float]:
+    """Generates `months` into root/pending and appends them to root/source (once; reused).
+    Returns the source folder and the generator's throughput (rows/s), 0 when reused."""
+    src = root / "source"
+    if src.is_dir() and _core.row_count(src) == len(months) * rows_per_month:
+        return src, 0.0
+    started = time.perf_counter()
+    _core.generate_history(root / "pending", seed=1, first_month=months[0], last_month=months[-1],
+                           rows_per_month=rows_per_month, keep_existing=False)
+    rate = len(months) * rows_per_month / (time.perf_counter() - started)
+    for p in src.glob("*") if src.is_dir() else []:
+        p.unlink()
+    for m in months:
+        _core.append_month(root / "pending" / f"{m}.parquet", m, src)
+    return src, rate
+
+
+def months_from(first: str, n: int) -> list[str]:
+    y, m = map(int, first.split("-"))
+    out = []
+    for _ in range(n):
+        out.append(f"{y:04d}-{m:02d}")
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
+
+
+def child(code: str) -> dict:
+    """Runs `code` in a fresh interpreter; it must print one JSON object. Adds the child's peak
+    RSS in MiB (so each method's memory is measured alone)."""
+    wrapper = code + "\nimport resource, json as _j\nprint(_j.dumps({**RESULT, 'peak_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
+    out = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
