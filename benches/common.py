@@ -42,6 +42,11 @@ def months_from(first: str, n: int) -> list[str]:
 def child(code: str) -> dict:
     """Runs `code` in a fresh interpreter; it must print one JSON object. Adds the child's peak
     RSS in MiB (so each method's memory is measured alone)."""
-    wrapper = code + "\nimport resource, json as _j\nprint(_j.dumps({**RESULT, 'peak_mib': resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))"
+    # VmHWM, not ru_maxrss: the latter keeps the forked parent's peak across exec.
+    wrapper = code + (
+        "\nimport json as _j, re as _re\n"
+        "_hwm = int(_re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))\n"
+        "print(_j.dumps({**RESULT, 'peak_mib': _hwm / 1024}))"
+    )
     out = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])

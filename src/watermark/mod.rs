@@ -12,21 +12,32 @@ mod sqlite;
 
 pub use dsn::mask_dsn;
 
-/// The query, with `{p}` standing for the bind-parameter marker of the dialect. Runs are
-/// filtered first (experiment, status, stage), the training context is checked with EXISTS,
-/// and the two params come from the same run by construction.
+/// The query, with `{p}` standing for the bind-parameter marker of the dialect and `{fence}`
+/// for its optimisation fence. MLflow's schema has no index on `runs.end_time`, so every plan
+/// reads the experiment's runs; this one sorts just the cheap run columns first (the fence
+/// keeps the planner from pushing the param checks below the sort) and then checks params in
+/// that order, stopping at the first training run with both params: usually the first one.
+/// The checks are scalar subqueries, not EXISTS, because PostgreSQL turns EXISTS into a hash
+/// semi-join that would lose the order.
+/// The two params come from the same run by construction.
 const QUERY: &str = "\
-SELECT r.run_uuid, pf.value, pc.value
-FROM experiments e
-JOIN runs r ON r.experiment_id = e.experiment_id
-JOIN params pf ON pf.run_uuid = r.run_uuid AND pf.key = 'first_row'
-JOIN params pc ON pc.run_uuid = r.run_uuid AND pc.key = 'row_count'
-WHERE e.name = {p}
-  AND e.lifecycle_stage = 'active'
-  AND r.status = 'FINISHED'
-  AND r.lifecycle_stage = 'active'
-  AND EXISTS (SELECT 1 FROM params c WHERE c.run_uuid = r.run_uuid AND c.key = 'context' AND c.value = 'train')
-ORDER BY r.end_time DESC NULLS LAST, r.start_time DESC NULLS LAST, r.run_uuid DESC
+SELECT r.run_uuid,
+  (SELECT p.value FROM params p WHERE p.run_uuid = r.run_uuid AND p.key = 'first_row'),
+  (SELECT p.value FROM params p WHERE p.run_uuid = r.run_uuid AND p.key = 'row_count')
+FROM (
+  SELECT r.run_uuid
+  FROM runs r
+  JOIN experiments e ON e.experiment_id = r.experiment_id
+  WHERE e.name = {p}
+    AND e.lifecycle_stage = 'active'
+    AND r.status = 'FINISHED'
+    AND r.lifecycle_stage = 'active'
+  ORDER BY r.end_time DESC NULLS LAST, r.start_time DESC NULLS LAST, r.run_uuid DESC
+  {fence}
+) r
+WHERE (SELECT c.value FROM params c WHERE c.run_uuid = r.run_uuid AND c.key = 'context') = 'train'
+  AND (SELECT c.value FROM params c WHERE c.run_uuid = r.run_uuid AND c.key = 'first_row') IS NOT NULL
+  AND (SELECT c.value FROM params c WHERE c.run_uuid = r.run_uuid AND c.key = 'row_count') IS NOT NULL
 LIMIT 1";
 
 /// Errors of reading the watermark; every DSN in a message has its password masked.
