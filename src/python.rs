@@ -126,7 +126,7 @@ pub struct PyModel {
 #[pymethods]
 impl PyModel {
     #[new]
-    #[pyo3(signature = (ridge_alpha = 1e-6, half_life_months = None))]
+    #[pyo3(signature = (ridge_alpha = 1e-3, half_life_months = None))]
     fn new(ridge_alpha: f64, half_life_months: Option<f64>) -> PyResult<Self> {
         let settings = Settings { ridge_alpha, half_life_months: half_life_months.unwrap_or(f64::INFINITY) };
         Ok(Self { inner: Model::new(settings).map_err(CoreError::from)? })

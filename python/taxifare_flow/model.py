@@ -33,7 +33,7 @@ class Model:
 
     feature_names = staticmethod(_core.Model.feature_names)
 
-    def __init__(self, ridge_alpha: float = 1e-6, half_life_months: float | None = None, *, _core_model: Any = None) -> None:
+    def __init__(self, ridge_alpha: float = 1e-3, half_life_months: float | None = None, *, _core_model: Any = None) -> None:
         self._m = _core_model if _core_model is not None else _core.Model(ridge_alpha, half_life_months)
 
     @property

@@ -216,7 +216,7 @@ def load_settings(dotenv_path: Path | None = None) -> Settings:
         history_first_month=r.month("HISTORY_FIRST_MONTH", "2009-01"),
         history_last_month=r.month("HISTORY_LAST_MONTH", "2015-06"),
         model_target=r.choice("MODEL_TARGET", "mlflow", MODEL_TARGETS),
-        ridge_alpha=r.float("RIDGE_ALPHA", 1e-6, minimum=0.0),
+        ridge_alpha=r.float("RIDGE_ALPHA", 1e-3, minimum=0.0),
         half_life_months=half_life,
         holdout_fraction=r.float("HOLDOUT_FRACTION", 0.15, minimum=0.01, maximum=0.5),
         promotion_policy=r.choice("PROMOTION_POLICY", "paired", PROMOTION_POLICIES),

@@ -24,7 +24,7 @@ pub struct Settings {
 
 impl Default for Settings {
     fn default() -> Self {
-        Self { ridge_alpha: 1e-6, half_life_months: f64::INFINITY }
+        Self { ridge_alpha: 1e-3, half_life_months: f64::INFINITY }
     }
 }
 
