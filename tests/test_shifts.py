@@ -130,8 +130,12 @@ def assert_tiles(intervals: list[tuple[int, int]], total: int) -> None:
 
 
 @pytest.mark.slow
-def test_shifts_complete(small_history: Path, prefect_harness: None) -> None:
-    """The whole simulation with the real Prefect engine and a real MLflow store."""
+@pytest.mark.parametrize("data_source", ["local", pytest.param("bigquery", marks=pytest.mark.bigquery)])
+def test_shifts_complete(data_source: str, small_history: Path, prefect_harness: None, request: pytest.FixtureRequest) -> None:
+    """The whole simulation with the real Prefect engine and a real MLflow store, on the local
+    source and on BigQuery (the emulator)."""
+    if data_source == "bigquery":
+        request.getfixturevalue("bigquery_env")
     from taxifare_flow.data.local import LocalSource
     from taxifare_flow.flow.prefect_flow import run_flow
     from taxifare_flow.flow.simulate import simulate
@@ -139,11 +143,17 @@ def test_shifts_complete(small_history: Path, prefect_harness: None) -> None:
     from taxifare_flow.ml_logic.registry import PRODUCTION, open_registry
     from taxifare_flow.report import write_report
 
+    from taxifare_flow.data import open_source
+
     settings = load_settings()
     LocalSource(settings).reset()
+    if data_source == "bigquery":
+        from taxifare_flow.data.bigquery import BigQuerySource
+
+        BigQuerySource(settings).reset()
     ticks = list(simulate(settings))
     assert [t.month for t in ticks] == [f"2012-{m:02d}" for m in range(5, 13)] + ["2013-01", "2013-02"]
-    total = LocalSource(settings).row_count()
+    total = open_source(settings).row_count()
     assert total == 10 * 2500
 
     assert_tiles(_training_intervals(settings), total)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -92,15 +91,20 @@ class Registry:
             kernel = Path(tmp) / KERNEL_FILE
             kernel.write_bytes(model.to_bytes())
             model_dir = Path(tmp) / "model"
-            with warnings.catch_warnings():
-                # The input is a DataFrame of raw rides of any column flavour: no type-hint schema.
-                warnings.filterwarnings("ignore", message=".*type hint", category=UserWarning)
+            # The input is a DataFrame of raw rides in any column flavour: MLflow cannot infer a
+            # signature from it and says so at WARNING on every save.
+            pyfunc_log = logging.getLogger("mlflow.pyfunc")
+            level = pyfunc_log.level
+            pyfunc_log.setLevel(logging.ERROR)
+            try:
                 mlflow.pyfunc.save_model(
                     str(model_dir),
                     python_model=str(PYFUNC_CODE),
                     artifacts={"kernel": str(kernel)},
                     pip_requirements=PIP_REQUIREMENTS,
                 )
+            finally:
+                pyfunc_log.setLevel(level)
             self.client.log_artifacts(run_id, str(model_dir), "model")
         source = f"{self.client.get_run(run_id).info.artifact_uri}/model"
         self._ensure_registered_model()

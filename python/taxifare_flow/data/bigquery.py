@@ -1,0 +1,293 @@
+"""The BigQuery data source: the same rides and `row_id`s as the local source, in a table.
+
+- `reset`: the dataset and the table, with an explicit schema (ride columns + `row_id INT64
+  NOT NULL`), clustered by `row_id` so that a `row_id` range reads only the blocks it needs.
+- `push_next_month`: the next pending month as one Parquet load job with a deterministic job
+  id (month + first row), so a retried or repeated push never appends a month twice.
+- reading `[first, end)`: the Storage Read API with a `row_restriction` where an endpoint for
+  it is known, else a parametrised query (`@first_row`, `@end_row`) read with `to_arrow`;
+  the Arrow data goes to the Rust kernel as is, sorted by `row_id` in Arrow (no Python loop).
+
+Credentials: Application Default Credentials; anonymous only when an emulator endpoint is set.
+Every call has a bounded timeout and retry deadline, so an unreachable endpoint fails in
+seconds instead of retrying for minutes.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from taxifare_flow import _core
+from taxifare_flow.data.history import history_months
+from taxifare_flow.settings import Settings, SettingsError
+
+log = logging.getLogger(__name__)
+
+RIDE_FIELDS = [
+    ("key", "STRING"), ("fare_amount", "FLOAT64"), ("pickup_datetime", "STRING"),
+    ("pickup_longitude", "FLOAT64"), ("pickup_latitude", "FLOAT64"),
+    ("dropoff_longitude", "FLOAT64"), ("dropoff_latitude", "FLOAT64"), ("passenger_count", "INT64"),
+]
+
+
+class BigQueryError(_core.DataSourceError):
+    """BigQuery is unreachable or refused a request; the message says which and why."""
+
+
+@dataclass(frozen=True)
+class BqMonth:
+    month: str
+    first_row: int
+    end_row: int
+    rows: int
+
+
+def _schema() -> list[Any]:
+    from google.cloud import bigquery
+
+    return [bigquery.SchemaField("row_id", "INT64", mode="REQUIRED")] + [
+        bigquery.SchemaField(name, kind, mode="NULLABLE") for name, kind in RIDE_FIELDS
+    ]
+
+
+class BigQuerySource:
+    """Rides in `GCP_PROJECT.BQ_DATASET.BQ_TABLE`."""
+
+    name = "bigquery"
+
+    def __init__(self, settings: Settings) -> None:
+        if not settings.gcp_project:
+            raise SettingsError("GCP_PROJECT is empty but DATA_SOURCE=bigquery needs it")
+        self.settings = settings
+        self.table_id = f"{settings.gcp_project}.{settings.bq_dataset}.{settings.bq_table}"
+        self._client: Any = None
+        self._read_client: Any = None
+        # The last range read: a lifecycle reads [w, t) and then sub-ranges of it several
+        # times (evaluate, train, holdout, hash); slices of one read are zero-copy.
+        self._cached: tuple[int, pa.Table] | None = None
+
+    # -- clients ---------------------------------------------------------------------------
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            from google.api_core.client_options import ClientOptions
+            from google.cloud import bigquery
+
+            s = self.settings
+            kwargs: dict[str, Any] = {"project": s.gcp_project, "location": s.bq_location}
+            if s.bq_api_endpoint:
+                from google.auth.credentials import AnonymousCredentials
+
+                kwargs["credentials"] = AnonymousCredentials()
+                kwargs["client_options"] = ClientOptions(api_endpoint=s.bq_api_endpoint)
+            self._client = bigquery.Client(**kwargs)
+        return self._client
+
+    @property
+    def read_client(self) -> Any | None:
+        """A Storage Read client, when an endpoint for it is configured or on real GCP."""
+        if self._read_client is None:
+            s = self.settings
+            if s.bq_api_endpoint and not s.bq_storage_endpoint:
+                return None
+            from google.cloud import bigquery_storage
+
+            if s.bq_storage_endpoint:
+                import grpc
+                from google.cloud.bigquery_storage_v1.services.big_query_read.transports import BigQueryReadGrpcTransport
+
+                channel = grpc.insecure_channel(s.bq_storage_endpoint.removeprefix("http://"))
+                self._read_client = bigquery_storage.BigQueryReadClient(transport=BigQueryReadGrpcTransport(channel=channel))
+            else:
+                self._read_client = bigquery_storage.BigQueryReadClient()
+        return self._read_client
+
+    def _retry(self) -> Any:
+        from google.api_core.retry import Retry
+
+        return Retry(timeout=self.settings.bq_timeout_seconds, initial=0.2, maximum=2.0)
+
+    def _call(self, what: str, fn: Any) -> Any:
+        """Runs a BigQuery call, turning transport and API errors into `BigQueryError`."""
+        from google.api_core import exceptions as gexc
+
+        try:
+            return fn()
+        except (gexc.GoogleAPIError, OSError, ValueError) as e:
+            endpoint = self.settings.bq_api_endpoint or "BigQuery"
+            raise BigQueryError(f"{what} on {_core.mask_dsn(endpoint)} ({self.table_id}) failed: "
+                                f"{type(e).__name__}: {_core.mask_dsn(str(e))[:500]}") from None
+
+    def _query(self, sql: str, params: dict[str, int] | None = None) -> pa.Table:
+        from google.cloud import bigquery
+
+        config = bigquery.QueryJobConfig(
+            query_parameters=[bigquery.ScalarQueryParameter(k, "INT64", v) for k, v in (params or {}).items()]
+        )
+        t = self.settings.bq_timeout_seconds
+
+        def run() -> pa.Table:
+            # job_retry=None: any other value wraps jobs.insert in the library's own retry, which
+            # re-runs a failing insert for up to 10 minutes; our `retry` bounds each call.
+            job = self.client.query(sql, job_config=config, retry=self._retry(), timeout=t, job_retry=None)
+            return job.result(timeout=t, retry=self._retry(), job_retry=self._retry()).to_arrow(create_bqstorage_client=False)
+
+        return self._call("query", run)
+
+    # -- data-engineer commands -----------------------------------------------------------
+    def reset(self) -> str:
+        """(Re)creates the dataset and an empty table with the explicit schema."""
+        from google.cloud import bigquery
+
+        s = self.settings
+        t = s.bq_timeout_seconds
+        dataset = bigquery.Dataset(f"{s.gcp_project}.{s.bq_dataset}")
+        dataset.location = s.bq_location
+        self._call("create dataset", lambda: self.client.create_dataset(dataset, exists_ok=True, retry=self._retry(), timeout=t))
+        self._call("delete table", lambda: self.client.delete_table(self.table_id, not_found_ok=True, retry=self._retry(), timeout=t))
+        table = bigquery.Table(self.table_id, schema=_schema())
+        table.clustering_fields = ["row_id"]
+        self._call("create table", lambda: self.client.create_table(table, retry=self._retry(), timeout=t))
+        self._cached = None
+        return self.table_id
+
+    def months(self) -> list[BqMonth]:
+        """Months present, by `row_id`."""
+        t = self._query(
+            f"SELECT SUBSTR(pickup_datetime, 1, 7) AS month, MIN(row_id) AS first_row, MAX(row_id) + 1 AS end_row, "
+            f"COUNT(*) AS n FROM `{self.table_id}` GROUP BY month ORDER BY first_row"
+        )
+        return [BqMonth(r["month"], r["first_row"], r["end_row"], r["n"]) for r in t.to_pylist()]
+
+    def pending(self) -> list[str]:
+        present = self.months()
+        newest = present[-1].month if present else ""
+        return [m for m in history_months(self.settings.pending_dir) if m > newest]
+
+    def row_count(self) -> int:
+        t = self._query(f"SELECT COALESCE(MAX(row_id) + 1, 0) AS n, COUNT(*) AS c FROM `{self.table_id}`")
+        n, c = t.column("n")[0].as_py(), t.column("c")[0].as_py()
+        if n != c:
+            raise BigQueryError(f"{self.table_id}: row_id gap or overlap ({c} rows but row_ids reach {n})")
+        return int(n)
+
+    def month_of_row(self, row: int) -> str | None:
+        t = self._query(f"SELECT SUBSTR(pickup_datetime, 1, 7) AS m FROM `{self.table_id}` WHERE row_id = @row", {"row": row})
+        return t.column("m")[0].as_py() if t.num_rows else None
+
+    def push_next_month(self) -> BqMonth | None:
+        """Loads the next pending month with the next `row_id`s, as one Parquet load job."""
+        from google.api_core.exceptions import Conflict
+        from google.cloud import bigquery
+
+        pending = self.pending()
+        if not pending:
+            return None
+        month = pending[0]
+        first = self.row_count()
+        rides = pq.read_table(self.settings.pending_dir / f"{month}.parquet", columns=[n for n, _ in RIDE_FIELDS])
+        table = rides.add_column(0, pa.field("row_id", pa.int64(), nullable=False),
+                                 pa.array(np.arange(first, first + rides.num_rows, dtype=np.int64)))
+        # Checked right before the load (not from the month listing, which may be stale), and
+        # the job id below is deterministic: BigQuery refuses a second job with the same id.
+        clash = self._query(
+            f"SELECT COUNT(*) AS n FROM `{self.table_id}` WHERE row_id >= @first_row AND row_id < @end_row",
+            {"first_row": first, "end_row": first + table.num_rows},
+        ).column("n")[0].as_py()
+        if clash:
+            raise _core.MonthAlreadyPresentError(
+                f"{self.table_id} already holds {clash} rows in row_id {first}..{first + table.num_rows}: "
+                f"month {month} is not loaded again"
+            )
+        config = bigquery.LoadJobConfig(schema=_schema(), source_format=bigquery.SourceFormat.PARQUET,
+                                        write_disposition=bigquery.WriteDisposition.WRITE_APPEND)
+        # Same month at the same position → same job id: a repeated push is refused by BigQuery.
+        job_id = f"taxifare_{self.settings.bq_dataset}_{self.settings.bq_table}_{month.replace('-', '_')}_r{first}"
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{month}.parquet"
+            pq.write_table(table, path)
+
+            def load() -> None:
+                with path.open("rb") as f:
+                    job = self.client.load_table_from_file(f, self.table_id, job_id=job_id, job_config=config, num_retries=2,
+                                                           timeout=self.settings.bq_timeout_seconds)
+                job.result(timeout=max(self.settings.bq_timeout_seconds, 300))
+
+            try:
+                self._call("load", load)
+            except BigQueryError as e:
+                if not isinstance(e.__context__, Conflict) and "Already Exists" not in str(e):
+                    raise
+                log.warning("load job %s already ran: month %s not appended again", job_id, month)
+        self._cached = None
+        return BqMonth(month, first, first + table.num_rows, table.num_rows)
+
+    # -- the kernel -----------------------------------------------------------------------
+    def read(self, first_row: int, row_count: int) -> pa.Table:
+        """Rows `[first_row, first_row + row_count)` ordered by `row_id`, as Arrow."""
+        end = first_row + row_count
+        if self._cached is not None:
+            start, cached = self._cached
+            if start <= first_row and end <= start + cached.num_rows:
+                return cached.slice(first_row - start, row_count)
+        table = self._read(first_row, end)
+        self._cached = (first_row, table)
+        return table
+
+    def _read(self, first_row: int, end: int) -> pa.Table:
+        row_count = end - first_row
+        if row_count <= 0:
+            return pa.table({n: pa.array([], type=pa.int64()) for n in ("row_id",)})
+        reader = self.read_client
+        if reader is not None:
+            table = self._call("storage read", lambda: self._storage_read(reader, first_row, end))
+        else:
+            table = self._query(
+                f"SELECT row_id, {', '.join(n for n, _ in RIDE_FIELDS)} FROM `{self.table_id}` "
+                "WHERE row_id >= @first_row AND row_id < @end_row ORDER BY row_id",
+                {"first_row": first_row, "end_row": end},
+            )
+        table = table.sort_by("row_id")
+        ids = table.column("row_id")
+        if table.num_rows != row_count or (table.num_rows and (ids[0].as_py() != first_row or ids[-1].as_py() != end - 1)):
+            raise BigQueryError(f"{self.table_id}: expected rows {first_row}..{end}, got {table.num_rows} rows")
+        return table
+
+    def _storage_read(self, reader: Any, first: int, end: int) -> pa.Table:
+        from google.cloud.bigquery_storage import types
+
+        s = self.settings
+        session = types.ReadSession(
+            table=f"projects/{s.gcp_project}/datasets/{s.bq_dataset}/tables/{s.bq_table}",
+            data_format=types.DataFormat.ARROW,
+            read_options=types.ReadSession.TableReadOptions(
+                row_restriction=f"row_id >= {int(first)} AND row_id < {int(end)}",
+                selected_fields=["row_id", *(n for n, _ in RIDE_FIELDS)],
+            ),
+        )
+        session = reader.create_read_session(parent=f"projects/{s.gcp_project}", read_session=session,
+                                             max_stream_count=1, timeout=s.bq_timeout_seconds)
+        if not session.streams:
+            return pa.table({"row_id": pa.array([], pa.int64())})
+        schema = pa.ipc.read_schema(pa.py_buffer(session.arrow_schema.serialized_schema))
+        batches = []
+        for page in reader.read_rows(session.streams[0].name, timeout=s.bq_timeout_seconds):
+            batches.append(pa.ipc.read_record_batch(pa.py_buffer(page.arrow_record_batch.serialized_record_batch), schema))
+        return pa.Table.from_batches(batches, schema=schema)
+
+    def fit(self, model: Any, first_row: int, row_count: int) -> dict[str, int]:
+        return model.partial_fit(self.read(first_row, row_count))
+
+    def evaluate(self, model: Any, first_row: int, row_count: int, return_errors: bool = False) -> dict[str, Any]:
+        return model.evaluate(self.read(first_row, row_count), return_errors)
+
+    def content_hash(self, first_row: int, row_count: int) -> str:
+        return _core.hash_rows(self.read(first_row, row_count))
