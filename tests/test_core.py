@@ -179,11 +179,18 @@ def test_kaggle_csv_import_splits_by_month(tmp_path: Path) -> None:
     rows = _month("2013-05", 300).drop_columns(["expected_fare"]).to_pandas()
     rows.loc[5, "pickup_datetime"] = "2013-06-02 10:00:00 UTC"
     rows.loc[6, "pickup_datetime"] = "not a date"
+    rows["fare_amount"] = rows["fare_amount"].astype(object)
+    rows.loc[7, "fare_amount"] = "twelve dollars"  # malformed: kept as a null, dropped by cleaning
     csv_path = tmp_path / "train.csv"
     rows.to_csv(csv_path, index=False)
     months, skipped = _core.import_kaggle_csv(csv_path, tmp_path / "pending")
     assert dict(months) == {"2013-05": 298, "2013-06": 1}
     assert skipped == 1
+    may = pq.read_table(tmp_path / "pending" / "2013-05.parquet")
+    assert may["fare_amount"].null_count == 1
+    from taxifare_flow import Model
+
+    assert Model().partial_fit(may)["missing"] >= 1
 
 
 def test_hash_rows_is_a_content_hash(source: Path) -> None:

@@ -6,7 +6,11 @@ use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use arrow::array::{Array, AsArray, UInt32Array};
+use std::sync::Arc;
+
+use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
+use arrow::compute::{cast_with_options, CastOptions};
+use arrow::datatypes::{DataType, Field, Schema};
 use arrow::compute::take_record_batch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
@@ -179,15 +183,29 @@ pub fn import_kaggle_csv(csv: &Path, dir: &Path, batch_rows: usize) -> Result<(V
     std::fs::create_dir_all(dir).map_err(|e| HistoryError::Io { path: dir.to_owned(), source: e })?;
     let file = File::open(csv).map_err(|e| HistoryError::Io { path: csv.to_owned(), source: e })?;
     let schema = schema::ride_schema();
-    let reader = arrow::csv::ReaderBuilder::new(schema.clone())
+    // Read every column as text, then cast: a malformed number becomes a null that cleaning
+    // counts and drops, instead of failing the whole import.
+    let text = Arc::new(Schema::new(schema.fields().iter().map(|f| Field::new(f.name(), DataType::Utf8, true)).collect::<Vec<_>>()));
+    let reader = arrow::csv::ReaderBuilder::new(text)
         .with_header(true)
+        .with_truncated_rows(true)
         .with_batch_size(batch_rows.max(1))
         .build(file)
         .map_err(|e| HistoryError::Format { path: csv.to_owned(), reason: e.to_string() })?;
     let mut writers: BTreeMap<Month, (PathBuf, ArrowWriter<File>, u64)> = BTreeMap::new();
-    let mut skipped = 0u64;
+    let (mut skipped, mut malformed) = (0u64, 0u64);
+    let lenient = CastOptions { safe: true, ..Default::default() };
     for batch in reader {
-        let batch = batch.map_err(|e| HistoryError::Format { path: csv.to_owned(), reason: e.to_string() })?;
+        let raw = batch.map_err(|e| HistoryError::Format { path: csv.to_owned(), reason: e.to_string() })?;
+        let mut cols = Vec::with_capacity(raw.num_columns());
+        for (c, f) in raw.columns().iter().zip(schema.fields()) {
+            let cast = cast_with_options(c, f.data_type(), &lenient)
+                .map_err(|e| HistoryError::Format { path: csv.to_owned(), reason: e.to_string() })?;
+            malformed += (cast.null_count() - c.null_count()) as u64;
+            cols.push(cast);
+        }
+        let batch = RecordBatch::try_new(schema.clone(), cols)
+            .map_err(|e| HistoryError::Format { path: csv.to_owned(), reason: e.to_string() })?;
         let dt = batch.column(2).as_string::<i32>();
         let mut by_month: BTreeMap<Month, Vec<u32>> = BTreeMap::new();
         for i in 0..batch.num_rows() {
@@ -222,6 +240,9 @@ pub fn import_kaggle_csv(csv: &Path, dir: &Path, batch_rows: usize) -> Result<(V
     }
     if skipped > 0 {
         log::warn!("{}: skipped {skipped} rows whose pickup_datetime does not parse", csv.display());
+    }
+    if malformed > 0 {
+        log::warn!("{}: {malformed} malformed values kept as nulls (cleaning drops those rows)", csv.display());
     }
     Ok((out, skipped))
 }

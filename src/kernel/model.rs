@@ -93,6 +93,57 @@ fn accumulate_parallel(cols: &RideColumns, fares: &arrow::array::Float64Array, k
     })
 }
 
+/// Predictions for the kept rows of one batch, computed on every core, in row order.
+fn predict_parallel(c: &Coefficients, cols: &RideColumns, kept: &[usize]) -> Vec<f64> {
+    let threads = if kept.len() < PARALLEL_MIN_ROWS {
+        1
+    } else {
+        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).clamp(1, 8)
+    };
+    let chunk = kept.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = kept
+            .chunks(chunk)
+            .map(|rows| {
+                s.spawn(move || {
+                    let mut feat = Featurizer::new();
+                    let mut f = [0.0; N_FEATURES];
+                    rows.iter()
+                        .map(|&i| {
+                            feat.write(cols, i, &mut f);
+                            Model::dot(c, &f)
+                        })
+                        .collect::<Vec<f64>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    })
+}
+
+/// Runs `each` on every batch of a raw stream with the rows that pass cleaning (one cleaning
+/// state across the stream), counting every row.
+fn for_each_cleaned<I>(
+    batches: I,
+    counts: &mut CleaningCounts,
+    mut each: impl FnMut(&RideColumns, &arrow::array::Float64Array, &[usize]) -> Result<(), KernelError>,
+) -> Result<(), KernelError>
+where
+    I: IntoIterator<Item = Result<RecordBatch, ArrowError>>,
+{
+    let mut cleaner = Cleaner::for_training();
+    let mut kept = Vec::new();
+    for batch in batches {
+        let batch = batch.map_err(input)?;
+        let cols = RideColumns::from_batch(&batch, true)?;
+        let Some(fares) = cols.fare.as_ref() else { continue };
+        kept.clear();
+        cleaner.clean(&cols, counts, &mut kept);
+        each(&cols, fares, &kept)?;
+    }
+    Ok(())
+}
+
 fn input(e: ArrowError) -> KernelError {
     match e {
         ArrowError::ExternalError(inner) => KernelError::Input(inner.to_string()),
@@ -152,19 +203,12 @@ impl Model {
     where
         I: IntoIterator<Item = Result<RecordBatch, ArrowError>>,
     {
-        let mut cleaner = Cleaner::for_training();
         let mut feat = Featurizer::new();
         let mut counts = CleaningCounts::default();
         let mut acc = SparseRows::new(N_FEATURES);
         let mut pending = 0usize;
         let mut f = [0.0; N_FEATURES];
-        let mut kept = Vec::new();
-        for batch in batches {
-            let batch = batch.map_err(input)?;
-            let cols = RideColumns::from_batch(&batch, true)?;
-            let Some(fares) = cols.fare.as_ref() else { continue };
-            kept.clear();
-            cleaner.clean(&cols, &mut counts, &mut kept);
+        for_each_cleaned(batches, &mut counts, |cols, fares, kept| {
             let newest = kept.iter().map(|&i| month_index_of(cols.ts[i])).max();
             let decays = self.forgetting() && newest.is_some_and(|m| self.last_month.is_none_or(|last| m > last));
             if !decays && kept.len() >= PARALLEL_MIN_ROWS {
@@ -173,25 +217,25 @@ impl Model {
                 if let Some(m) = newest {
                     self.advance_to(m);
                 }
-                for part in accumulate_parallel(&cols, fares, &kept) {
-                    let mut part = part;
+                for mut part in accumulate_parallel(cols, fares, kept) {
                     self.stats.absorb(&mut part);
                     self.coef = None;
                 }
-                continue;
+                return Ok(());
             }
-            for &i in &kept {
+            for &i in kept {
                 let m = month_index_of(cols.ts[i]);
                 if self.last_month.is_none_or(|last| m > last) {
                     // Rows of the older month are added before the weights decay.
                     self.flush(&mut acc, &mut pending);
                     self.advance_to(m);
                 }
-                feat.write(&cols, i, &mut f);
+                feat.write(cols, i, &mut f);
                 acc.add(&f, fares.value(i));
                 pending += 1;
             }
-        }
+            Ok(())
+        })?;
         self.flush(&mut acc, &mut pending);
         Ok(counts)
     }
@@ -280,25 +324,18 @@ impl Model {
     {
         let c = self.coefficients()?.clone();
         let mut ev = Evaluation { abs_errors: keep_errors.then(Vec::new), ..Default::default() };
-        let mut cleaner = Cleaner::for_training();
-        let mut feat = Featurizer::new();
-        let mut f = [0.0; N_FEATURES];
-        let mut kept = Vec::new();
-        for batch in batches {
-            let batch = batch.map_err(input)?;
-            let cols = RideColumns::from_batch(&batch, true)?;
-            let Some(fares) = cols.fare.as_ref() else { continue };
-            kept.clear();
-            cleaner.clean(&cols, &mut ev.counts, &mut kept);
-            for &i in &kept {
-                feat.write(&cols, i, &mut f);
-                let (y, p) = (fares.value(i), Self::dot(&c, &f));
+        let mut counts = CleaningCounts::default();
+        for_each_cleaned(batches, &mut counts, |cols, fares, kept| {
+            for (&i, p) in kept.iter().zip(predict_parallel(&c, cols, kept)) {
+                let y = fares.value(i);
                 ev.metrics.add(y, p);
                 if let Some(e) = ev.abs_errors.as_mut() {
                     e.push((p - y).abs());
                 }
             }
-        }
+            Ok(())
+        })?;
+        ev.counts = counts;
         Ok(ev)
     }
 }
