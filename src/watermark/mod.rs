@@ -13,10 +13,13 @@ mod sqlite;
 pub use dsn::mask_dsn;
 
 /// The query, with `{p}` standing for the bind-parameter marker of the dialect and `{fence}`
-/// for its optimisation fence. MLflow's schema has no index on `runs.end_time`, so every plan
+/// for its optimisation fence (and `{no_index}` for SQLite's index hint). MLflow's schema has
+/// no index on `runs.end_time`, so every plan
 /// reads the experiment's runs; this one sorts just the cheap run columns first (the fence
 /// keeps the planner from pushing the param checks below the sort) and then checks params in
 /// that order, stopping at the first training run with both params: usually the first one.
+/// On SQLite `NOT INDEXED` keeps it from walking the primary-key index (one random read per
+/// run) to half-serve the ORDER BY: a plain scan and a sort are 3x faster at 100k runs.
 /// The checks are scalar subqueries, not EXISTS, because PostgreSQL turns EXISTS into a hash
 /// semi-join that would lose the order.
 /// The two params come from the same run by construction.
@@ -26,7 +29,7 @@ SELECT r.run_uuid,
   (SELECT p.value FROM params p WHERE p.run_uuid = r.run_uuid AND p.key = 'row_count')
 FROM (
   SELECT r.run_uuid
-  FROM runs r
+  FROM runs r {no_index}
   JOIN experiments e ON e.experiment_id = r.experiment_id
   WHERE e.name = {p}
     AND e.lifecycle_stage = 'active'

@@ -40,7 +40,7 @@ pub(super) fn latest(dsn: &str, experiment: &str) -> Result<Option<Row>, Waterma
         config.connect_timeout(CONNECT_TIMEOUT);
     }
     let mut client = config.connect(NoTls).map_err(|e| classify(dsn, &e))?;
-    let sql = QUERY.replace("{p}", "$1").replace("{fence}", "OFFSET 0");
+    let sql = QUERY.replace("{p}", "$1").replace("{fence}", "OFFSET 0").replace("{no_index}", "");
     // Typed parameters: one round trip, no server-side prepared statement.
     let rows = client.query_typed(&sql, &[(&experiment, Type::TEXT)]).map_err(|e| classify(dsn, &e))?;
     rows.first()

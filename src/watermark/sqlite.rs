@@ -13,7 +13,7 @@ pub(super) fn latest(path: &str, experiment: &str) -> Result<Option<Row>, Waterm
         .map_err(|e| WatermarkError::Unreachable { dsn: uri.clone(), reason: e.to_string() })?;
     // MLflow may be writing: wait for its lock rather than failing.
     conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(|e| WatermarkError::Query { dsn: uri.clone(), reason: e.to_string() })?;
-    let sql = QUERY.replace("{p}", "?1").replace("{fence}", "LIMIT -1 OFFSET 0");
+    let sql = QUERY.replace("{p}", "?1").replace("{fence}", "LIMIT -1 OFFSET 0").replace("{no_index}", "NOT INDEXED");
     let result = conn
         .query_row(&sql, [experiment], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))
         .optional();
