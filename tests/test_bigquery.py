@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import time
 
-import pyarrow as pa
 import pytest
 
 from taxifare_flow import _core
@@ -87,4 +86,3 @@ def test_missing_project_is_a_clear_error(small_history, monkeypatch: pytest.Mon
     monkeypatch.setenv("DATA_SOURCE", "bigquery")
     with pytest.raises(SettingsError, match="GCP_PROJECT"):
         BigQuerySource(load_settings())
-    assert pa is not None

@@ -141,7 +141,7 @@ def test_shifts_complete(data_source: str, small_history: Path, prefect_harness:
     from taxifare_flow.flow.simulate import simulate
     from taxifare_flow.ml_logic import get_latest_trained_row
     from taxifare_flow.ml_logic.registry import PRODUCTION, open_registry
-    from taxifare_flow.report import write_report
+    from taxifare_flow.report import collect, write_report
 
     from taxifare_flow.data import open_source
 
@@ -174,7 +174,7 @@ def test_shifts_complete(data_source: str, small_history: Path, prefect_harness:
         assert logged[0].step == (int(month[:4]) - 2009) * 12 + int(month[5:]) - 1
 
     # The fare change shows: the frozen first model is worse after it than retrained models.
-    rows = {r["month"]: r for r in __import__("taxifare_flow.report", fromlist=["collect"]).collect(settings)}
+    rows = {r["month"]: r for r in collect(settings)}
     assert rows["2013-02"]["frozen_mae"] > rows["2013-02"]["prequential_mae"]
 
     # No new data: a no-op, no new MLflow run.

@@ -31,11 +31,16 @@ from taxifare_flow.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
+ARROW_TYPES = {"STRING": pa.string(), "FLOAT64": pa.float64(), "INT64": pa.int64()}
 RIDE_FIELDS = [
     ("key", "STRING"), ("fare_amount", "FLOAT64"), ("pickup_datetime", "STRING"),
     ("pickup_longitude", "FLOAT64"), ("pickup_latitude", "FLOAT64"),
     ("dropoff_longitude", "FLOAT64"), ("dropoff_latitude", "FLOAT64"), ("passenger_count", "INT64"),
 ]
+
+
+#: The Arrow schema of a slice (what the kernel reads), also for an empty one.
+SLICE_SCHEMA = pa.schema([pa.field("row_id", pa.int64(), nullable=False)] + [(n, ARROW_TYPES[k]) for n, k in RIDE_FIELDS])
 
 
 class BigQueryError(_core.DataSourceError):
@@ -245,7 +250,7 @@ class BigQuerySource:
     def _read(self, first_row: int, end: int) -> pa.Table:
         row_count = end - first_row
         if row_count <= 0:
-            return pa.table({n: pa.array([], type=pa.int64()) for n in ("row_id",)})
+            return SLICE_SCHEMA.empty_table()
         reader = self.read_client
         if reader is not None:
             table = self._call("storage read", lambda: self._storage_read(reader, first_row, end))
@@ -276,7 +281,7 @@ class BigQuerySource:
         session = reader.create_read_session(parent=f"projects/{s.gcp_project}", read_session=session,
                                              max_stream_count=1, timeout=s.bq_timeout_seconds)
         if not session.streams:
-            return pa.table({"row_id": pa.array([], pa.int64())})
+            return SLICE_SCHEMA.empty_table()
         schema = pa.ipc.read_schema(pa.py_buffer(session.arrow_schema.serialized_schema))
         batches = []
         for page in reader.read_rows(session.streams[0].name, timeout=s.bq_timeout_seconds):

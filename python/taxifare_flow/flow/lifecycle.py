@@ -79,7 +79,6 @@ class Outcome:
     cleaned_rows: int = 0
     seconds: float = 0.0
     notify_error: str | None = None
-    timings: dict[str, float] = field(default_factory=dict)
 
     def summary(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
