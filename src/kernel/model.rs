@@ -68,57 +68,47 @@ pub struct Model {
 /// Batches with fewer kept rows are summed on the calling thread.
 const PARALLEL_MIN_ROWS: usize = 8192;
 
+/// Splits `rows` into one chunk per core and runs `work` on each, results in chunk order. Few
+/// rows run inline. A worker that panics re-raises here: no row is ever silently dropped.
+fn on_cores<T: Send>(rows: &[usize], work: impl Fn(&[usize]) -> T + Sync) -> Vec<T> {
+    if rows.len() < PARALLEL_MIN_ROWS {
+        return vec![work(rows)];
+    }
+    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).clamp(1, 8);
+    let work = &work;
+    std::thread::scope(|s| {
+        let handles: Vec<_> = rows.chunks(rows.len().div_ceil(threads)).map(|chunk| s.spawn(move || work(chunk))).collect();
+        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    })
+}
+
 /// Featurises and accumulates the kept rows of one batch on every core.
 fn accumulate_parallel(cols: &RideColumns, fares: &arrow::array::Float64Array, kept: &[usize]) -> Vec<SparseRows> {
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).clamp(1, 8);
-    let chunk = kept.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = kept
-            .chunks(chunk.max(1))
-            .map(|rows| {
-                s.spawn(move || {
-                    let mut feat = Featurizer::new();
-                    let mut acc = SparseRows::new(N_FEATURES);
-                    let mut f = [0.0; N_FEATURES];
-                    for &i in rows {
-                        feat.write(cols, i, &mut f);
-                        acc.add(&f, fares.value(i));
-                    }
-                    acc
-                })
-            })
-            .collect();
-        // A worker that panicked re-raises here: no row is ever silently dropped.
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+    on_cores(kept, |rows| {
+        let mut feat = Featurizer::new();
+        let mut acc = SparseRows::new(N_FEATURES);
+        let mut f = [0.0; N_FEATURES];
+        for &i in rows {
+            feat.write(cols, i, &mut f);
+            acc.add(&f, fares.value(i));
+        }
+        acc
     })
 }
 
 /// Predictions for the kept rows of one batch, computed on every core, in row order.
 fn predict_parallel(c: &Coefficients, cols: &RideColumns, kept: &[usize]) -> Vec<f64> {
-    let threads = if kept.len() < PARALLEL_MIN_ROWS {
-        1
-    } else {
-        std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).clamp(1, 8)
-    };
-    let chunk = kept.len().div_ceil(threads).max(1);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = kept
-            .chunks(chunk)
-            .map(|rows| {
-                s.spawn(move || {
-                    let mut feat = Featurizer::new();
-                    let mut f = [0.0; N_FEATURES];
-                    rows.iter()
-                        .map(|&i| {
-                            feat.write(cols, i, &mut f);
-                            Model::dot(c, &f)
-                        })
-                        .collect::<Vec<f64>>()
-                })
+    on_cores(kept, |rows| {
+        let mut feat = Featurizer::new();
+        let mut f = [0.0; N_FEATURES];
+        rows.iter()
+            .map(|&i| {
+                feat.write(cols, i, &mut f);
+                Model::dot(c, &f)
             })
-            .collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
+            .collect::<Vec<f64>>()
     })
+    .concat()
 }
 
 /// Runs `each` on every batch of a raw stream with the rows that pass cleaning (one cleaning
@@ -211,7 +201,7 @@ impl Model {
         for_each_cleaned(batches, &mut counts, |cols, fares, kept| {
             let newest = kept.iter().map(|&i| month_index_of(cols.ts[i])).max();
             let decays = self.forgetting() && newest.is_some_and(|m| self.last_month.is_none_or(|last| m > last));
-            if !decays && kept.len() >= PARALLEL_MIN_ROWS {
+            if !decays {
                 // No weight changes inside this batch: its rows can be summed in any order,
                 // so the cores share them.
                 if let Some(m) = newest {
