@@ -60,6 +60,22 @@ def _port_open(host: str, port: int) -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _pg_root() -> Path:
+    """A folder the `postgres` user can reach (pytest's tmp tree is root-only, mode 700)."""
+    import tempfile
+
+    root = Path(tempfile.mkdtemp(prefix="taxifare-pg-"))
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres")
+    return root
+
+
 def _pg_bin() -> Path | None:
     found = shutil.which("initdb")
     if found:
@@ -69,7 +85,7 @@ def _pg_bin() -> Path | None:
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def postgres_server() -> Iterator[str]:
     """A PostgreSQL server: the machine's on 127.0.0.1:5432 if it answers, else one started
     here from the PostgreSQL binaries; skipped (with the reason) only when there are none."""
     import psycopg
@@ -86,14 +102,10 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     bindir = _pg_bin()
     if bindir is None:
         pytest.skip("no PostgreSQL server on 127.0.0.1:5432 and no PostgreSQL binaries (initdb) to start one")
-    root = tmp_path_factory.mktemp("pg")
+    root = _pg_root()
     data = root / "data"
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = _free_port()
     run_as = [] if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--"]
-    if run_as:
-        shutil.chown(root, "postgres")
     subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"], check=True,
                    capture_output=True)
     subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
@@ -102,6 +114,34 @@ def postgres_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield f"postgresql://postgres@127.0.0.1:{port}"
     finally:
         subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_password_server() -> Iterator[tuple[str, str]]:
+    """A private PostgreSQL server with password (scram) authentication, started from the
+    PostgreSQL binaries: the machine's server trusts everyone, so it cannot refuse a password.
+    Yields (DSN without password, the password)."""
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.skip("no PostgreSQL binaries (initdb) to start a password-authenticated server")
+    root = _pg_root()
+    password = "s3cret-Pa55"
+    (root / "pw").write_text(password)
+    port = _free_port()
+    run_as = [] if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--"]
+    if run_as:
+        shutil.chown(root / "pw", "postgres")
+    data = root / "data"
+    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-A", "scram-sha-256", "-U", "postgres",
+                    f"--pwfile={root / 'pw'}"], check=True, capture_output=True)
+    subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+                    "-l", str(root / "log"), "-w", "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres", password
+    finally:
+        subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -150,12 +190,6 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 # -- BigQuery emulator ------------------------------------------------------------------
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

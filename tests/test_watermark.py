@@ -142,3 +142,16 @@ def test_sqlite_store_is_opened_read_only(sqlite_store: str) -> None:
     for _ in range(3):
         wm(db, name)
     assert path.stat().st_mtime_ns == before
+
+
+def test_authentication_failure_is_typed_and_masked(postgres_password_server: tuple[str, str]) -> None:
+    dsn, password = postgres_password_server
+    wrong = dsn.replace("postgres@", "postgres:not-the-password@")
+    with pytest.raises(_core.TrackingDbAuthError) as e:
+        wm(wrong, "x")
+    assert "not-the-password" not in str(e.value) and "***" in str(e.value)
+    # The right password reaches the server, which holds no MLflow tables.
+    right = dsn.replace("postgres@", f"postgres:{password}@")
+    with pytest.raises(_core.NotAnMlflowStoreError) as e:
+        wm(right, "x")
+    assert password not in str(e.value)
