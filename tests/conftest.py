@@ -10,6 +10,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -66,22 +67,39 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _pg_root() -> Path:
-    """A folder the `postgres` user can reach (pytest's tmp tree is root-only, mode 700)."""
-    import tempfile
-
-    root = Path(tempfile.mkdtemp(prefix="taxifare-pg-"))
-    if os.geteuid() == 0:
-        shutil.chown(root, "postgres")
-    return root
-
-
 def _pg_bin() -> Path | None:
     found = shutil.which("initdb")
     if found:
         return Path(found).parent
     candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
     return candidates[-1].parent if candidates else None
+
+
+@contextmanager
+def _private_postgres(bindir: Path, password: str | None = None) -> Iterator[str]:
+    """A throwaway PostgreSQL cluster on a free loopback port: trust authentication, or scram
+    with `password`. Yields `postgresql://postgres@127.0.0.1:PORT` (no password in it)."""
+    import tempfile
+
+    # pytest's tmp tree is root-only (mode 700): the cluster lives where `postgres` can reach.
+    root = Path(tempfile.mkdtemp(prefix="taxifare-pg-"))
+    run_as = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    auth = ["-A", "trust"]
+    if password is not None:
+        (root / "pw").write_text(password)
+        auth = ["-A", "scram-sha-256", f"--pwfile={root / 'pw'}"]
+    if run_as:
+        for p in (root, *root.iterdir()):
+            shutil.chown(p, "postgres")
+    data, port = root / "data", _free_port()
+    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", *auth], check=True, capture_output=True)
+    subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
+                    "-l", str(root / "log"), "-w", "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}"
+    finally:
+        subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -102,46 +120,20 @@ def postgres_server() -> Iterator[str]:
     bindir = _pg_bin()
     if bindir is None:
         pytest.skip("no PostgreSQL server on 127.0.0.1:5432 and no PostgreSQL binaries (initdb) to start one")
-    root = _pg_root()
-    data = root / "data"
-    port = _free_port()
-    run_as = [] if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"], check=True,
-                   capture_output=True)
-    subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
-                    "-l", str(root / "log"), "-w", "start"], check=True, capture_output=True)
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}"
-    finally:
-        subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    with _private_postgres(bindir) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def postgres_password_server() -> Iterator[tuple[str, str]]:
-    """A private PostgreSQL server with password (scram) authentication, started from the
-    PostgreSQL binaries: the machine's server trusts everyone, so it cannot refuse a password.
-    Yields (DSN without password, the password)."""
+    """A private PostgreSQL server with password (scram) authentication: the machine's server
+    trusts everyone, so it cannot refuse a password. Yields (DSN without password, password)."""
     bindir = _pg_bin()
     if bindir is None:
         pytest.skip("no PostgreSQL binaries (initdb) to start a password-authenticated server")
-    root = _pg_root()
     password = "s3cret-Pa55"
-    (root / "pw").write_text(password)
-    port = _free_port()
-    run_as = [] if os.geteuid() != 0 else ["runuser", "-u", "postgres", "--"]
-    if run_as:
-        shutil.chown(root / "pw", "postgres")
-    data = root / "data"
-    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-A", "scram-sha-256", "-U", "postgres",
-                    f"--pwfile={root / 'pw'}"], check=True, capture_output=True)
-    subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1",
-                    "-l", str(root / "log"), "-w", "start"], check=True, capture_output=True)
-    try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres", password
-    finally:
-        subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"], capture_output=True)
-        shutil.rmtree(root, ignore_errors=True)
+    with _private_postgres(bindir, password) as server:
+        yield f"{server}/postgres", password
 
 
 @pytest.fixture(scope="session")
