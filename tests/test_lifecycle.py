@@ -128,3 +128,24 @@ def test_source_reset_without_mlflow_is_refused(small_history: Path) -> None:
     _arrive(1)
     with pytest.raises(SourceBehindError, match="2500 rows but the model was trained on rows up to 5000"):
         run_lifecycle(settings)
+
+
+def test_lifecycle_on_a_postgresql_store_with_its_advisory_lock(small_history: Path, postgres_db: str,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from taxifare_flow.flow.lock import LockTimeout, lifecycle_lock
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", postgres_db)
+    monkeypatch.setenv("LOCK_TIMEOUT_SECONDS", "0.5")
+    settings = load_settings()
+    assert settings.mlflow_tracking_db == postgres_db
+    LocalSource(settings).reset()
+    _arrive(2)
+    assert run_lifecycle(settings).status == "trained"
+    assert get_latest_trained_row() == 5000
+    # While one holder has the advisory lock, a second lifecycle gives up with LockTimeout.
+    with lifecycle_lock(settings):
+        _arrive(1)
+        with pytest.raises(LockTimeout, match="advisory lock"):
+            run_lifecycle(settings)
+    assert run_lifecycle(settings).end_row == 7500
+    assert_tiles(_training_intervals(settings), 7500)
