@@ -65,10 +65,9 @@ pub fn in_manhattan(p: Point) -> bool {
     const A: Point = Point { lat: 40.703, lon: -74.014 };
     const B: Point = Point { lat: 40.872, lon: -73.918 };
     let coslat = 40.79_f64.to_radians().cos();
-    let (ax, ay) = (0.0, 0.0);
     let (bx, by) = ((B.lon - A.lon) * coslat, B.lat - A.lat);
     let (px, py) = ((p.lon - A.lon) * coslat, p.lat - A.lat);
-    let t = (((px - ax) * bx + (py - ay) * by) / (bx * bx + by * by)).clamp(0.0, 1.0);
+    let t = ((px * bx + py * by) / (bx * bx + by * by)).clamp(0.0, 1.0);
     let (dx, dy) = (px - t * bx, py - t * by);
     (dx * dx + dy * dy).sqrt() * EARTH_KM.to_radians() < 1.5
 }

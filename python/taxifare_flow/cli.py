@@ -185,16 +185,10 @@ def _print_outcome(o: Any) -> None:
 @app.command("run_flow")
 def run_flow() -> None:
     """One lifecycle run as a Prefect flow."""
-    from taxifare_flow.flow.lifecycle import SourceBehindError
     from taxifare_flow.flow.prefect_flow import run_flow as flow
 
     s = _settings()
-    try:
-        o = _guard(lambda: flow(s))
-    except SourceBehindError as e:
-        err.print(f"[red]SourceBehindError:[/red] {e}")
-        raise typer.Exit(2) from None
-    _print_outcome(o)
+    _print_outcome(_guard(lambda: flow(s)))
 
 
 def _where_to_look(s: Settings) -> None:

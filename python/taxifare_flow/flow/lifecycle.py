@@ -42,7 +42,7 @@ class InjectedFault(RuntimeError):
     """Raised at the point named by `TAXIFARE_FAULT_INJECT`."""
 
 
-class SourceBehindError(RuntimeError):
+class SourceBehindError(_core.DataSourceError):
     """The data source holds fewer rows than the model was trained on."""
 
 
