@@ -12,18 +12,19 @@ from pathlib import Path
 
 import pytest
 
+from helpers import arrive as _arrive
+from helpers import assert_tiles, fail_after
+from helpers import training_intervals as _training_intervals
 from taxifare_flow.data.local import LocalSource
-from taxifare_flow.flow.lifecycle import FAULT_ENV, InjectedFault, SourceBehindError, run_lifecycle
+from taxifare_flow.errors import SourceBehindError
+from taxifare_flow.flow.lifecycle import lifecycle, run_lifecycle
 from taxifare_flow.ml_logic import get_latest_trained_row
-from taxifare_flow.ml_logic.registry import CHALLENGER, PRODUCTION, open_registry
+from taxifare_flow.ml_logic.registry import CHALLENGER, PRODUCTION, Registry, open_registry
 from taxifare_flow.settings import load_settings
-from test_shifts import _training_intervals, assert_tiles
 
 
-def _arrive(n: int) -> None:
-    src = LocalSource(load_settings())
-    for _ in range(n):
-        assert src.get_new_month() is not None
+class Crash(RuntimeError):
+    """A fault injected by a test."""
 
 
 def test_crash_after_training_then_rerun_converges(small_history: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -33,18 +34,21 @@ def test_crash_after_training_then_rerun_converges(small_history: Path, monkeypa
     _arrive(2)
     run_lifecycle(settings)
     _arrive(1)
-    monkeypatch.setenv(FAULT_ENV, "after_train")
-    with pytest.raises(InjectedFault):
-        run_lifecycle(settings)
+
+    def crash(*args: object, **kwargs: object) -> None:
+        raise Crash("after training, before the model is saved")
+
+    with monkeypatch.context() as m:
+        m.setattr(Registry, "log_model_version", crash)
+        with pytest.raises(Crash):
+            run_lifecycle(settings)
     assert get_latest_trained_row() == 5000, "the crashed run does not move the watermark"
     reg = open_registry(settings)
     failed = reg.client.search_runs([reg.experiment_id], "attributes.status = 'FAILED'")
     assert len(failed) == 1
-    monkeypatch.setenv(FAULT_ENV, "before_finish")  # a version registered, run not finished
-    with pytest.raises(InjectedFault):
-        run_lifecycle(settings)
+    with pytest.raises(Crash):  # a version registered, its run not finished
+        lifecycle(settings, fail_after("finalise", Crash("before the run finishes")))
     assert get_latest_trained_row() == 5000
-    monkeypatch.delenv(FAULT_ENV)
     outcome = run_lifecycle(settings)
     assert (outcome.first_row, outcome.end_row) == (5000, 7500)
     assert_tiles(_training_intervals(settings), 7500)

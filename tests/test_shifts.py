@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from taxifare_flow import _core
 from taxifare_flow.settings import SettingsError, load_settings
+from helpers import assert_tiles, training_intervals
 
 
 def test_shifts_parameters(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -111,24 +112,6 @@ def test_shifts_get_latest_trained_row(tracking_store: str, clean_env: Path, mon
     assert get_latest_trained_row(experiment=name + "-other") == 0
 
 
-def _training_intervals(settings) -> list[tuple[int, int]]:
-    from taxifare_flow.ml_logic.registry import open_registry
-
-    reg = open_registry(settings)
-    runs = reg.client.search_runs([reg.experiment_id], "params.context = 'train' and attributes.status = 'FINISHED'")
-    return sorted((int(r.data.params["first_row"]), int(r.data.params["row_count"])) for r in runs)
-
-
-def assert_tiles(intervals: list[tuple[int, int]], total: int) -> None:
-    """Every row trained exactly once: the intervals tile [0, total) with no gap or overlap."""
-    end = 0
-    for first, count in intervals:
-        assert first == end, f"gap or overlap at row {end}: next run starts at {first}"
-        assert count > 0
-        end = first + count
-    assert end == total
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("data_source", ["local", pytest.param("bigquery", marks=pytest.mark.bigquery)])
 def test_shifts_complete(data_source: str, small_history: Path, prefect_harness: None, request: pytest.FixtureRequest) -> None:
@@ -156,7 +139,7 @@ def test_shifts_complete(data_source: str, small_history: Path, prefect_harness:
     total = open_source(settings).row_count()
     assert total == 10 * 2500
 
-    assert_tiles(_training_intervals(settings), total)
+    assert_tiles(training_intervals(settings), total)
     assert get_latest_trained_row() == total
 
     reg = open_registry(settings)

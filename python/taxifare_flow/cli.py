@@ -42,6 +42,7 @@ TARGETS: list[tuple[str, str]] = [
     ("run_all_months", "get_new_month + run_flow until no data is left (MONTHS=N to stop early)"),
     ("report", "report.png / report.html / report.csv of the error month after month"),
     ("watermark", "the first untrained row, read from MLflow's DB by the Rust core"),
+    ("check", "verify the stored state against the guarantees (DEEP=1: lineage hashes; REPAIR=1: safe repairs)"),
     ("mlflow_ui", "the MLflow UI on the configured store, bound to 127.0.0.1"),
     ("reset_bq_tables", "(re)create the BigQuery dataset and table, empty"),
     ("show_bq_tables", "months in BigQuery and months pending"),
@@ -204,19 +205,14 @@ def run_all_months(months: int = typer.Option(0, help="stop after N months (0 = 
     """Months arrive one after the other; each is followed by one lifecycle run."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from taxifare_flow.flow.simulate import simulate
+    from taxifare_flow.flow.simulate import pending_work, simulate
 
     s = _settings()
-    if s.data_source == "bigquery":
-        from taxifare_flow.data.bigquery import BigQuerySource
-
-        total = len(_guard(lambda: BigQuerySource(s).pending()))
-    else:
+    if s.data_source != "bigquery":
         from taxifare_flow.data.history import ensure_history
-        from taxifare_flow.data.local import LocalSource
 
         _guard(lambda: ensure_history(s))
-        total = len(_guard(lambda: LocalSource(s).pending()))
+    total = _guard(lambda: pending_work(s))
     if months:
         total = min(total, months)
     rows, started = 0, time.perf_counter()
@@ -225,7 +221,7 @@ def run_all_months(months: int = typer.Option(0, help="stop after N months (0 = 
         job = bar.add_task("months", total=total, info="")
         for tick in _guard(lambda: list(_iter(simulate(s, months or None), bar, job, started))):
             rows += tick.rows
-    console.print(f"{total} months, {rows:,} rows in {time.perf_counter() - started:.1f} s")
+    console.print(f"{total} lifecycles, {rows:,} rows in {time.perf_counter() - started:.1f} s")
     _where_to_look(s)
 
 
@@ -257,6 +253,26 @@ def watermark(experiment: str = typer.Option("", help="default: MLFLOW_EXPERIMEN
 
     s = _settings()
     console.print(_guard(lambda: get_latest_trained_row(experiment or None, settings=s)))
+
+
+@app.command("check")
+def check(
+    deep: bool = typer.Option(False, help="also hash each run's source rows against its lineage_hash"),
+    repair: bool = typer.Option(False, help="do the safe repairs first: stale runs, orphan versions, retracted aliases"),
+) -> None:
+    """Verifies the whole stored state against the guarantees; exit 0 when sound, 1 otherwise."""
+    from taxifare_flow.check import check as run_check
+    from taxifare_flow.check import describe
+
+    s = _settings()
+    findings = _guard(lambda: run_check(s, deep=deep, repair_state=repair))
+    t = Table(show_header=False, box=None, padding=(0, 1))
+    for ok, what, detail in describe(findings):
+        t.add_row("[green]✓[/green]" if ok else ("[red]✗[/red]" if what else ""), what, detail)
+    console.print(t)
+    sound = all(f.ok for f in findings)
+    console.print("sound" if sound else "[red]not sound[/red]: see the lines marked ✗" + ("" if repair else " (taxifare check --repair does the safe repairs)"))
+    raise typer.Exit(0 if sound else 1)
 
 
 @app.command("demo")

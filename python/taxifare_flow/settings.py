@@ -14,15 +14,13 @@ from urllib.parse import quote
 
 from dotenv import dotenv_values
 
+from taxifare_flow.errors import SettingsError
+
 DATA_SOURCES = ("local", "bigquery")
 SOURCE_FORMATS = ("parquet", "csv")
 MODEL_TARGETS = ("mlflow",)
 PROMOTION_POLICIES = ("paired", "margin")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
-class SettingsError(ValueError):
-    """A setting is missing or invalid; the message names the variable."""
 
 
 def _env(dotenv_path: Path | None = None) -> dict[str, str]:
@@ -68,9 +66,38 @@ class _Reader:
             value = float(raw)
         except ValueError:
             raise SettingsError(f"{name}={raw!r} is not a number") from None
-        if math.isnan(value) or (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        # inf passes every bound and fails late (a FAILED run, a lock that never times out).
+        if not math.isfinite(value):
+            raise SettingsError(f"{name}={raw!r} is not a finite number")
+        if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
             raise SettingsError(f"{name}={raw!r} is out of range [{minimum}, {maximum}]")
         return value
+
+    def name(self, name: str, default: str) -> str:
+        """A name MLflow puts inside quoted filter strings: quotes and control characters
+        would break the registry's queries, so they are refused here."""
+        raw = self.str(name, default)
+        bad = sorted({c for c in raw if c in "'\"`\\" or not c.isprintable()})
+        if bad:
+            raise SettingsError(f"{name}={raw!r} contains {', '.join(repr(c) for c in bad)}: use letters, digits, '-', '_', '.' or spaces")
+        return raw
+
+    def data_path(self, name: str, default: str) -> Path:
+        """A folder the commands will write into: refused now rather than as a late 'no more
+        data' or a Prefect timeout."""
+        raw = self.str(name, default)
+        path = Path(raw).expanduser().resolve()
+        if path.parts[1:2] and path.parts[1] in ("proc", "sys", "dev"):
+            raise SettingsError(f"{name}={raw!r} is under /{path.parts[1]}, a virtual file system: choose a normal folder")
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        if not existing.is_dir():
+            what = "is a file" if existing == path else f"is inside {str(existing)!r}, which is a file"
+            raise SettingsError(f"{name}={raw!r} {what}, not a folder: choose a folder")
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise SettingsError(f"{name}={raw!r} is not writable ({str(existing)!r} refuses writes): choose a writable folder")
+        return path
 
     def port(self, name: str, default: int) -> int:
         raw = self.str(name)
@@ -124,6 +151,7 @@ class Settings:
     prefect_flow_name: str = "taxifare lifecycle"
     prefect_log_level: str = "WARNING"
     prefect_home: Path = Path()
+    prefect_server_ephemeral_startup_timeout_seconds: float = 120.0
     # bigquery
     gcp_project: str = ""
     bq_dataset: str = ""
@@ -200,7 +228,7 @@ def _tracking_db(r: _Reader, tracking_uri: str) -> str:
 def load_settings(dotenv_path: Path | None = None) -> Settings:
     """Reads and validates the settings."""
     r = _Reader(_env(dotenv_path))
-    data_path = Path(r.str("LOCAL_DATA_PATH", "data")).expanduser().resolve()
+    data_path = r.data_path("LOCAL_DATA_PATH", "data")
     default_uri = "sqlite:///" + str(data_path / "mlflow" / "mlflow.db")
     tracking_uri = r.str("MLFLOW_TRACKING_URI", default_uri)
     half_life_raw = r.str("HALF_LIFE_MONTHS", "inf").lower()
@@ -226,8 +254,8 @@ def load_settings(dotenv_path: Path | None = None) -> Settings:
         notify_webhook_url=r.str("NOTIFY_WEBHOOK_URL"),
         mlflow_tracking_uri=tracking_uri,
         mlflow_tracking_db=_tracking_db(r, tracking_uri),
-        mlflow_experiment=r.str("MLFLOW_EXPERIMENT", "taxifare"),
-        mlflow_model_name=r.str("MLFLOW_MODEL_NAME", "taxifare"),
+        mlflow_experiment=r.name("MLFLOW_EXPERIMENT", "taxifare"),
+        mlflow_model_name=r.name("MLFLOW_MODEL_NAME", "taxifare"),
         mlflow_db_user=r.str("MLFLOW_DB_USER"),
         mlflow_db_password=r.str("MLFLOW_DB_PASSWORD"),
         mlflow_db_hostname=r.str("MLFLOW_DB_HOSTNAME"),
@@ -236,6 +264,8 @@ def load_settings(dotenv_path: Path | None = None) -> Settings:
         prefect_flow_name=r.str("PREFECT_FLOW_NAME", "taxifare lifecycle"),
         prefect_log_level=r.choice("PREFECT_LOG_LEVEL", "WARNING", LOG_LEVELS, upper=True),
         prefect_home=Path(r.str("PREFECT_HOME", str(data_path / "prefect"))).expanduser().resolve(),
+        # Prefect's own name for it (its default, 20 s, is missed on a loaded 2-core machine).
+        prefect_server_ephemeral_startup_timeout_seconds=r.float("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 120.0, minimum=1.0),
         gcp_project=r.str("GCP_PROJECT"),
         bq_dataset=r.str("BQ_DATASET", "taxifare"),
         bq_table=r.str("BQ_TABLE", "rides"),
@@ -260,7 +290,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "mlflow_tracking_uri", "mlflow_tracking_db", "mlflow_experiment", "mlflow_model_name", "mlflow_db_user",
         "mlflow_db_password", "mlflow_db_hostname", "mlflow_db_port", "mlflow_db_name",
     ),
-    "Prefect": ("prefect_flow_name", "prefect_log_level", "prefect_home"),
+    "Prefect": ("prefect_flow_name", "prefect_log_level", "prefect_home", "prefect_server_ephemeral_startup_timeout_seconds"),
     "BigQuery": (
         "gcp_project", "bq_dataset", "bq_table", "bq_location", "bq_api_endpoint", "bq_storage_endpoint",
         "bq_timeout_seconds",

@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from taxifare_flow import _core
-from taxifare_flow.data.history import history_months
+from taxifare_flow.data.history import history_months, pending_problems
 from taxifare_flow.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -183,6 +183,16 @@ class BigQuerySource:
         if n != c:
             raise BigQueryError(f"{self.table_id}: row_id gap or overlap ({c} rows but row_ids reach {n})")
         return int(n)
+
+    def problems(self) -> list[str]:
+        try:
+            self.row_count()
+        except BigQueryError as e:
+            return [str(e)]
+        return []
+
+    def pending_problems(self) -> list[str]:
+        return pending_problems(self.settings)
 
     def month_of_row(self, row: int) -> str | None:
         t = self._query(f"SELECT SUBSTR(pickup_datetime, 1, 7) AS m FROM `{self.table_id}` WHERE row_id = @row", {"row": row})

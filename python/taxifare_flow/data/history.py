@@ -20,6 +20,13 @@ def history_months(pending_dir: Path) -> list[str]:
     return sorted(p.stem for p in pending_dir.glob("????-??.parquet"))
 
 
+def pending_problems(settings: Settings) -> list[str]:
+    """Where the pending history is missing or lacks its provenance."""
+    if not history_months(settings.pending_dir):
+        return [f"{settings.pending_dir} holds no history: run reset_data_sources (or import_csv)"]
+    return []
+
+
 def ensure_history(settings: Settings) -> list[dict]:
     """Generates the months of the configured span that are missing (existing ones are kept)."""
     return _core.generate_history(

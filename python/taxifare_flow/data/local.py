@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from taxifare_flow import _core
-from taxifare_flow.data.history import ensure_history, history_months
+from taxifare_flow.data.history import ensure_history, history_months, pending_problems
 from taxifare_flow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,6 +56,18 @@ class LocalSource:
 
     def row_count(self) -> int:
         return _core.row_count(self.dir) if self.dir.is_dir() else 0
+
+    def problems(self) -> list[str]:
+        if not self.dir.is_dir():
+            return []
+        try:
+            _core.source_files(self.dir)
+        except _core.DataSourceError as e:
+            return [str(e)]
+        return []
+
+    def pending_problems(self) -> list[str]:
+        return pending_problems(self.settings)
 
     def month_of_row(self, row: int) -> str | None:
         for m in self.arrived():

@@ -1,29 +1,34 @@
-"""One lifecycle run, as a state machine (see DESIGN): watermark → evaluate production →
-train challenger → compare → finalise → notify, under a lock so two runs never train the
-same rows. Each step is a Prefect task in `prefect_flow`; `run_lifecycle` runs the same steps
-without Prefect (for tests of the logic and for embedding).
+"""One lifecycle run, as a state machine (README, "One lifecycle"): watermark → checks →
+evaluate production → train challenger → compare → finalise → notify, under a lock so two
+runs never train the same rows. Each step is a Prefect task in `prefect_flow`; `run_lifecycle`
+runs the same steps without Prefect (for tests of the logic and for embedding).
 
 Crash safety: the MLflow run is created RUNNING and only marked FINISHED after its model
 version is registered, so the watermark (FINISHED runs only) never moves past rows whose model
 was not saved. Aliases move after the run finished, by `Registry.reconcile_aliases`, which
-every lifecycle also runs first: a stop between the two is repaired by the next run.
+every lifecycle also runs first: a stop between the two is repaired by the next run. The
+checks (`taxifare_flow.check`) run before anything is trained: what a killed run left (a RUNNING
+run, an orphan version, an alias on a retracted version) is repaired; a broken tiling or an
+unsound source stops the lifecycle with `IntegrityError`.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 import urllib.request
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 from taxifare_flow import _core
+from taxifare_flow.check import assert_sound, repair
 from taxifare_flow.data import DataSource, open_source
+from taxifare_flow.errors import SourceBehindError
 from taxifare_flow.flow.lock import lifecycle_lock
 from taxifare_flow.ml_logic.promotion import Decision, decide
 from taxifare_flow.ml_logic.registry import PRODUCTION, Registry, open_registry
@@ -32,24 +37,6 @@ from taxifare_flow.model import Model
 from taxifare_flow.settings import Settings
 
 log = logging.getLogger(__name__)
-
-#: Test hook: names a point where the lifecycle raises `InjectedFault` (after_train,
-#: before_finish). Never set in production.
-FAULT_ENV = "TAXIFARE_FAULT_INJECT"
-
-
-class InjectedFault(RuntimeError):
-    """Raised at the point named by `TAXIFARE_FAULT_INJECT`."""
-
-
-class SourceBehindError(_core.DataSourceError):
-    """The data source holds fewer rows than the model was trained on."""
-
-
-def _fault(point: str) -> None:
-    if os.environ.get(FAULT_ENV) == point:
-        raise InjectedFault(f"fault injected at {point}")
-
 
 def month_step(month: str | None) -> int:
     """Months since 2009-01: the `step` of metrics describing a month."""
@@ -201,7 +188,6 @@ def finalise(ctx: Context, run_id: str, production: Production, challenger: Chal
     h = challenger.holdout_start
     counts = ctx.source.fit(challenger.model.core, h, t - h)
     cleaned = challenger.cleaned + counts["kept"]
-    _fault("after_train")
     client = ctx.registry.client
     client.log_param(run_id, "cleaned_row_count", cleaned)
     lineage = ctx.source.content_hash(w, t - w)
@@ -222,7 +208,6 @@ def finalise(ctx: Context, run_id: str, production: Production, challenger: Chal
             "cleaned_row_count": str(cleaned),
         },
     )
-    _fault("before_finish")
     return str(version.version)
 
 
@@ -252,52 +237,64 @@ def _identity(fn: Step, name: str) -> Step:
     return fn
 
 
-def lifecycle(settings: Settings, wrap: Callable[[Step, str], Step] = _identity) -> Outcome:
-    """Runs one lifecycle; `wrap` turns each step into a Prefect task (or leaves it plain)."""
+def checks(ctx: Context, w: int) -> None:
+    """The safe repairs, then the cheap checks: nothing trains on a broken state."""
+    repair(ctx.registry)
+    assert_sound(ctx.settings, ctx.source, ctx.registry, w)
+    ctx.registry.reconcile_aliases(w)
+
+
+def lifecycle(settings: Settings, wrap: Callable[[Step, str], Step] = _identity, *, lock: bool = True) -> Outcome:
+    """Runs one lifecycle; `wrap` turns each step into a Prefect task (or leaves it plain).
+    `lock=False` when the caller already holds the lifecycle lock (the Prefect flow takes it
+    before its API server starts)."""
+    with lifecycle_lock(settings) if lock else nullcontext():
+        return _locked_lifecycle(settings, wrap)
+
+
+def _locked_lifecycle(settings: Settings, wrap: Callable[[Step, str], Step]) -> Outcome:
     started = time.perf_counter()
-    # The lock comes first: even creating a fresh MLflow store must not race.
-    with lifecycle_lock(settings):
-        source = open_source(settings)
-        registry = open_registry(settings)
-        ctx = Context(settings, source, registry)
-        w, t = wrap(watermark, "watermark")(ctx)
-        registry.reconcile_aliases(w)
-        if t == w:
-            log.info("nothing to do: all %d rows are trained", t)
-            return Outcome("nothing to do", w, t, seconds=time.perf_counter() - started)
-        month = source.month_of_row(t - 1)
-        step = month_step(month)
-        client = registry.client
-        run = client.create_run(registry.experiment_id, run_name=f"train {month} rows {w}..{t}")
-        run_id = run.info.run_id
-        try:
-            for key, value in {
-                "context": "train", "first_row": w, "row_count": t - w, "data_source": source.name,
-                "feature_version": _core.FEATURE_VERSION, "ridge_alpha": settings.ridge_alpha,
-                "half_life_months": settings.half_life_months, "holdout_fraction": settings.holdout_fraction,
-                "promotion_policy": settings.promotion_policy, "data_month": month,
-            }.items():
-                client.log_param(run_id, key, value)
-            production = wrap(evaluate_production, "evaluate production")(ctx, run_id, w, t, step)
-            challenger = wrap(train_challenger, "train challenger")(ctx, run_id, w, t)
-            decision = wrap(compare, "compare")(ctx, run_id, production, challenger, t, step)
-            version = wrap(finalise, "finalise")(ctx, run_id, production, challenger, decision, w, t, month)
-            client.set_terminated(run_id, "FINISHED")
-        except BaseException:
-            client.set_terminated(run_id, "FAILED")
-            raise
-        registry.reconcile_aliases(t)
-        prod_now = registry.version_by_alias(PRODUCTION)
-        outcome = Outcome(
-            "trained", w, t, month, run_id, version,
-            production_version=str(prod_now.version) if prod_now is not None else None,
-            prequential_mae=production.metrics["mae"] if production.metrics else None,
-            holdout_mae_challenger=decision.challenger_mae,
-            holdout_mae_production=decision.production_mae,
-            decision=decision.label, reason=decision.reason, cleaned_rows=challenger.cleaned,
-        )
-        outcome.seconds = time.perf_counter() - started
-        return wrap(notify, "notify")(ctx, outcome)
+    source = open_source(settings)
+    registry = open_registry(settings)
+    ctx = Context(settings, source, registry)
+    w, t = wrap(watermark, "watermark")(ctx)
+    wrap(checks, "checks")(ctx, w)
+    if t == w:
+        log.info("nothing to do: all %d rows are trained", t)
+        return Outcome("nothing to do", w, t, seconds=time.perf_counter() - started)
+    month = source.month_of_row(t - 1)
+    step = month_step(month)
+    client = registry.client
+    run = client.create_run(registry.experiment_id, run_name=f"train {month} rows {w}..{t}")
+    run_id = run.info.run_id
+    try:
+        for key, value in {
+            "context": "train", "first_row": w, "row_count": t - w, "data_source": source.name,
+            "feature_version": _core.FEATURE_VERSION, "ridge_alpha": settings.ridge_alpha,
+            "half_life_months": settings.half_life_months, "holdout_fraction": settings.holdout_fraction,
+            "promotion_policy": settings.promotion_policy, "data_month": month,
+        }.items():
+            client.log_param(run_id, key, value)
+        production = wrap(evaluate_production, "evaluate production")(ctx, run_id, w, t, step)
+        challenger = wrap(train_challenger, "train challenger")(ctx, run_id, w, t)
+        decision = wrap(compare, "compare")(ctx, run_id, production, challenger, t, step)
+        version = wrap(finalise, "finalise")(ctx, run_id, production, challenger, decision, w, t, month)
+        client.set_terminated(run_id, "FINISHED")
+    except BaseException:
+        client.set_terminated(run_id, "FAILED")
+        raise
+    registry.reconcile_aliases(t)
+    prod_now = registry.version_by_alias(PRODUCTION)
+    outcome = Outcome(
+        "trained", w, t, month, run_id, version,
+        production_version=str(prod_now.version) if prod_now is not None else None,
+        prequential_mae=production.metrics["mae"] if production.metrics else None,
+        holdout_mae_challenger=decision.challenger_mae,
+        holdout_mae_production=decision.production_mae,
+        decision=decision.label, reason=decision.reason, cleaned_rows=challenger.cleaned,
+    )
+    outcome.seconds = time.perf_counter() - started
+    return wrap(notify, "notify")(ctx, outcome)
 
 
 def run_lifecycle(settings: Settings) -> Outcome:

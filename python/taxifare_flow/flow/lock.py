@@ -14,11 +14,10 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from taxifare_flow import _core
+from taxifare_flow.errors import LockTimeout, TrackingStoreError
 from taxifare_flow.settings import Settings
 
-
-class LockTimeout(RuntimeError):
-    """Another lifecycle run holds the lock."""
+__all__ = ["LockTimeout", "lifecycle_lock"]
 
 
 def _key(name: str) -> int:
@@ -26,13 +25,19 @@ def _key(name: str) -> int:
 
 
 @contextmanager
-def lifecycle_lock(settings: Settings, poll_seconds: float = 0.2) -> Iterator[None]:
-    deadline = time.monotonic() + settings.lock_timeout_seconds
+def lifecycle_lock(settings: Settings, poll_seconds: float = 0.2, timeout_seconds: float | None = None) -> Iterator[None]:
+    wait = settings.lock_timeout_seconds if timeout_seconds is None else timeout_seconds
+    deadline = time.monotonic() + wait
     db = settings.mlflow_tracking_db
     if db.startswith(("postgresql://", "postgres://")):
         import psycopg
 
-        with psycopg.connect(db, autocommit=True, connect_timeout=5) as conn:
+        try:
+            conn = psycopg.connect(db, autocommit=True, connect_timeout=5)
+        except psycopg.OperationalError as e:
+            cause = str(e).strip().splitlines()[-1] if str(e).strip() else type(e).__name__
+            raise TrackingStoreError(f"cannot take the lifecycle lock on {_core.mask_dsn(db)}: {_core.mask_dsn(cause)}") from None
+        with conn:
             key = _key(settings.mlflow_experiment)
             while not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
                 if time.monotonic() > deadline:

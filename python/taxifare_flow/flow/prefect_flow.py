@@ -1,5 +1,6 @@
-"""The lifecycle as a Prefect 3 flow: each step a task, visible in Prefect. Runs locally in
-ephemeral mode (no server to configure), with its state under `PREFECT_HOME`."""
+"""The lifecycle as a Prefect 3 flow: each step a task, visible in Prefect. Reports to the
+server named by `PREFECT_API_URL`; without one, to a local API this process starts (its state
+under `PREFECT_HOME`, see `prefect_server`)."""
 
 from __future__ import annotations
 
@@ -19,12 +20,16 @@ def configure_prefect(settings: Settings) -> None:
 
 
 def run_flow(settings: Settings) -> Any:
-    """Runs one lifecycle as a Prefect flow named `PREFECT_FLOW_NAME`; returns its `Outcome`."""
+    """Runs one lifecycle as a Prefect flow named `PREFECT_FLOW_NAME`; returns its `Outcome`.
+    The lifecycle lock is taken before any Prefect server starts."""
     configure_prefect(settings)
     from prefect import flow, task
     from prefect.cache_policies import NO_CACHE
+    from prefect.settings import PREFECT_API_URL, temporary_settings
 
     from taxifare_flow.flow.lifecycle import lifecycle
+    from taxifare_flow.flow.lock import lifecycle_lock
+    from taxifare_flow.flow.prefect_server import local_api_url
 
     def as_task(fn: Any, name: str) -> Any:
         # Models are not hashable inputs and results stay in memory: no cache, no persistence.
@@ -32,6 +37,9 @@ def run_flow(settings: Settings) -> Any:
 
     @flow(name=settings.prefect_flow_name, persist_result=False, log_prints=False)
     def taxifare_lifecycle() -> Any:
-        return lifecycle(settings, as_task)
+        return lifecycle(settings, as_task, lock=False)
 
-    return taxifare_lifecycle()
+    with lifecycle_lock(settings):
+        api = PREFECT_API_URL.value() or local_api_url(settings.prefect_home, settings.prefect_server_ephemeral_startup_timeout_seconds)
+        with temporary_settings({PREFECT_API_URL: api}):
+            return taxifare_lifecycle()

@@ -1,4 +1,8 @@
-"""The passing of time: a month arrives, one lifecycle runs; again until no data is left."""
+"""The passing of time: a month arrives, one lifecycle runs; again until no data is left.
+
+Rows that arrived but were never trained (a killed `run_all_months`, `get_new_month` run by
+hand) are trained first: no month is brought while the watermark is behind the source.
+"""
 
 from __future__ import annotations
 
@@ -29,17 +33,42 @@ def arrive(settings: Settings) -> tuple[str, int] | None:
     return (arrived.month, arrived.rows) if arrived else None
 
 
+def untrained(settings: Settings) -> tuple[int, int]:
+    """(watermark, rows in the source): rows in between arrived but are not trained yet."""
+    from taxifare_flow.data import open_source
+    from taxifare_flow.ml_logic.watermark import get_latest_trained_row
+
+    return get_latest_trained_row(settings=settings), open_source(settings).row_count()
+
+
+def pending_work(settings: Settings) -> int:
+    """Lifecycles `simulate` will run: one to catch up if the watermark is behind, then one
+    per pending month."""
+    from taxifare_flow.data import open_source
+
+    w, t = untrained(settings)
+    return int(w < t) + len(open_source(settings).pending())
+
+
 def simulate(settings: Settings, months: int | None = None, run: Callable[[Settings], Any] | None = None) -> Iterator[Tick]:
-    """Yields one `Tick` per month: arrival then lifecycle (a Prefect flow by default)."""
+    """Yields one `Tick` per lifecycle (a Prefect flow by default): first a catch-up over the
+    arrived, untrained rows if there are any, then arrival + lifecycle per month."""
+    from taxifare_flow.data import open_source
+
     if run is None:
         from taxifare_flow.flow.prefect_flow import run_flow
 
         run = run_flow
     done = 0
     while months is None or done < months:
-        arrived = arrive(settings)
-        if arrived is None:
-            return
+        w, t = untrained(settings)
+        if w < t:
+            month, rows = open_source(settings).month_of_row(t - 1) or "", t - w
+        else:
+            arrived = arrive(settings)
+            if arrived is None:
+                return
+            month, rows = arrived
         outcome = run(settings)
         done += 1
-        yield Tick(arrived[0], arrived[1], outcome)
+        yield Tick(month, rows, outcome)

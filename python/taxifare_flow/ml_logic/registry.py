@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from taxifare_flow import __version__
+from taxifare_flow.errors import TrackingStoreError
 from taxifare_flow.model import Model
 from taxifare_flow.settings import Settings
 
@@ -55,9 +56,27 @@ class Registry:
             return []
         return sorted(found, key=lambda v: int(v.version))
 
+    def run_state(self, run_id: str | None) -> str:
+        """`valid` for a FINISHED, active run; otherwise why not (`deleted`, `FAILED`, …)."""
+        from mlflow.exceptions import MlflowException
+
+        if not run_id:
+            return "no run"
+        try:
+            info = self.client.get_run(run_id).info
+        except MlflowException:
+            return "deleted for good"
+        if info.lifecycle_stage != "active":
+            return "deleted"
+        return "valid" if info.status == "FINISHED" else info.status
+
+    def is_valid(self, version: Any) -> bool:
+        """A version counts only while its training run is FINISHED and active: a crashed run's
+        version, or one whose run was deleted or failed after the fact, is retracted."""
+        return self.run_state(version.run_id) == "valid"
+
     def _finished(self, versions: list[Any]) -> list[Any]:
-        """Versions whose training run finished (a crashed run's version never counts)."""
-        return [v for v in versions if v.run_id and self.client.get_run(v.run_id).info.status == "FINISHED"]
+        return [v for v in versions if self.is_valid(v)]
 
     def head_for(self, watermark: int) -> Any | None:
         """The version that ends at `watermark`: the lineage head to continue from."""
@@ -121,11 +140,74 @@ class Registry:
     def set_alias(self, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(self.model_name, alias, str(version))
 
+    def delete_alias(self, alias: str) -> None:
+        self.client.delete_registered_model_alias(self.model_name, alias)
+
+    def training_runs(self) -> list[Any]:
+        """FINISHED, active training runs of the experiment: the ones the watermark counts."""
+        return list(self.client.search_runs(
+            [self.experiment_id], "params.context = 'train' and attributes.status = 'FINISHED'", max_results=50_000,
+        ))
+
+    def kill_stale_runs(self) -> list[str]:
+        """Marks RUNNING training runs KILLED. Only under the lifecycle lock, where no other
+        lifecycle can be running: a RUNNING run there is what a killed process left."""
+        stale = self.client.search_runs(
+            [self.experiment_id], "params.context = 'train' and attributes.status = 'RUNNING'", max_results=50_000,
+        )
+        for run in stale:
+            self.client.set_terminated(run.info.run_id, "KILLED")
+            log.warning("training run %s was left RUNNING by a stopped lifecycle: marked KILLED", run.info.run_id)
+        return [r.info.run_id for r in stale]
+
+    def tag_orphans(self) -> list[str]:
+        """Tags `orphaned` the versions whose run is not FINISHED and active (registered by a
+        lifecycle that then crashed, or retracted since). They stay for inspection; nothing
+        ever continues from them or serves them."""
+        from mlflow.entities import ViewType
+
+        bad = {r.info.run_id for r in self.client.search_runs(
+            [self.experiment_id], "attributes.status != 'FINISHED'", run_view_type=ViewType.ALL, max_results=50_000)}
+        bad |= {r.info.run_id for r in self.client.search_runs(
+            [self.experiment_id], "", run_view_type=ViewType.DELETED_ONLY, max_results=50_000)}
+        tagged = []
+        for v in self.versions():
+            if v.run_id in bad and "orphaned" not in v.tags:
+                reason = self.run_state(v.run_id)
+                self.client.set_model_version_tag(self.model_name, v.version, "orphaned", f"run {v.run_id} is {reason}")
+                log.warning("version %s is orphaned: its run %s is %s", v.version, v.run_id, reason)
+                tagged.append(str(v.version))
+        return tagged
+
+    def retract_aliases(self) -> list[str]:
+        """Moves `production` and `challenger` off versions whose run is no longer FINISHED and
+        active: production falls back to the newest valid promoted version (or none)."""
+        notes = []
+        for alias in (PRODUCTION, CHALLENGER):
+            current = self.version_by_alias(alias)
+            if current is None or self.is_valid(current):
+                continue
+            reason = self.run_state(current.run_id)
+            fallback = None
+            if alias == PRODUCTION:
+                promoted = self.versions({"decision": "promote"})
+                fallback = next((v for v in reversed(promoted) if int(v.version) < int(current.version)
+                                 and "orphaned" not in v.tags and self.is_valid(v)), None)
+            if fallback is None:
+                self.delete_alias(alias)
+            else:
+                self.set_alias(alias, fallback.version)
+            target = f"version {fallback.version}" if fallback is not None else "none"
+            notes.append(f"{alias} was version {current.version}, whose run {current.run_id} is {reason}: {alias} → {target}")
+            log.warning("retracted: %s", notes[-1])
+        return notes
+
     def reconcile_aliases(self, watermark: int) -> None:
         """Makes the aliases agree with the finished training runs: `challenger` on the lineage
         head, and `production` moved to it if its run decided so and `production` still points
         at the version that run evaluated (compare-and-set). Idempotent; repairs a lifecycle
         that stopped between finishing its run and moving the aliases."""
+        self.retract_aliases()
         head = self.head_for(watermark)
         if head is None:
             return
@@ -151,22 +233,32 @@ class Registry:
 
 def open_registry(settings: Settings) -> Registry:
     """Points MLflow at the settings' store and makes sure the experiment exists (with its
-    artifacts beside the embedded store, not in the current directory)."""
+    artifacts beside the embedded store, not in the current directory). A SQLite store is
+    created whole or not at all; a store that cannot be opened is one `TrackingStoreError`."""
     import mlflow
+    from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
-    if settings.tracking_is_embedded:
-        settings.mlflow_dir.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(settings.mlflow_tracking_uri)
-    mlflow.set_registry_uri(settings.mlflow_tracking_uri)
-    client = MlflowClient(settings.mlflow_tracking_uri, settings.mlflow_tracking_uri)
-    exp = client.get_experiment_by_name(settings.mlflow_experiment)
-    if exp is None:
-        # A database store (SQLite or PostgreSQL) would put artifacts in ./mlruns of whatever
-        # directory the command ran in; a tracking server decides for itself.
-        direct = not settings.mlflow_tracking_uri.startswith(("http://", "https://", "databricks"))
-        location = settings.artifact_location if direct else None
-        experiment_id = client.create_experiment(settings.mlflow_experiment, artifact_location=location)
-    else:
-        experiment_id = exp.experiment_id
+    from taxifare_flow._core import mask_dsn
+    from taxifare_flow.ml_logic.store import ensure_sqlite_store
+
+    uri = settings.mlflow_tracking_uri
+    if uri.startswith("sqlite:///"):
+        ensure_sqlite_store(Path(uri.removeprefix("sqlite:///")), settings.artifact_location)
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    client = MlflowClient(uri, uri)
+    try:
+        exp = client.get_experiment_by_name(settings.mlflow_experiment)
+        if exp is None:
+            # A database store (SQLite or PostgreSQL) would put artifacts in ./mlruns of whatever
+            # directory the command ran in; a tracking server decides for itself.
+            direct = not uri.startswith(("http://", "https://", "databricks"))
+            location = settings.artifact_location if direct else None
+            experiment_id = client.create_experiment(settings.mlflow_experiment, artifact_location=location)
+        else:
+            experiment_id = exp.experiment_id
+    except MlflowException as e:
+        cause = str(e.message).strip().splitlines()
+        raise TrackingStoreError(f"the MLflow store {mask_dsn(uri)} cannot be used: {mask_dsn(cause[-1] if cause else type(e).__name__)}") from None
     return Registry(settings, client, experiment_id)

@@ -1,0 +1,147 @@
+"""`taxifare check`: the stored state against the guarantees (README, "Guarantees"), in plain
+words. Every lifecycle runs the safe repairs and the cheap checks first (`repair`,
+`assert_sound`), so nothing is trained on top of a broken state.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from taxifare_flow.errors import IntegrityError, LockTimeout
+
+if TYPE_CHECKING:
+    from taxifare_flow.data import DataSource
+    from taxifare_flow.ml_logic.registry import Registry
+    from taxifare_flow.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One verified guarantee: `problems` is empty when it holds."""
+
+    what: str
+    problems: list[str]
+    note: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def repair(registry: Registry) -> list[str]:
+    """The safe repairs, only under the lifecycle lock: a RUNNING training run is what a killed
+    lifecycle left (marked KILLED), a version whose run is not FINISHED and active is tagged
+    `orphaned`, and no alias stays on such a version."""
+    notes = [f"training run {r} was left RUNNING: marked KILLED" for r in registry.kill_stale_runs()]
+    notes += [f"version {v} tagged orphaned" for v in registry.tag_orphans()]
+    notes += registry.retract_aliases()
+    return notes
+
+
+def tiling_problems(intervals: list[tuple[int, int]], watermark: int) -> list[str]:
+    """Where `[first, first + count)` intervals fail to tile `[0, watermark)`."""
+    problems, end = [], 0
+    for first, count in sorted(intervals):
+        if count <= 0:
+            problems.append(f"a training run claims {count} rows at row {first}")
+        elif first > end:
+            problems.append(f"rows {end}..{first} were trained by no finished run (a run deleted or failed after the fact?)")
+        elif first < end:
+            problems.append(f"rows {first}..{min(end, first + count)} were trained twice")
+        end = max(end, first + count)
+    if end != watermark:
+        problems.append(f"the finished training runs end at row {end} but the watermark is {watermark}")
+    return problems
+
+
+def training_intervals(registry: Registry) -> list[tuple[int, int]]:
+    return [(int(r.data.params["first_row"]), int(r.data.params["row_count"])) for r in registry.training_runs()]
+
+
+def assert_sound(settings: Settings, source: DataSource, registry: Registry, watermark: int) -> None:
+    """The cheap checks a lifecycle runs before training: raises `IntegrityError`."""
+    problems = source.problems() + tiling_problems(training_intervals(registry), watermark)
+    if problems:
+        more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+        raise IntegrityError(f"{problems[0]}{more}: nothing was trained; run `taxifare check` for the whole state")
+
+
+def _alias_problems(registry: Registry) -> list[str]:
+    from taxifare_flow.ml_logic.registry import CHALLENGER, PRODUCTION
+
+    problems = []
+    for alias in (PRODUCTION, CHALLENGER):
+        v = registry.version_by_alias(alias)
+        if v is not None and not registry.is_valid(v):
+            problems.append(f"{alias} points at version {v.version}, whose run {v.run_id} is {registry.run_state(v.run_id)}")
+    return problems
+
+
+def _orphan_problems(registry: Registry) -> list[str]:
+    return [f"version {v.version} comes from run {v.run_id}, which is {registry.run_state(v.run_id)}, and is not tagged orphaned"
+            for v in registry.versions() if "orphaned" not in v.tags and not registry.is_valid(v)]
+
+
+def _stale_runs(registry: Registry) -> list[str]:
+    return [f"training run {r.info.run_id} is RUNNING with no lifecycle running" for r in registry.client.search_runs(
+        [registry.experiment_id], "params.context = 'train' and attributes.status = 'RUNNING'", max_results=50_000)]
+
+
+def _lineage_problems(source: DataSource, registry: Registry) -> list[str]:
+    problems = []
+    for run in registry.training_runs():
+        first, count = int(run.data.params["first_row"]), int(run.data.params["row_count"])
+        stored = run.data.tags.get("lineage_hash")
+        if stored is None:
+            problems.append(f"run {run.info.run_id} (rows {first}..{first + count}) has no lineage_hash")
+        elif source.content_hash(first, count) != stored:
+            problems.append(f"rows {first}..{first + count} of the source differ from those run {run.info.run_id} trained on")
+    return problems
+
+
+def check(settings: Settings, deep: bool = False, repair_state: bool = False) -> list[Finding]:
+    """Verifies the whole state; with `repair_state`, first does the safe repairs (under the
+    lock). Raises only when a store cannot be reached; a broken guarantee is a finding."""
+    from taxifare_flow.data import open_source
+    from taxifare_flow.flow.lock import lifecycle_lock
+    from taxifare_flow.ml_logic.registry import open_registry
+    from taxifare_flow.ml_logic.watermark import get_latest_trained_row
+
+    source = open_source(settings)
+    findings = [Finding("the data source is what its names say", source.problems())]
+    findings.append(Finding("the pending history has its provenance", source.pending_problems()))
+    registry = open_registry(settings)
+    watermark = get_latest_trained_row(settings=settings)
+    repaired: list[str] = []
+    # RUNNING runs are stale only while no lifecycle runs: judged (and repaired) under the lock.
+    try:
+        with lifecycle_lock(settings, timeout_seconds=settings.lock_timeout_seconds if repair_state else 0):
+            if repair_state:
+                repaired = repair(registry)
+            stale, note = _stale_runs(registry), ""
+    except LockTimeout:
+        stale, note = [], "a lifecycle is running now: its RUNNING run is not stale"
+    findings += [
+        Finding(f"finished training runs tile [0, {watermark:,})", tiling_problems(training_intervals(registry), watermark)),
+        Finding("no stale RUNNING training run", stale, note),
+        Finding("versions of unfinished or deleted runs are tagged orphaned", _orphan_problems(registry)),
+        Finding("aliases point at versions of finished, active runs", _alias_problems(registry)),
+    ]
+    if deep:
+        findings.append(Finding("each run's lineage hash matches the source rows", _lineage_problems(source, registry)))
+    if repaired:
+        findings.insert(0, Finding("repairs", [], "; ".join(repaired)))
+    return findings
+
+
+def describe(findings: list[Finding]) -> list[tuple[bool, str, str]]:
+    """(ok, what, detail) rows for rendering."""
+    rows: list[tuple[bool, str, str]] = []
+    for f in findings:
+        rows.append((f.ok, f.what, f.note if f.ok else f.problems[0]))
+        rows += [(False, "", p) for p in f.problems[1:]]
+    return rows

@@ -1,0 +1,32 @@
+"""The Python side of the one error hierarchy: every error the package raises derives from
+`TaxifareError` (defined by the Rust core, which raises the data, model and watermark kinds).
+The CLI turns any of them into one line and exit status 2."""
+
+from __future__ import annotations
+
+from taxifare_flow._core import DataSourceError, TaxifareError
+
+
+class SettingsError(TaxifareError, ValueError):
+    """A setting is missing or invalid; the message names the variable."""
+
+
+class LockTimeout(TaxifareError):
+    """Another lifecycle run holds the lifecycle lock."""
+
+
+class SourceBehindError(DataSourceError):
+    """The data source holds fewer rows than the model was trained on."""
+
+
+class IntegrityError(TaxifareError):
+    """The stored state breaks a guarantee (training runs do not tile the trained rows, the
+    source is not what its names say): nothing is trained on top of it."""
+
+
+class TrackingStoreError(TaxifareError):
+    """The MLflow store cannot be created or opened (no space, half-created, unreachable)."""
+
+
+class PrefectServerError(TaxifareError):
+    """The local Prefect API server did not start."""

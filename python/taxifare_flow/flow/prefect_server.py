@@ -1,0 +1,124 @@
+"""The local Prefect API for flows run without a Prefect server (no `PREFECT_API_URL`).
+
+Prefect's own ephemeral mode starts its server lazily, inside the flow, where two lifecycles on
+a fresh `PREFECT_HOME` race in its database migration, its start timeout (20 s) is missed on a
+loaded machine, and a kill -9 leaves the server running under PID 1 for good. This one is
+started by the lifecycle under its lock, waits as long as `PREFECT_SERVER_EPHEMERAL_STARTUP_
+TIMEOUT_SECONDS` says, and dies with the process that started it (Linux parent-death signal).
+One server per process: `run_all_months` pays its start once.
+"""
+
+from __future__ import annotations
+
+import atexit
+import ctypes
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from taxifare_flow.errors import PrefectServerError
+
+log = logging.getLogger(__name__)
+
+_PR_SET_PDEATHSIG = 1
+_PORT_IN_USE = 3  # uvicorn's exit status when it cannot bind
+
+
+@dataclass
+class _Server:
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+
+_server: _Server | None = None
+
+
+def _die_with_parent(parent: int) -> None:
+    """Runs in the child before exec: the kernel kills it when its parent dies."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: atexit is the only guard
+        return
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def _spawn(prefect_home: Path, log_path: Path) -> _Server:
+    port, parent = _free_port(), os.getpid()
+    env = {**os.environ, "PREFECT_HOME": str(prefect_home), "PREFECT_UI_ENABLED": "0",
+           "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    env.pop("PREFECT_API_URL", None)
+    with log_path.open("ab") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
+             "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+            env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=lambda: _die_with_parent(parent),  # noqa: PLW1509 - only prctl, no locks taken
+        )
+    return _Server(process, f"http://127.0.0.1:{port}/api", log_path)
+
+
+def _stop() -> None:
+    global _server
+    if _server is not None and _server.process.poll() is None:
+        _server.process.terminate()
+        try:
+            _server.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            _server.process.kill()
+            _server.process.wait()
+    _server = None
+
+
+atexit.register(_stop)
+
+
+def local_api_url(prefect_home: Path, timeout_seconds: float) -> str:
+    """The URL of this process's local Prefect API, started now if it is not running. Call it
+    under the lifecycle lock: the first start migrates Prefect's database."""
+    global _server
+    if _server is not None and _server.process.poll() is None:
+        return _server.url
+    prefect_home.mkdir(parents=True, exist_ok=True)
+    log_path = prefect_home / "server.log"
+    deadline = time.monotonic() + timeout_seconds
+    server = _spawn(prefect_home, log_path)
+    while not _healthy(server.url):
+        code = server.process.poll()
+        if code == _PORT_IN_USE:  # another process took the free port first
+            server = _spawn(prefect_home, log_path)
+        elif code is not None:
+            raise PrefectServerError(f"the local Prefect server exited with status {code} while starting: see {log_path}")
+        if time.monotonic() > deadline:
+            server.process.kill()
+            server.process.wait()
+            raise PrefectServerError(
+                f"the local Prefect server did not answer within {timeout_seconds:g} s (a loaded machine?): raise "
+                f"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or set PREFECT_API_URL to a running server; log: {log_path}"
+            )
+        time.sleep(0.2)
+    _server = server
+    log.info("local Prefect API at %s", server.url)
+    return server.url

@@ -1,0 +1,98 @@
+"""A SQLite MLflow store is created whole or not at all.
+
+MLflow migrates a new SQLite file in place: a full disk or a kill part-way leaves a file that
+every later command trips over ("table spans already exists") while the watermark reads 0.
+Here the migration runs on a hidden temporary file, which is then linked into place (a link,
+not a rename: a store another process created meanwhile is never replaced).
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+import os
+import sqlite3
+from pathlib import Path
+
+from taxifare_flow.errors import TrackingStoreError
+
+log = logging.getLogger(__name__)
+
+
+def _no_space(e: BaseException) -> bool:
+    seen: BaseException | None = e
+    while seen is not None:
+        if getattr(seen, "errno", None) == errno.ENOSPC or "disk is full" in str(seen) or "No space left" in str(seen):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _remove_dead_temporaries(path: Path) -> None:
+    for tmp in path.parent.glob(f".{path.name}.tmp-*"):
+        pid = tmp.name.rsplit("-", 1)[-1]
+        if not (pid.isdigit() and _alive(int(pid))):
+            tmp.unlink(missing_ok=True)
+
+
+def _schema_version(path: Path) -> tuple[int, str | None]:
+    """(tables, alembic revision) of a SQLite file, read-only."""
+    try:
+        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            if "alembic_version" not in tables:
+                return len(tables), None
+            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+            return len(tables), row[0] if row else None
+    except sqlite3.DatabaseError as e:
+        raise TrackingStoreError(f"{path} is not a SQLite MLflow store ({e}): point MLFLOW_TRACKING_URI elsewhere") from None
+
+
+def ensure_sqlite_store(path: Path, artifact_root: str) -> None:
+    """Creates the store at `path` if there is none; refuses a half-created one."""
+    if path.exists() and path.stat().st_size > 0:
+        tables, revision = _schema_version(path)
+        if revision is None:
+            raise TrackingStoreError(
+                f"{path} is a half-created MLflow store ({tables} tables but no schema version: its creation was "
+                "interrupted, e.g. by a full disk); it holds no runs: delete it (or run reset_data_sources --fresh) and retry"
+            )
+        return
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_dead_temporaries(path)
+        # An empty file is what an interrupted `sqlite3.connect` leaves: nothing to keep.
+        if path.exists():
+            path.unlink()
+    except OSError as e:
+        raise TrackingStoreError(f"cannot create the MLflow store {path}: {e.strerror or e}") from None
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+        store = SqlAlchemyStore(f"sqlite:///{tmp}", artifact_root)
+        store.engine.dispose()
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            log.info("another process created %s meanwhile: keeping it", path)
+    except Exception as e:
+        if _no_space(e):
+            raise TrackingStoreError(
+                f"no space left on the device of {path} while creating the MLflow store: free some space and retry "
+                "(nothing was created)"
+            ) from None
+        raise TrackingStoreError(f"cannot create the MLflow store {path}: {str(e).splitlines()[0]}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    log.info("created the MLflow store %s", path)

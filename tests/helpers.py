@@ -1,0 +1,56 @@
+"""Helpers shared by the test files (fixtures live in conftest.py)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import Any
+
+from taxifare_flow.settings import Settings, load_settings
+
+
+def taxifare(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    """The real CLI in a child process, as a user runs it."""
+    return subprocess.run([sys.executable, "-m", "taxifare_flow.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, "COLUMNS": "200", **(env or {})}, timeout=timeout)
+
+
+def arrive(n: int, settings: Settings | None = None) -> None:
+    """`n` months arrive in the local source."""
+    from taxifare_flow.data.local import LocalSource
+
+    src = LocalSource(settings or load_settings())
+    for _ in range(n):
+        assert src.get_new_month() is not None
+
+
+def training_intervals(settings: Settings) -> list[tuple[int, int]]:
+    """(first_row, row_count) of the FINISHED, active training runs, in row order."""
+    from taxifare_flow.check import training_intervals as intervals
+    from taxifare_flow.ml_logic.registry import open_registry
+
+    return sorted(intervals(open_registry(settings)))
+
+
+def assert_tiles(intervals: list[tuple[int, int]], total: int) -> None:
+    """Every row trained exactly once: the intervals tile [0, total) with no gap or overlap."""
+    end = 0
+    for first, count in intervals:
+        assert first == end, f"gap or overlap at row {end}: next run starts at {first}"
+        assert count > 0
+        end = first + count
+    assert end == total
+
+
+def fail_after(step: str, exc: BaseException) -> Any:
+    """A lifecycle `wrap` that raises `exc` right after `step` returns: a crash at that point."""
+    def wrap(fn: Any, name: str) -> Any:
+        if name != step:
+            return fn
+
+        def crashed(*args: Any) -> Any:
+            fn(*args)
+            raise exc
+        return crashed
+    return wrap
