@@ -6,12 +6,14 @@ Prefect, so they answer in a fraction of a second.
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 import subprocess
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -52,26 +54,36 @@ TARGETS: list[tuple[str, str]] = [
 ]
 
 
+def _debug() -> bool:
+    return os.environ.get("TAXIFARE_DEBUG", "") not in ("", "0")
+
+
+def _fail(e: BaseException) -> NoReturn:
+    """One line naming the cause (passwords masked), exit status 2; the traceback only with
+    --debug. `soft_wrap`: a narrow terminal must not break the one line into several."""
+    from taxifare_flow._core import mask_dsn
+
+    if _debug():
+        raise e
+    err.print(f"[red]{type(e).__name__}:[/red] {mask_dsn(' '.join(str(e).split()))}", soft_wrap=True, highlight=False)
+    raise typer.Exit(2) from None
+
+
 def _settings() -> Settings:
     try:
         return load_settings()
     except SettingsError as e:
-        err.print(f"[red]settings:[/red] {e}")
-        raise typer.Exit(2) from None
+        _fail(e)
 
 
 def _guard(fn: Callable[[], Any]) -> Any:
     """Runs a command body, turning the project's typed errors into one red line and exit 2."""
     from taxifare_flow import TaxifareError
-    from taxifare_flow.flow.lock import LockTimeout
 
     try:
         return fn()
-    except (TaxifareError, SettingsError, LockTimeout, OSError) as e:
-        from taxifare_flow._core import mask_dsn
-
-        err.print(f"[red]{type(e).__name__}:[/red] {mask_dsn(str(e))}")
-        raise typer.Exit(2) from None
+    except (TaxifareError, OSError) as e:
+        _fail(e)
 
 
 @app.command("list")
@@ -338,14 +350,30 @@ def push_month_to_bq() -> None:
     console.print(f"{pushed.month} loaded: {pushed.rows:,} rows, row_id {pushed.first_row:,}..{pushed.end_row:,}")
 
 
-def main() -> None:
-    import logging
-    import os
+class _OneLinePerFailure(logging.Filter):
+    """Prefect logs a failed task and flow with the traceback at ERROR; the command prints the
+    failure as its one line (or Python's traceback for a bug), so those records are dropped."""
 
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.name in ("prefect.flow_runs", "prefect.task_runs") and record.levelno >= logging.ERROR)
+
+
+@app.callback()
+def _options(debug: bool = typer.Option(False, "--debug", help="tracebacks and INFO logs (also TAXIFARE_DEBUG=1)")) -> None:
+    if debug:
+        os.environ["TAXIFARE_DEBUG"] = "1"
+        logging.getLogger().setLevel(logging.INFO)
+        for handler in logging.getLogger().handlers:
+            handler.filters.clear()
+
+
+def main() -> None:
     # MLflow logs table creation and migrations at INFO; the CLI shows warnings and up.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.INFO if _debug() else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not _debug():
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(_OneLinePerFailure())
     app()
 
 

@@ -172,6 +172,9 @@ class Registry:
             [self.experiment_id], "", run_view_type=ViewType.DELETED_ONLY, max_results=50_000)}
         tagged = []
         for v in self.versions():
+            if v.run_id not in bad and "orphaned" in v.tags and self.is_valid(v):  # its run was restored
+                self.client.delete_model_version_tag(self.model_name, v.version, "orphaned")
+                log.warning("version %s is no longer orphaned: its run %s was restored", v.version, v.run_id)
             if v.run_id in bad and "orphaned" not in v.tags:
                 reason = self.run_state(v.run_id)
                 self.client.set_model_version_tag(self.model_name, v.version, "orphaned", f"run {v.run_id} is {reason}")

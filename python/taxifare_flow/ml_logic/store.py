@@ -94,5 +94,6 @@ def ensure_sqlite_store(path: Path, artifact_root: str) -> None:
             ) from None
         raise TrackingStoreError(f"cannot create the MLflow store {path}: {str(e).splitlines()[0]}") from None
     finally:
-        tmp.unlink(missing_ok=True)
+        for leftover in tmp.parent.glob(f"{tmp.name}*"):  # the file and its journal
+            leftover.unlink(missing_ok=True)
     log.info("created the MLflow store %s", path)
