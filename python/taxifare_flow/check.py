@@ -124,6 +124,8 @@ def check(settings: Settings, deep: bool = False, repair_state: bool = False) ->
                 repaired = repair(registry)
             stale, note = _stale_runs(registry), ""
     except LockTimeout:
+        if repair_state:
+            raise
         stale, note = [], "a lifecycle is running now: its RUNNING run is not stale"
     findings += [
         Finding(f"finished training runs tile [0, {watermark:,})", tiling_problems(training_intervals(registry), watermark)),

@@ -121,10 +121,14 @@ def reset_data_sources(
 
     def body() -> None:
         if fresh:
-            for d in (s.mlflow_dir, s.prefect_home, s.reports_dir):
-                # Only ever inside LOCAL_DATA_PATH, and the store only when it is the embedded one.
-                if d.is_dir() and d.is_relative_to(s.local_data_path) and (d != s.mlflow_dir or s.tracking_is_embedded):
-                    shutil.rmtree(d)
+            from taxifare_flow.flow.lock import lifecycle_lock
+
+            # Not from under a running lifecycle: the store goes while the lock is held.
+            with lifecycle_lock(s):
+                for d in (s.mlflow_dir, s.prefect_home, s.reports_dir):
+                    # Only ever inside LOCAL_DATA_PATH, and the store only when it is the embedded one.
+                    if d.is_dir() and d.is_relative_to(s.local_data_path) and (d != s.mlflow_dir or s.tracking_is_embedded):
+                        shutil.rmtree(d)
         started = time.perf_counter()
         removed = LocalSource(s).reset()
         console.print(f"source emptied ({removed} files removed); history ready in {time.perf_counter() - started:.1f} s")

@@ -4,13 +4,14 @@ other command goes to `taxifare_flow.cli`."""
 
 from __future__ import annotations
 
+import os
 import sys
 
 
 def _watermark(args: list[str]) -> int:
     from taxifare_flow import _core
     from taxifare_flow.ml_logic.watermark import get_latest_trained_row
-    from taxifare_flow.settings import SettingsError, load_settings
+    from taxifare_flow.settings import load_settings
 
     experiment = None
     if args[:1] == ["--experiment"] and len(args) == 2:
@@ -22,8 +23,10 @@ def _watermark(args: list[str]) -> int:
         return 2
     try:
         print(get_latest_trained_row(experiment or None, settings=load_settings()))
-    except (SettingsError, _core.TaxifareError) as e:
-        print(f"{type(e).__name__}: {_core.mask_dsn(str(e))}", file=sys.stderr)
+    except _core.TaxifareError as e:
+        if os.environ.get("TAXIFARE_DEBUG", "") not in ("", "0"):
+            raise
+        print(f"{type(e).__name__}: {_core.mask_dsn(' '.join(str(e).split()))}", file=sys.stderr)
         return 2
     return 0
 

@@ -30,6 +30,7 @@ def run_flow(settings: Settings) -> Any:
     from taxifare_flow.flow.lifecycle import lifecycle
     from taxifare_flow.flow.lock import lifecycle_lock
     from taxifare_flow.flow.prefect_server import local_api_url
+    from taxifare_flow.ml_logic.watermark import get_latest_trained_row
 
     def as_task(fn: Any, name: str) -> Any:
         # Models are not hashable inputs and results stay in memory: no cache, no persistence.
@@ -40,6 +41,9 @@ def run_flow(settings: Settings) -> Any:
         return lifecycle(settings, as_task, lock=False)
 
     with lifecycle_lock(settings):
+        # The tracking DB answers (reachable, credentials, TLS, an MLflow store) before a Prefect
+        # server starts: a wrong setting fails in milliseconds, as one line.
+        get_latest_trained_row(settings=settings)
         api = PREFECT_API_URL.value() or local_api_url(settings.prefect_home, settings.prefect_server_ephemeral_startup_timeout_seconds)
         with temporary_settings({PREFECT_API_URL: api}):
             return taxifare_lifecycle()

@@ -234,6 +234,20 @@ class Registry:
             )
 
 
+def _probe(settings: Settings) -> None:
+    """The tracking DB through the Rust reader first: an unreachable server, a refused password
+    or a file that is no MLflow store is a typed error in seconds, where SQLAlchemy under MLflow
+    retries for minutes and then raises untyped. A database without MLflow's tables is fine:
+    MLflow creates them."""
+    from taxifare_flow._core import NotAnMlflowStoreError
+    from taxifare_flow.ml_logic.watermark import get_latest_trained_row
+
+    try:
+        get_latest_trained_row(settings=settings)
+    except NotAnMlflowStoreError:
+        pass
+
+
 def open_registry(settings: Settings) -> Registry:
     """Points MLflow at the settings' store and makes sure the experiment exists (with its
     artifacts beside the embedded store, not in the current directory). A SQLite store is
@@ -241,6 +255,7 @@ def open_registry(settings: Settings) -> Registry:
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
+    from sqlalchemy.exc import SQLAlchemyError
 
     from taxifare_flow._core import mask_dsn
     from taxifare_flow.ml_logic.store import ensure_sqlite_store
@@ -248,6 +263,8 @@ def open_registry(settings: Settings) -> Registry:
     uri = settings.mlflow_tracking_uri
     if uri.startswith("sqlite:///"):
         ensure_sqlite_store(Path(uri.removeprefix("sqlite:///")), settings.artifact_location)
+    if settings.mlflow_tracking_db:
+        _probe(settings)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(uri, uri)
@@ -261,7 +278,7 @@ def open_registry(settings: Settings) -> Registry:
             experiment_id = client.create_experiment(settings.mlflow_experiment, artifact_location=location)
         else:
             experiment_id = exp.experiment_id
-    except MlflowException as e:
-        cause = str(e.message).strip().splitlines()
+    except (MlflowException, SQLAlchemyError) as e:
+        cause = str(getattr(e, "message", e)).strip().splitlines()
         raise TrackingStoreError(f"the MLflow store {mask_dsn(uri)} cannot be used: {mask_dsn(cause[-1] if cause else type(e).__name__)}") from None
     return Registry(settings, client, experiment_id)
