@@ -25,6 +25,8 @@ def test_split_password_keeps_everything_else() -> None:
     # libpq also takes the password as a parameter, and several hosts.
     assert split_password("postgresql://u@h1:5432,h2:5433/db?sslmode=require&password=s%26cret&connect_timeout=3") == (
         "postgresql://u@h1:5432,h2:5433/db?sslmode=require&connect_timeout=3", "s&cret")
+    assert split_password("postgresql://u@h/db?options=-c%20search_path%3Dx&password=pw") == (
+        "postgresql://u@h/db?options=-c%20search_path%3Dx", "pw")
     assert split_password("postgresql://u@h/db") == ("postgresql://u@h/db", None)
     assert split_password("postgresql://u:@h/db") == ("postgresql://u@h/db", "")
 

@@ -11,7 +11,7 @@ import os
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
 from taxifare_flow.settings import Settings, SettingsError
 
@@ -46,7 +46,8 @@ def split_password(dsn: str) -> tuple[str, str | None]:
         params = parse_qsl(query, keep_blank_values=True)
         if any(k == "password" for k, _ in params):
             password = next(v for k, v in params if k == "password")
-            query = urlencode([(k, v) for k, v in params if k != "password"])
+            # %20, not '+': libpq decodes only %XX in a URI.
+            query = urlencode([(k, v) for k, v in params if k != "password"], quote_via=quote)
     return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment)), password
 
 
