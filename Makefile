@@ -11,7 +11,7 @@ STAMP := $(VENV)/.taxifare-installed
 RUST_SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock pyproject.toml
 
 .PHONY: install demo test dev_test list show_env reinstall_package reset_data_sources show_data_sources \
-	get_new_month import_csv run_flow run_all_months report watermark check mlflow_ui reset_bq_tables show_bq_tables \
+	get_new_month import_csv run_flow run_all_months report watermark check mlflow_ui psql reset_bq_tables show_bq_tables \
 	push_month_to_bq bench wheel
 
 # Set-up: a virtualenv with the package built from source; redone only when Rust or the
@@ -39,6 +39,7 @@ report: install ; $(TAXIFARE) report
 watermark: install ; $(TAXIFARE) watermark
 check: install ; $(TAXIFARE) check $(if $(DEEP),--deep) $(if $(REPAIR),--repair)
 mlflow_ui: install ; $(TAXIFARE) mlflow_ui
+psql: install ; $(TAXIFARE) psql
 reset_bq_tables: install ; $(TAXIFARE) reset_bq_tables
 show_bq_tables: install ; $(TAXIFARE) show_bq_tables
 push_month_to_bq: install ; $(TAXIFARE) push_month_to_bq

@@ -6,7 +6,9 @@ from __future__ import annotations
 import os
 import shutil
 import socket
+import signal
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -179,6 +181,87 @@ def prefect_harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
     with prefect_test_harness(server_startup_timeout=120):
         print(f"prefect harness up in {time.perf_counter() - started:.1f} s")
         yield
+
+
+def _wait_for_http(url: str, proc: subprocess.Popen, log: Path, timeout: float) -> None:
+    """Until `url` answers 200; fails with the end of `log` if the process died or time ran out."""
+    import urllib.request
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as r:
+                if r.status == 200:
+                    return
+        except OSError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_process_group(proc)
+            raise RuntimeError(f"{url} did not answer: {log.read_text()[-3000:]}")
+        time.sleep(0.3)
+
+
+def stop_process_group(proc: subprocess.Popen, grace: float = 15.0) -> None:
+    """Stops a server started with `start_new_session=True` and everything it spawned (uvicorn
+    and gunicorn workers live in its process group): SIGTERM, then SIGKILL to the group."""
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+    except ProcessLookupError:
+        return
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        pass
+    # Workers may outlive their leader: the group goes, whatever is left of it.
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=10)
+
+
+def group_alive(pgid: int, wait: float = 5.0) -> bool:
+    """Whether a live (not zombie) process of the group remains, after up to `wait` seconds."""
+    deadline = time.monotonic() + wait
+    while True:
+        alive = False
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                # pid (comm) state ppid pgrp ...: comm may hold spaces, so split after ')'.
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            if int(fields[2]) == pgid and fields[0] != "Z":
+                alive = True
+                break
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prefect server (`prefect server start`, no UI) on a free loopback port with a
+    PREFECT_HOME of its own; yields its PREFECT_API_URL. Its process group is killed at the end."""
+    home = tmp_path_factory.mktemp("prefect-server")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
+    env.update(PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false", PREFECT_SERVER_UI_ENABLED="false",
+               PREFECT_LOGGING_LEVEL="WARNING")
+    log = home / "server.log"
+    started = time.perf_counter()
+    with log.open("w") as out:
+        # cwd = its home: Prefect reads ./.env, and no test's .env is meant for the server.
+        proc = subprocess.Popen([str(Path(sys.executable).with_name("prefect")), "server", "start", "--host", "127.0.0.1",
+                                 "--port", str(port), "--no-ui", "--analytics-off"],
+                                cwd=home, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        _wait_for_http(f"http://127.0.0.1:{port}/api/health", proc, log, timeout=180)
+        print(f"prefect server up in {time.perf_counter() - started:.1f} s")
+        yield f"http://127.0.0.1:{port}/api"
+    finally:
+        stop_process_group(proc)
+        assert not group_alive(proc.pid), "a process of the Prefect server survived"
 
 
 # -- BigQuery emulator ------------------------------------------------------------------

@@ -45,7 +45,8 @@ TARGETS: list[tuple[str, str]] = [
     ("report", "report.png / report.html / report.csv of the error month after month"),
     ("watermark", "the first untrained row, read from MLflow's DB by the Rust core"),
     ("check", "verify the stored state against the guarantees (DEEP=1: lineage hashes; REPAIR=1: safe repairs)"),
-    ("mlflow_ui", "the MLflow UI on the configured store, bound to 127.0.0.1"),
+    ("mlflow_ui", "the MLflow UI on the configured store, bound to 127.0.0.1 (a tracking server: its URL)"),
+    ("psql", "psql on the PostgreSQL tracking DB, password kept off the command line"),
     ("reset_bq_tables", "(re)create the BigQuery dataset and table, empty"),
     ("show_bq_tables", "months in BigQuery and months pending"),
     ("push_month_to_bq", "load the next pending month into BigQuery (exit 3: no more data)"),
@@ -208,11 +209,20 @@ def run_flow() -> None:
     _print_outcome(_guard(lambda: flow(s)))
 
 
+def _is_server(uri: str) -> bool:
+    return uri.startswith(("http://", "https://"))
+
+
 def _where_to_look(s: Settings) -> None:
     from taxifare_flow._core import mask_dsn
 
     console.print("\n[bold]where to look[/bold]")
-    console.print(f"  MLflow UI : make mlflow_ui   (= mlflow ui --backend-store-uri {mask_dsn(s.mlflow_tracking_uri)} --host 127.0.0.1)")
+    if _is_server(s.mlflow_tracking_uri):
+        console.print(f"  MLflow UI : {mask_dsn(s.mlflow_tracking_uri)}   (the tracking server)")
+    else:
+        console.print(f"  MLflow UI : make mlflow_ui   (= mlflow ui --backend-store-uri {mask_dsn(s.mlflow_tracking_uri)} --host 127.0.0.1)")
+    if s.prefect_api_url:
+        console.print(f"  Prefect UI: {mask_dsn(s.prefect_api_url.removesuffix('/api'))}   (flow runs of {s.prefect_flow_name!r})")
     console.print(f"  report    : {s.reports_dir / 'report.html'}  (and report.png, report.csv)")
 
 
@@ -301,13 +311,36 @@ def demo(months: int = typer.Option(0, help="stop after N months (0 = all)")) ->
 
 @app.command("mlflow_ui")
 def mlflow_ui(port: int = typer.Option(5000)) -> None:
-    """The MLflow UI on the configured store, bound to 127.0.0.1."""
+    """The MLflow UI on the configured store, bound to 127.0.0.1; for a tracking server, its URL
+    (the server is the UI: `mlflow ui --backend-store-uri http://…` cannot start)."""
+    import os
+
+    from taxifare_flow._core import mask_dsn
+
     s = _settings()
-    cmd = [sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", s.mlflow_tracking_uri,
-           "--host", "127.0.0.1", "--port", str(port)]
+    if _is_server(s.mlflow_tracking_uri):
+        console.print(f"the tracking server serves the MLflow UI: {mask_dsn(s.mlflow_tracking_uri)}")
+        return
+    cmd = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port)]
     if s.tracking_is_embedded:
         cmd += ["--default-artifact-root", s.artifact_location]
-    raise typer.Exit(subprocess.call(cmd))
+    # Through the environment (mlflow's own variable), not argv: a PostgreSQL URI's password
+    # would show in `ps`.
+    raise typer.Exit(subprocess.call(cmd, env={**os.environ, "MLFLOW_BACKEND_STORE_URI": s.mlflow_tracking_uri}))
+
+
+@app.command("psql", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def psql(ctx: typer.Context) -> None:
+    """psql on the PostgreSQL tracking DB (MLFLOW_TRACKING_DB or MLFLOW_DB_*); the password goes
+    in psql's PGPASSWORD, never on its command line. Extra arguments go to psql:
+    `taxifare psql -c "select count(*) from runs"`."""
+    from taxifare_flow.psql import exec_psql, psql_command
+
+    s = _settings()
+    command = _guard(lambda: psql_command(s, list(ctx.args)))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _guard(lambda: exec_psql(command))
 
 
 @app.command("reset_bq_tables")

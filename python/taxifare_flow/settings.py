@@ -152,6 +152,7 @@ class Settings:
     prefect_log_level: str = "WARNING"
     prefect_home: Path = Path()
     prefect_server_ephemeral_startup_timeout_seconds: float = 120.0
+    prefect_api_url: str = ""
     # bigquery
     gcp_project: str = ""
     bq_dataset: str = ""
@@ -225,6 +226,15 @@ def _tracking_db(r: _Reader, tracking_uri: str) -> str:
     return ""
 
 
+def _prefect_api_url(r: _Reader) -> str:
+    url = r.str("PREFECT_API_URL").rstrip("/")
+    if url and not url.startswith(("http://", "https://")):
+        # Only the scheme is echoed: the rest may hold credentials.
+        got = f"scheme {url.split('://', 1)[0]!r}" if "://" in url else "no scheme"
+        raise SettingsError(f"PREFECT_API_URL must be an http(s) URL such as http://127.0.0.1:4200/api (got {got})")
+    return url
+
+
 def load_settings(dotenv_path: Path | None = None) -> Settings:
     """Reads and validates the settings."""
     r = _Reader(_env(dotenv_path))
@@ -266,6 +276,7 @@ def load_settings(dotenv_path: Path | None = None) -> Settings:
         prefect_home=Path(r.str("PREFECT_HOME", str(data_path / "prefect"))).expanduser().resolve(),
         # Prefect's own name for it (its default, 20 s, is missed on a loaded 2-core machine).
         prefect_server_ephemeral_startup_timeout_seconds=r.float("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 120.0, minimum=1.0),
+        prefect_api_url=_prefect_api_url(r),
         gcp_project=r.str("GCP_PROJECT"),
         bq_dataset=r.str("BQ_DATASET", "taxifare"),
         bq_table=r.str("BQ_TABLE", "rides"),
@@ -290,7 +301,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "mlflow_tracking_uri", "mlflow_tracking_db", "mlflow_experiment", "mlflow_model_name", "mlflow_db_user",
         "mlflow_db_password", "mlflow_db_hostname", "mlflow_db_port", "mlflow_db_name",
     ),
-    "Prefect": ("prefect_flow_name", "prefect_log_level", "prefect_home", "prefect_server_ephemeral_startup_timeout_seconds"),
+    "Prefect": ("prefect_flow_name", "prefect_log_level", "prefect_home", "prefect_api_url",
+                "prefect_server_ephemeral_startup_timeout_seconds"),
     "BigQuery": (
         "gcp_project", "bq_dataset", "bq_table", "bq_location", "bq_api_endpoint", "bq_storage_endpoint",
         "bq_timeout_seconds",

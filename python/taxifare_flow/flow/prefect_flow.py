@@ -1,22 +1,52 @@
-"""The lifecycle as a Prefect 3 flow: each step a task, visible in Prefect. Reports to the
-server named by `PREFECT_API_URL`; without one, to a local API this process starts (its state
-under `PREFECT_HOME`, see `prefect_server`)."""
+"""The lifecycle as a Prefect 3 flow: each step a task, visible in Prefect. With
+`PREFECT_API_URL`, flow and task runs report to that Prefect server; without it, to a local
+Prefect API this process starts (its state under `PREFECT_HOME`, see `prefect_server`)."""
 
 from __future__ import annotations
 
 import os
+import urllib.request
 from typing import Any
 
+from taxifare_flow.errors import PrefectServerError
 from taxifare_flow.settings import Settings
+
+
+def _default(name: str, value: str) -> None:
+    # An empty variable counts as unset (`.env.sample` lists them empty, and direnv's `dotenv`
+    # exports them so): Prefect would take `PREFECT_HOME=` for the current directory.
+    if not os.environ.get(name):
+        os.environ[name] = value
 
 
 def configure_prefect(settings: Settings) -> None:
     """Prefect reads its settings at import: set them first (the user's environment wins)."""
     settings.prefect_home.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("PREFECT_HOME", str(settings.prefect_home))
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", settings.prefect_log_level)
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "taxifare_flow")
+    _default("PREFECT_HOME", str(settings.prefect_home))
+    _default("PREFECT_LOGGING_LEVEL", settings.prefect_log_level)
+    _default("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    _default("PREFECT_LOGGING_EXTRA_LOGGERS", "taxifare_flow")
+    if settings.prefect_api_url:
+        # The settings already let the environment win over `.env`; this also covers a value
+        # that came from a `.env` somewhere other than the working directory.
+        os.environ["PREFECT_API_URL"] = settings.prefect_api_url
+    elif "PREFECT_API_URL" in os.environ:
+        del os.environ["PREFECT_API_URL"]
+
+
+def _answers(api: str) -> None:
+    """A configured Prefect server answers before the flow starts (else Prefect's own retries
+    and tracebacks)."""
+    from taxifare_flow._core import mask_dsn
+
+    try:
+        with urllib.request.urlopen(f"{api}/health", timeout=10) as r:
+            if r.status == 200:
+                return
+    except OSError as e:
+        raise PrefectServerError(f"the Prefect server at {mask_dsn(api)} does not answer ({e}): start it, or unset "
+                                 "PREFECT_API_URL for a local one") from None
+    raise PrefectServerError(f"the Prefect server at {mask_dsn(api)} is not healthy: check it, or unset PREFECT_API_URL")
 
 
 def run_flow(settings: Settings) -> Any:
@@ -44,6 +74,12 @@ def run_flow(settings: Settings) -> Any:
         # The tracking DB answers (reachable, credentials, TLS, an MLflow store) before a Prefect
         # server starts: a wrong setting fails in milliseconds, as one line.
         get_latest_trained_row(settings=settings)
-        api = PREFECT_API_URL.value() or local_api_url(settings.prefect_home, settings.prefect_server_ephemeral_startup_timeout_seconds)
+        # A server configured (the settings, or a test harness in Prefect's own context); an
+        # empty value, as `.env.sample` has it, is none.
+        api = settings.prefect_api_url or PREFECT_API_URL.value() or ""
+        if api:
+            _answers(api)
+        else:
+            api = local_api_url(settings.prefect_home, settings.prefect_server_ephemeral_startup_timeout_seconds)
         with temporary_settings({PREFECT_API_URL: api}):
             return taxifare_lifecycle()

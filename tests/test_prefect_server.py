@@ -1,0 +1,127 @@
+"""A real Prefect server: with PREFECT_API_URL set (environment or .env), `taxifare run_flow`
+reports its flow run and task runs to it; an empty PREFECT_API_URL= (as in .env.sample) means
+ephemeral mode."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import pytest
+
+from conftest import SETTING_VARS
+
+ROOT = Path(__file__).resolve().parent.parent
+STEPS = {"watermark", "checks", "evaluate production", "train challenger", "compare", "finalise", "notify"}
+
+# Run in a process of its own: importing Prefect here would fix Prefect's settings
+# (PREFECT_HOME, API URL) for the rest of the pytest session, which other tests' harness shares.
+QUERY = r"""
+import json, sys, time
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowFilter, FlowFilterName, TaskRunFilter, TaskRunFilterFlowRunId
+
+flow_name, expected_runs = sys.argv[1], int(sys.argv[2])
+deadline = time.monotonic() + 60
+with get_client(sync_client=True) as client:
+    while True:
+        runs = client.read_flow_runs(flow_filter=FlowFilter(name=FlowFilterName(any_=[flow_name])))
+        out = []
+        for run in runs:
+            tasks = client.read_task_runs(
+                task_run_filter=TaskRunFilter(flow_run_id=TaskRunFilterFlowRunId(any_=[run.id])))
+            out.append({"name": run.name, "state": run.state_type.value,
+                        "start": run.start_time.isoformat() if run.start_time else "",
+                        # A task run is named "<task name>-<suffix>".
+                        "tasks": {t.name.rsplit("-", 1)[0]: t.state_type.value for t in tasks}})
+        # The server records task runs from events, a moment after the flow returned.
+        settled = len(out) >= expected_runs and all(r["state"] == "COMPLETED" and r["tasks"]
+                                                    and set(r["tasks"].values()) == {"COMPLETED"} for r in out)
+        if settled or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+print(json.dumps(sorted(out, key=lambda r: r["start"])))
+"""
+
+
+def _env(**extra: str) -> dict[str, str]:
+    """The test's environment without Prefect variables other tests' fixtures left behind."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") or k in SETTING_VARS}
+    env["COLUMNS"] = "200"
+    env.update(extra)
+    return env
+
+
+def taxifare(*args: str, **extra: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "taxifare_flow.cli", *args], capture_output=True, text=True,
+                          env=_env(**extra), timeout=300)
+
+
+def flow_runs(api_url: str, flow_name: str, expected: int, home: Path) -> list[dict]:
+    """The flow runs of `flow_name` on the server (oldest first) with their task runs, read
+    through Prefect's client once `expected` runs are there and settled."""
+    home.mkdir(exist_ok=True)
+    r = subprocess.run([sys.executable, "-c", QUERY, flow_name, str(expected)], capture_output=True, text=True,
+                       timeout=120, cwd=home, env=_env(PREFECT_API_URL=api_url, PREFECT_HOME=str(home)))
+    assert r.returncode == 0, r.stderr[-3000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture
+def one_month(small_history: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A tiny history with one month arrived, and a flow name of this test's own."""
+    monkeypatch.setenv("HISTORY_ROWS_PER_MONTH", "300")
+    monkeypatch.setenv("HISTORY_FIRST_MONTH", "2012-08")
+    monkeypatch.setenv("HISTORY_LAST_MONTH", "2012-09")
+    flow_name = f"taxifare lifecycle {uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("PREFECT_FLOW_NAME", flow_name)
+    assert taxifare("reset_data_sources").returncode == 0
+    assert taxifare("get_new_month").returncode == 0
+    return flow_name
+
+
+def test_a_lifecycle_reports_to_the_prefect_server(one_month: str, prefect_server: str, clean_env: Path) -> None:
+    r = taxifare("run_flow", PREFECT_API_URL=prefect_server)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "trained rows 0..300" in r.stdout
+    client_home = clean_env / "prefect-client"
+    runs = flow_runs(prefect_server, one_month, 1, client_home)
+    assert len(runs) == 1
+    assert runs[0]["state"] == "COMPLETED"
+    assert runs[0]["tasks"] == dict.fromkeys(STEPS, "COMPLETED")
+
+    # PREFECT_API_URL from .env only (the environment has none): the same server.
+    (clean_env / ".env").write_text(f"PREFECT_API_URL={prefect_server}\n")
+    r = taxifare("run_flow")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "nothing to do" in r.stdout
+    runs = flow_runs(prefect_server, one_month, 2, client_home)
+    assert [run["state"] for run in runs] == ["COMPLETED", "COMPLETED"]
+    assert runs[1]["tasks"] == {"watermark": "COMPLETED", "checks": "COMPLETED"}, "nothing to do: watermark and checks only"
+
+    assert prefect_server in taxifare("show_env").stdout
+
+
+def test_an_empty_prefect_api_url_means_ephemeral_mode(one_month: str, prefect_server: str, clean_env: Path,
+                                                      small_history: Path) -> None:
+    """The .env.sample as it is, copied to .env, and exported as direnv's `dotenv` does: its empty
+    PREFECT_API_URL= and PREFECT_HOME= would make Prefect look for a server at '' and keep its
+    state in the working directory."""
+    shutil.copy(ROOT / ".env.sample", clean_env / ".env")
+    r = taxifare("run_flow", PREFECT_API_URL="", PREFECT_HOME="")
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "trained rows 0..300" in r.stdout
+    assert "ERROR" not in r.stdout + r.stderr and "Traceback" not in r.stderr, r.stderr[-3000:]
+    assert (small_history / "prefect").is_dir() and not list(clean_env.glob("*.db"))
+    assert flow_runs(prefect_server, one_month, 0, clean_env / "prefect-client") == [], "nothing on the server"
+
+
+def test_a_bad_prefect_api_url_is_a_settings_error(clean_env: Path) -> None:
+    r = taxifare("show_env", PREFECT_API_URL="127.0.0.1:4200/api")
+    assert r.returncode == 2
+    assert "PREFECT_API_URL must be an http(s) URL" in r.stderr
