@@ -11,9 +11,13 @@ from taxifare_flow.settings import Settings, load_settings
 
 
 def taxifare(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """The real CLI in a child process, as a user runs it."""
+    """The real CLI in a child process, as a user runs it. Prefect variables that session
+    fixtures left in this process's environment are not the user's: they stay behind."""
+    from conftest import SETTING_VARS
+
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") or k in SETTING_VARS}
     return subprocess.run([sys.executable, "-m", "taxifare_flow.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "200", **(env or {})}, timeout=timeout)
+                          env={**inherited, "COLUMNS": "200", **(env or {})}, timeout=timeout)
 
 
 def arrive(n: int, settings: Settings | None = None) -> None:

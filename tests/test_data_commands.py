@@ -2,19 +2,15 @@
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from helpers import taxifare
 from taxifare_flow.cli import NO_MORE_DATA
 
-
-def taxifare(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "taxifare_flow.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "200"}, timeout=300)
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 from helpers import arrive, assert_tiles, taxifare, training_intervals
 from taxifare_flow.data.local import LocalSource
 from taxifare_flow.errors import IntegrityError
-from taxifare_flow.flow.lifecycle import lifecycle, run_lifecycle
+from taxifare_flow.flow.lifecycle import run_lifecycle
 from taxifare_flow.ml_logic import get_latest_trained_row
 from taxifare_flow.ml_logic.registry import CHALLENGER, PRODUCTION, open_registry
 from taxifare_flow.settings import SettingsError, load_settings

@@ -4,19 +4,14 @@ nor in any output."""
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
+from helpers import taxifare
 from taxifare_flow.psql import find_psql, split_password
 
-
-def taxifare(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "taxifare_flow.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "200", **(env or {})}, timeout=120)
 
 
 def test_split_password_keeps_everything_else() -> None:

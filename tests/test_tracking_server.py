@@ -17,9 +17,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import SETTING_VARS, _free_port, _wait_for_http, group_alive, stop_process_group
+from conftest import _free_port, _wait_for_http, group_alive, stop_process_group
 from taxifare_flow.settings import load_settings
-from test_shifts import _training_intervals, assert_tiles
+from helpers import assert_tiles, taxifare
+from helpers import training_intervals as _training_intervals
 
 #: The read-only role's password: every character that must be percent-encoded in a DSN.
 RO_PASSWORD = "r/o@pa:ss%w0rd"
@@ -98,12 +99,6 @@ def tracking_server(postgres_server: str, tmp_path_factory: pytest.TempPathFacto
             conn.execute(f'DROP ROLE IF EXISTS "{role}"')
 
 
-def taxifare(*args: str) -> subprocess.CompletedProcess:
-    # Prefect variables other fixtures left in this process's environment are not the user's.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") or k in SETTING_VARS}
-    return subprocess.run([sys.executable, "-m", "taxifare_flow.cli", *args], capture_output=True, text=True,
-                          env={**env, "COLUMNS": "200"}, timeout=300)
-
 
 @pytest.fixture
 def deployed(small_history: Path, tracking_server: TrackingServer, prefect_server: str,
@@ -170,7 +165,7 @@ def test_three_months_through_the_tracking_server(deployed: TrackingServer, smal
 
     # Nothing left to do; where to look is the server, not `mlflow ui` on an http URI.
     out = ok("run_all_months")
-    assert "0 months" in out
+    assert "0 lifecycles" in out
     assert f"MLflow UI : {deployed.url}" in out and "backend-store-uri" not in out
     assert "Prefect UI:" in out
     assert ok("mlflow_ui").strip() == f"the tracking server serves the MLflow UI: {deployed.url}"

@@ -184,7 +184,6 @@ def finalise(ctx: Context, run_id: str, production: Production, challenger: Chal
              w: int, t: int, month: str | None) -> str:
     """Adds the holdout to the challenger (the run consumed exactly `[w, t)`), logs and
     registers it. Returns the new version."""
-    s = ctx.settings
     h = challenger.holdout_start
     counts = ctx.source.fit(challenger.model.core, h, t - h)
     cleaned = challenger.cleaned + counts["kept"]
