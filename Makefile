@@ -32,7 +32,7 @@ reinstall_package: ; rm -f $(STAMP) && $(MAKE) install
 reset_data_sources: install ; $(TAXIFARE) reset_data_sources
 show_data_sources: install ; $(TAXIFARE) show_data_sources
 get_new_month: install ; $(TAXIFARE) get_new_month
-import_csv: install ; $(TAXIFARE) import_csv "$(CSV)"
+import_csv: install ; $(TAXIFARE) import_csv "$(CSV)" $(if $(REPLACE),--replace)
 run_flow: install ; $(TAXIFARE) run_flow
 run_all_months: install ; $(TAXIFARE) run_all_months $(if $(MONTHS),--months $(MONTHS))
 report: install ; $(TAXIFARE) report

@@ -7,17 +7,18 @@ use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2}
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict};
+use pyo3::types::{IntoPyDict, PyBytes, PyDict};
 use pyo3_arrow::input::AnyRecordBatch;
 use pyo3_arrow::PyRecordBatchReader;
 
 use crate::calendar::Month;
-use crate::generator::history::{self, HistoryError, HistoryOptions};
+use crate::generator::history::{self, HistoryError, HistoryOptions, Progress};
+use crate::generator::import::{self, ImportOptions};
 use crate::kernel::cleaning::CleaningCounts;
 use crate::kernel::model::{Evaluation, Model, Settings};
 use crate::kernel::{codec, features, KernelError};
 use crate::source::layout::{self, Format};
-use crate::source::{append, reader, SourceError};
+use crate::source::{append, reader, verify, SourceError};
 use crate::watermark::{self, WatermarkError};
 
 create_exception!(_core, TaxifareError, PyException, "Base of every error raised by the taxifare-flow core.");
@@ -288,9 +289,49 @@ fn version() -> &'static str {
     crate::version()
 }
 
+/// Progress reports from Rust to an optional Python callable `progress(done, total, rows)`,
+/// taking the GIL briefly; a Python exception there (Ctrl-C included) stops the work, which
+/// cleans up, and is then raised.
+struct PyProgress {
+    callable: Option<Py<PyAny>>,
+    raised: Option<PyErr>,
+}
+
+impl PyProgress {
+    fn new(callable: Option<Py<PyAny>>) -> Self {
+        Self { callable, raised: None }
+    }
+
+    fn report(&mut self, p: Progress) -> bool {
+        let outcome = Python::attach(|py| {
+            py.check_signals()?;
+            match &self.callable {
+                Some(f) => f.call1(py, (p.done, p.total, p.rows)).map(drop),
+                None => Ok(()),
+            }
+        });
+        match outcome {
+            Ok(()) => true,
+            Err(e) => {
+                self.raised = Some(e);
+                false
+            }
+        }
+    }
+
+    /// The work's result, or the Python exception that stopped it.
+    fn finish<T>(self, result: Result<T, HistoryError>) -> PyResult<T> {
+        match (result, self.raised) {
+            (Err(HistoryError::Cancelled), Some(e)) => Err(e),
+            (r, _) => r.map_err(|e| CoreError::from(e).into()),
+        }
+    }
+}
+
 /// Writes the pending history (one Parquet file per month) and its noise-floor sidecar.
 #[pyfunction]
-#[pyo3(signature = (pending_dir, seed = 42, first_month = "2009-01", last_month = "2015-06", rows_per_month = None, keep_existing = true))]
+#[pyo3(signature = (pending_dir, seed = 42, first_month = "2009-01", last_month = "2015-06", rows_per_month = None, keep_existing = true, progress = None))]
+#[allow(clippy::too_many_arguments)]
 fn generate_history<'py>(
     py: Python<'py>,
     pending_dir: PathBuf,
@@ -299,16 +340,20 @@ fn generate_history<'py>(
     last_month: &str,
     rows_per_month: Option<u64>,
     keep_existing: bool,
+    progress: Option<Py<PyAny>>,
 ) -> PyResult<Vec<Bound<'py, PyDict>>> {
     let opts = HistoryOptions { seed, first: month(first_month)?, last: month(last_month)?, rows_per_month, keep_existing };
-    let months = py.detach(|| history::generate_history(&pending_dir, &opts)).map_err(CoreError::from)?;
+    let mut reporter = PyProgress::new(progress);
+    let result = py.detach(|| history::generate_history(&pending_dir, &opts, &mut |p| reporter.report(p)));
+    let months = reporter.finish(result)?;
     months
         .iter()
         .map(|g| {
             let d = PyDict::new(py);
             d.set_item("month", g.month.to_string())?;
+            d.set_item("rows", g.rows)?;
+            d.set_item("generated", g.summary.is_some())?;
             if let Some(s) = &g.summary {
-                d.set_item("rows", s.rows)?;
                 d.set_item("clean_rows", s.clean_rows)?;
                 d.set_item("noise_floor_mae", s.noise_floor_mae())?;
             }
@@ -325,11 +370,40 @@ fn generate_month<'py>(py: Python<'py>, month_: &str, rows: u64, seed: u64, with
     PyRecordBatchReader::new(Box::new(rides)).into_pyarrow(py)
 }
 
-/// Splits a Kaggle-format CSV into pending month files; returns `([(month, rows)], skipped)`.
+/// Imports a Kaggle-format CSV into the new folder `out_dir`, one Parquet file per month;
+/// returns its provenance: `months` [(month, rows)], `rows_read`, `skipped` {reason: rows},
+/// `malformed_values` {column: values}, `has_key`, `bytes`, `sha256`.
 #[pyfunction]
-fn import_kaggle_csv(py: Python<'_>, csv_path: PathBuf, pending_dir: PathBuf) -> PyResult<(Vec<(String, u64)>, u64)> {
-    let (months, skipped) = py.detach(|| history::import_kaggle_csv(&csv_path, &pending_dir, 65_536)).map_err(CoreError::from)?;
-    Ok((months.into_iter().map(|(m, n)| (m.to_string(), n)).collect(), skipped))
+#[pyo3(signature = (csv_path, out_dir, batch_rows = 65_536, writer_budget = 128 << 20, progress = None))]
+fn import_kaggle_csv<'py>(
+    py: Python<'py>,
+    csv_path: PathBuf,
+    out_dir: PathBuf,
+    batch_rows: usize,
+    writer_budget: usize,
+    progress: Option<Py<PyAny>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let opts = ImportOptions { batch_rows, writer_budget };
+    let mut reporter = PyProgress::new(progress);
+    let result = py.detach(|| import::import_kaggle_csv(&csv_path, &out_dir, &opts, &mut |p| reporter.report(p)));
+    let s = reporter.finish(result)?;
+    let d = PyDict::new(py);
+    d.set_item("months", s.months.iter().map(|(m, n)| (m.to_string(), *n)).collect::<Vec<_>>())?;
+    d.set_item("rows_read", s.rows_read)?;
+    d.set_item("skipped", s.skipped.into_iter().collect::<Vec<_>>().into_py_dict(py)?)?;
+    d.set_item("malformed_values", s.malformed_values.into_iter().collect::<Vec<_>>().into_py_dict(py)?)?;
+    d.set_item("has_key", s.has_key)?;
+    d.set_item("bytes", s.bytes)?;
+    d.set_item("sha256", s.sha256)?;
+    Ok(d)
+}
+
+/// Everything wrong with the source, one sentence per problem naming its file; empty when the
+/// source is sound. Cheap: names, footers, and a CSV file's first and last rows only.
+#[pyfunction]
+fn source_problems(py: Python<'_>, source_dir: PathBuf) -> PyResult<Vec<String>> {
+    let found = py.detach(|| verify::problems(&source_dir)).map_err(CoreError::from)?;
+    Ok(found.iter().map(ToString::to_string).collect())
 }
 
 fn file_dict<'py>(py: Python<'py>, f: &layout::MonthFile) -> PyResult<Bound<'py, PyDict>> {
@@ -416,7 +490,7 @@ mod _core {
     #[pymodule_export]
     use super::{
         append_month, compute_features, generate_history, generate_month, get_latest_trained_row, hash_rows, import_kaggle_csv, log_hello,
-        mask_dsn, read_rows, row_count, source_files, version, PyModel,
+        mask_dsn, read_rows, row_count, source_files, source_problems, version, PyModel,
     };
 
     #[pymodule_export]

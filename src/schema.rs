@@ -23,6 +23,9 @@ pub const DROPOFF_LAT: &str = "dropoff_latitude";
 pub const PASSENGERS: &str = "passenger_count";
 /// Immutable, contiguous arrival index of a row in the data source.
 pub const ROW_ID: &str = "row_id";
+/// Parquet key-value metadata of a month file (pending or source): the month of its rows,
+/// `YYYY-MM`, written with the file so a renamed file is caught.
+pub const MONTH_METADATA_KEY: &str = "taxifare.month";
 /// Generator-only column: the fare a ride is expected to cost.
 pub const EXPECTED_FARE: &str = "expected_fare";
 

@@ -183,9 +183,9 @@ def test_kaggle_csv_import_splits_by_month(tmp_path: Path) -> None:
     rows.loc[7, "fare_amount"] = "twelve dollars"  # malformed: kept as a null, dropped by cleaning
     csv_path = tmp_path / "train.csv"
     rows.to_csv(csv_path, index=False)
-    months, skipped = _core.import_kaggle_csv(csv_path, tmp_path / "pending")
-    assert dict(months) == {"2013-05": 298, "2013-06": 1}
-    assert skipped == 1
+    r = _core.import_kaggle_csv(csv_path, tmp_path / "pending")
+    assert dict(r["months"]) == {"2013-05": 298, "2013-06": 1}
+    assert r["skipped"] == {"unparseable_time": 1} and r["malformed_values"] == {"fare_amount": 1}
     may = pq.read_table(tmp_path / "pending" / "2013-05.parquet")
     assert may["fare_amount"].null_count == 1
     from taxifare_flow import Model

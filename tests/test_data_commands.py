@@ -41,7 +41,7 @@ def test_state_transitions(three_months: Path) -> None:
     r = taxifare("reset_data_sources")
     assert "3 months pending" in r.stdout and outside.exists()
     assert sorted(p.name for p in (data / "pending").iterdir()) == [
-        "2012-08.parquet", "2012-09.parquet", "2012-10.parquet", "noise_floor.csv"]
+        "2012-08.parquet", "2012-09.parquet", "2012-10.parquet", "manifest.json", "noise_floor.csv"]
 
 
 def test_crash_between_write_and_rename_leaves_the_old_state(three_months: Path) -> None:

@@ -39,7 +39,7 @@ TARGETS: list[tuple[str, str]] = [
     ("reset_data_sources", "empty the local source; generate the pending history if missing"),
     ("show_data_sources", "months in the source (rows, row_id range, bytes) and months pending"),
     ("get_new_month", "the next pending month arrives in the source (exit 3: no more data)"),
-    ("import_csv", "import a Kaggle-format train.csv as the pending history (CSV=path)"),
+    ("import_csv", "import a Kaggle-format train.csv as the pending history (CSV=path, REPLACE=1 to replace one)"),
     ("run_flow", "one lifecycle run (Prefect flow): evaluate, train, compare, promote"),
     ("run_all_months", "get_new_month + run_flow until no data is left (MONTHS=N to stop early)"),
     ("report", "report.png / report.html / report.csv of the error month after month"),
@@ -87,6 +87,38 @@ def _guard(fn: Callable[[], Any]) -> Any:
         _fail(e)
 
 
+class _RowsProgress:
+    """A progress bar with rows/s for long Rust work (generating, importing), shown from the
+    first report on and gone when done. Called as `progress(done, total, rows)`."""
+
+    def __init__(self, what: str, in_bytes: bool = False) -> None:
+        self.what, self.in_bytes = what, in_bytes
+        self.bar: Any = None
+        self.task: Any = None
+        self.started = time.perf_counter()
+
+    def __enter__(self) -> _RowsProgress:
+        self.started = time.perf_counter()
+        return self
+
+    def __call__(self, done: int, total: int, rows: int) -> None:
+        from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, \
+            TimeElapsedColumn
+
+        if self.bar is None:
+            amount = DownloadColumn() if self.in_bytes else MofNCompleteColumn()
+            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(), amount,
+                                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, transient=True)
+            self.bar.start()
+            self.task = self.bar.add_task(self.what, total=total, rate="")
+        rate = rows / max(time.perf_counter() - self.started, 1e-9)
+        self.bar.update(self.task, completed=done, total=total, rate=f"{rows:,} rows  {rate:,.0f} rows/s")
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+
 @app.command("list")
 def list_targets() -> None:
     """Every entry point with a one-line description."""
@@ -131,7 +163,8 @@ def reset_data_sources(
                     if d.is_dir() and d.is_relative_to(s.local_data_path) and (d != s.mlflow_dir or s.tracking_is_embedded):
                         shutil.rmtree(d)
         started = time.perf_counter()
-        removed = LocalSource(s).reset()
+        with _RowsProgress("generating the history") as report:
+            removed = LocalSource(s).reset(progress=report)
         console.print(f"source emptied ({removed} files removed); history ready in {time.perf_counter() - started:.1f} s")
         _show_local(s)
 
@@ -139,19 +172,24 @@ def reset_data_sources(
 
 
 def _show_local(s: Settings) -> None:
+    from taxifare_flow.data.history import provenance
     from taxifare_flow.data.local import LocalSource
 
     src = LocalSource(s)
-    arrived, pending = src.arrived(), src.pending()
+    arrived = src.arrived()
     t = Table(title=f"source {s.source_dir}", title_justify="left")
     for c in ("month", "rows", "row_id range", "bytes"):
         t.add_column(c, justify="right")
     for m in arrived:
         t.add_row(m.month, f"{m.rows:,}", f"{m.first_row:,}..{m.end_row:,}", f"{m.bytes:,}")
     console.print(t)
+    origin = provenance(s.pending_dir)
+    pending = src.pending()
     total = arrived[-1].end_row if arrived else 0
     span = f"{pending[0]} … {pending[-1]}" if pending else "none"
     console.print(f"{len(arrived)} months, {total:,} rows in the source; {len(pending)} months pending ({span})")
+    for line in origin.describe() if origin else ["pending history: none (reset_data_sources generates one, import_csv imports one)"]:
+        console.print(line, highlight=False)
     console.print(f"next month to arrive: {pending[0] if pending else 'none (no more data)'}")
 
 
@@ -176,15 +214,23 @@ def get_new_month() -> None:
 
 
 @app.command("import_csv")
-def import_csv(path: str = typer.Argument(..., help="a Kaggle-format CSV (train.csv)")) -> None:
+def import_csv(
+    path: str = typer.Argument(..., help="a Kaggle-format CSV (train.csv)"),
+    replace: bool = typer.Option(False, "--replace", help="replace the pending history if there is one"),
+) -> None:
     """Imports a Kaggle-format CSV as the pending history, split into months."""
     from pathlib import Path
 
     from taxifare_flow.data.history import import_csv as do_import
 
     s = _settings()
-    months, skipped = _guard(lambda: do_import(s, Path(path)))
-    console.print(f"{len(months)} months imported into {s.pending_dir}; {skipped} rows skipped (unparseable time)")
+    with _RowsProgress(f"importing {Path(path).name}", in_bytes=True) as report:
+        made = _guard(lambda: do_import(s, Path(path), replace=replace, progress=report))
+    seconds = time.perf_counter() - report.started
+    console.print(f"{len(made.months)} months imported into {s.pending_dir}: {made.rows:,} rows ({made.span()}) "
+                  f"in {seconds:.1f} s, {(made.rows_read or 0) / max(seconds, 1e-9):,.0f} rows/s", highlight=False)
+    for line in made.describe()[1:]:
+        console.print(line.strip(), highlight=False)
 
 
 def _print_outcome(o: Any) -> None:
@@ -234,10 +280,13 @@ def run_all_months(months: int = typer.Option(0, help="stop after N months (0 = 
     from taxifare_flow.flow.simulate import pending_work, simulate
 
     s = _settings()
-    if s.data_source != "bigquery":
-        from taxifare_flow.data.history import ensure_history
+    from taxifare_flow.data.history import ensure_history
 
-        _guard(lambda: ensure_history(s))
+    # BigQuery months come from the local pending history too.
+    with _RowsProgress("generating the history") as report:
+        _guard(lambda: ensure_history(s, progress=report))
+    # One catch-up lifecycle if arrived rows are untrained, then the months actually pending
+    # of this history (an 18-month import: 18).
     total = _guard(lambda: pending_work(s))
     if months:
         total = min(total, months)

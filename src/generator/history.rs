@@ -1,25 +1,21 @@
-//! Writes the pending history: one Parquet file per month plus the noise-floor sidecar, and
-//! imports a real Kaggle-format CSV into the same layout.
+//! Writes the generated pending history: one Parquet file per month plus the noise-floor
+//! sidecar. (A real Kaggle-format CSV becomes the same layout through [`super::import`].)
 
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use std::sync::Arc;
-
-use arrow::array::{Array, AsArray, RecordBatch, UInt32Array};
-use arrow::compute::{cast_with_options, CastOptions};
-use arrow::datatypes::{DataType, Field, Schema};
-use arrow::compute::take_record_batch;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::Compression;
 use parquet::errors::ParquetError;
+use parquet::file::metadata::KeyValue;
 use parquet::file::properties::WriterProperties;
 
 use super::{MonthRides, MonthSummary};
 use crate::atomic::write_atomically;
-use crate::calendar::{self, Month};
+use crate::calendar::Month;
 use crate::schema;
 
 /// Name of the noise-floor sidecar in the pending folder.
@@ -44,13 +40,43 @@ pub enum HistoryError {
         /// Why.
         reason: String,
     },
+    /// A CSV to import lacks what an import needs (a header, a required column, rows).
+    #[error("{path}: {reason}")]
+    Csv {
+        /// The CSV file.
+        path: PathBuf,
+        /// What is wrong, in plain words.
+        reason: String,
+    },
+    /// The progress callback asked to stop (Ctrl-C); every file written so far was removed.
+    #[error("stopped before the end; nothing was kept")]
+    Cancelled,
     /// A setting is out of range.
     #[error("{0}")]
     Invalid(String),
 }
 
+/// Where a long write stands: `done` of `total` units (rows when generating, bytes read when
+/// importing) and the rows written so far.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Progress {
+    /// Units done.
+    pub done: u64,
+    /// Units in all.
+    pub total: u64,
+    /// Rows so far.
+    pub rows: u64,
+}
+
+/// Receives [`Progress`] about every [`PROGRESS_EVERY_ROWS`] rows and at the end; `false`
+/// stops the work, which then removes what it wrote and fails with [`HistoryError::Cancelled`].
+pub type ProgressFn<'a> = dyn FnMut(Progress) -> bool + Send + 'a;
+
+/// Rows between two progress reports.
+pub const PROGRESS_EVERY_ROWS: u64 = 1 << 20;
+
 #[derive(Debug)]
-struct Wrapped(HistoryError);
+pub(crate) struct Wrapped(pub(crate) HistoryError);
 impl From<std::io::Error> for Wrapped {
     fn from(e: std::io::Error) -> Self {
         Self(HistoryError::Io { path: PathBuf::new(), source: e })
@@ -66,7 +92,8 @@ impl From<arrow::error::ArrowError> for Wrapped {
         Self(HistoryError::Format { path: PathBuf::new(), reason: e.to_string() })
     }
 }
-fn at(path: &Path) -> impl FnOnce(Wrapped) -> HistoryError + '_ {
+/// Adds the path to an error raised inside a writer closure.
+pub(crate) fn at(path: &Path) -> impl FnOnce(Wrapped) -> HistoryError + '_ {
     move |Wrapped(e)| match e {
         HistoryError::Io { source, .. } => HistoryError::Io { path: path.to_owned(), source },
         HistoryError::Format { reason, .. } => HistoryError::Format { path: path.to_owned(), reason },
@@ -101,46 +128,85 @@ pub struct HistoryOptions {
     pub keep_existing: bool,
 }
 
+/// The key-value metadata recording the month of a month file's rows.
+#[must_use]
+pub fn month_metadata(month: Month) -> KeyValue {
+    KeyValue::new(schema::MONTH_METADATA_KEY.to_owned(), month.to_string())
+}
+
 /// Per-month result of [`generate_history`].
 #[derive(Clone, Debug)]
 pub struct GeneratedMonth {
     /// The month.
     pub month: Month,
+    /// Rows in its file.
+    pub rows: u64,
     /// Its statistics (`None` when an existing file was kept).
     pub summary: Option<MonthSummary>,
 }
 
-/// Generates the months of `opts` into `dir` (one Parquet file each, written atomically) and
-/// writes the noise-floor sidecar for the months generated now.
-pub fn generate_history(dir: &Path, opts: &HistoryOptions) -> Result<Vec<GeneratedMonth>, HistoryError> {
+/// Rows of a month of the generated history.
+fn planned_rows(opts: &HistoryOptions, m: Month) -> u64 {
+    let span = (super::LAST_MONTH.index() - super::FIRST_MONTH.index() + 1) as u64;
+    let i = (m.index() - super::FIRST_MONTH.index()).max(0) as u64;
+    opts.rows_per_month.unwrap_or_else(|| super::rows_for_month(super::KAGGLE_ROWS, span, i))
+}
+
+/// Rows of an existing Parquet file, from its footer.
+fn rows_in(path: &Path) -> Result<u64, HistoryError> {
+    let file = File::open(path).map_err(|e| HistoryError::Io { path: path.to_owned(), source: e })?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| HistoryError::Format { path: path.to_owned(), reason: e.to_string() })?;
+    Ok(b.metadata().file_metadata().num_rows() as u64)
+}
+
+/// Generates the months of `opts` into `dir` (one Parquet file each, written atomically, its
+/// month recorded in its metadata) and writes the noise-floor sidecar for the months generated
+/// now. `progress` counts rows of the months generated now.
+pub fn generate_history(dir: &Path, opts: &HistoryOptions, progress: &mut ProgressFn<'_>) -> Result<Vec<GeneratedMonth>, HistoryError> {
     if opts.last < opts.first {
         return Err(HistoryError::Invalid(format!("last month {} is before first month {}", opts.last, opts.first)));
     }
     std::fs::create_dir_all(dir).map_err(|e| HistoryError::Io { path: dir.to_owned(), source: e })?;
-    let span = (super::LAST_MONTH.index() - super::FIRST_MONTH.index() + 1) as u64;
-    let mut out = Vec::new();
+    let mut months = Vec::new();
     let mut m = opts.first;
     while m <= opts.last {
-        let path = pending_file(dir, m);
-        if opts.keep_existing && path.exists() {
-            out.push(GeneratedMonth { month: m, summary: None });
-        } else {
-            let i = (m.index() - super::FIRST_MONTH.index()).max(0) as u64;
-            let rows = opts.rows_per_month.unwrap_or_else(|| super::rows_for_month(super::KAGGLE_ROWS, span, i));
-            let mut rides = MonthRides::new(opts.seed, m, rows, 65_536, false);
-            let schema = rides.schema();
-            write_atomically(&path, |file| {
-                let mut w = ArrowWriter::try_new(file, schema, Some(writer_properties()))?;
-                for batch in rides.by_ref() {
-                    w.write(&batch?)?;
-                }
-                Ok::<File, Wrapped>(w.into_inner()?)
-            })
-            .map_err(at(&path))?;
-            log::info!("generated {m}: {} rows", rides.summary.rows);
-            out.push(GeneratedMonth { month: m, summary: Some(rides.summary) });
-        }
+        months.push(m);
         m = m.next();
+    }
+    let keep = |m: Month| opts.keep_existing && pending_file(dir, m).exists();
+    let total: u64 = months.iter().filter(|&&m| !keep(m)).map(|&m| planned_rows(opts, m)).sum();
+    let (mut done, mut reported) = (0u64, 0u64);
+    let mut out = Vec::new();
+    for m in months {
+        let path = pending_file(dir, m);
+        if keep(m) {
+            out.push(GeneratedMonth { month: m, rows: rows_in(&path)?, summary: None });
+            continue;
+        }
+        let mut rides = MonthRides::new(opts.seed, m, planned_rows(opts, m), 65_536, false);
+        let schema = rides.schema();
+        write_atomically(&path, |file| {
+            let mut w = ArrowWriter::try_new(file, schema, Some(writer_properties()))?;
+            w.append_key_value_metadata(month_metadata(m));
+            for batch in rides.by_ref() {
+                let batch = batch?;
+                w.write(&batch)?;
+                done += batch.num_rows() as u64;
+                if done - reported >= PROGRESS_EVERY_ROWS {
+                    reported = done;
+                    if !progress(Progress { done, total, rows: done }) {
+                        return Err(Wrapped(HistoryError::Cancelled));
+                    }
+                }
+            }
+            Ok::<File, Wrapped>(w.into_inner()?)
+        })
+        .map_err(at(&path))?;
+        log::info!("generated {m}: {} rows", rides.summary.rows);
+        out.push(GeneratedMonth { month: m, rows: rides.summary.rows, summary: Some(rides.summary) });
+    }
+    if !progress(Progress { done, total, rows: done }) {
+        return Err(HistoryError::Cancelled);
     }
     write_noise_floor(dir, &out)?;
     Ok(out)
@@ -173,76 +239,4 @@ fn write_noise_floor(dir: &Path, months: &[GeneratedMonth]) -> Result<(), Histor
         Ok::<File, Wrapped>(f)
     })
     .map_err(at(&path))
-}
-
-/// Imports a Kaggle-format CSV (`train.csv` or any file with its columns) as the pending
-/// history: rows are split by the month of `pickup_datetime`, keeping file order within a
-/// month. Rows whose time does not parse are counted and skipped. Returns rows per month and
-/// the number skipped.
-pub fn import_kaggle_csv(csv: &Path, dir: &Path, batch_rows: usize) -> Result<(Vec<(Month, u64)>, u64), HistoryError> {
-    std::fs::create_dir_all(dir).map_err(|e| HistoryError::Io { path: dir.to_owned(), source: e })?;
-    let file = File::open(csv).map_err(|e| HistoryError::Io { path: csv.to_owned(), source: e })?;
-    let schema = schema::ride_schema();
-    // Read every column as text, then cast: a malformed number becomes a null that cleaning
-    // counts and drops, instead of failing the whole import.
-    let text = Arc::new(Schema::new(schema.fields().iter().map(|f| Field::new(f.name(), DataType::Utf8, true)).collect::<Vec<_>>()));
-    let reader = arrow::csv::ReaderBuilder::new(text)
-        .with_header(true)
-        .with_truncated_rows(true)
-        .with_batch_size(batch_rows.max(1))
-        .build(file)
-        .map_err(|e| HistoryError::Format { path: csv.to_owned(), reason: e.to_string() })?;
-    let mut writers: BTreeMap<Month, (PathBuf, ArrowWriter<File>, u64)> = BTreeMap::new();
-    let (mut skipped, mut malformed) = (0u64, 0u64);
-    let lenient = CastOptions { safe: true, ..Default::default() };
-    for batch in reader {
-        let raw = batch.map_err(|e| HistoryError::Format { path: csv.to_owned(), reason: e.to_string() })?;
-        let mut cols = Vec::with_capacity(raw.num_columns());
-        for (c, f) in raw.columns().iter().zip(schema.fields()) {
-            let cast = cast_with_options(c, f.data_type(), &lenient)
-                .map_err(|e| HistoryError::Format { path: csv.to_owned(), reason: e.to_string() })?;
-            malformed += (cast.null_count() - c.null_count()) as u64;
-            cols.push(cast);
-        }
-        let batch = RecordBatch::try_new(schema.clone(), cols)
-            .map_err(|e| HistoryError::Format { path: csv.to_owned(), reason: e.to_string() })?;
-        let dt = batch.column(2).as_string::<i32>();
-        let mut by_month: BTreeMap<Month, Vec<u32>> = BTreeMap::new();
-        for i in 0..batch.num_rows() {
-            match (!dt.is_null(i)).then(|| calendar::parse_datetime(dt.value(i).as_bytes())).flatten() {
-                Some(ts) => by_month.entry(Month::from_index(calendar::month_index_of(ts))).or_default().push(i as u32),
-                None => skipped += 1,
-            }
-        }
-        for (month, idx) in by_month {
-            if !writers.contains_key(&month) {
-                let path = pending_file(dir, month);
-                let tmp = crate::atomic::temp_path(&path);
-                let f = File::create(&tmp).map_err(|e| HistoryError::Io { path: tmp.clone(), source: e })?;
-                let w = ArrowWriter::try_new(f, schema.clone(), Some(writer_properties()))
-                    .map_err(|e| HistoryError::Format { path: tmp.clone(), reason: e.to_string() })?;
-                writers.insert(month, (path, w, 0));
-            }
-            let Some((path, w, n)) = writers.get_mut(&month) else { continue };
-            let part = take_record_batch(&batch, &UInt32Array::from(idx))
-                .map_err(|e| HistoryError::Format { path: path.clone(), reason: e.to_string() })?;
-            *n += part.num_rows() as u64;
-            w.write(&part).map_err(|e| HistoryError::Format { path: path.clone(), reason: e.to_string() })?;
-        }
-    }
-    let mut out = Vec::new();
-    for (month, (path, w, n)) in writers {
-        let tmp = crate::atomic::temp_path(&path);
-        let f = w.into_inner().map_err(|e| HistoryError::Format { path: tmp.clone(), reason: e.to_string() })?;
-        f.sync_all().map_err(|e| HistoryError::Io { path: tmp.clone(), source: e })?;
-        std::fs::rename(&tmp, &path).map_err(|e| HistoryError::Io { path: path.clone(), source: e })?;
-        out.push((month, n));
-    }
-    if skipped > 0 {
-        log::warn!("{}: skipped {skipped} rows whose pickup_datetime does not parse", csv.display());
-    }
-    if malformed > 0 {
-        log::warn!("{}: {malformed} malformed values kept as nulls (cleaning drops those rows)", csv.display());
-    }
-    Ok((out, skipped))
 }

@@ -4,6 +4,7 @@
 pub mod dirt;
 pub mod fare_rules;
 pub mod history;
+pub mod import;
 pub mod rng;
 pub mod trips;
 

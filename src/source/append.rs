@@ -8,9 +8,10 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int64Array, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
+use parquet::file::metadata::KeyValue;
 
 use super::layout::{self, Format, MonthFile};
-use super::SourceError;
+use super::{verify, SourceError};
 use crate::atomic::write_atomically;
 use crate::calendar::Month;
 use crate::generator::history::writer_properties;
@@ -29,10 +30,14 @@ impl From<SourceError> for Failure {
 }
 
 /// Appends the pending month file `pending` (Kaggle columns, any order) to the source in
-/// `dir`, numbering its rows from the source's current end. Refuses a month already present
-/// or older than the newest one, so calling it twice for a month never duplicates rows.
+/// `dir`, numbering its rows from the source's current end, and records the month in the new
+/// file (Parquet key-value metadata; a CSV file's rows tell it). Refuses, changing nothing:
+/// an unsound source (see [`verify`]), a month already present or older than the newest one
+/// (so calling it twice for a month never duplicates rows), and a pending file without rows or
+/// recorded as another month.
 pub fn append_month(pending: &Path, month: Month, dir: &Path, format: Format) -> Result<MonthFile, SourceError> {
     std::fs::create_dir_all(dir).map_err(|e| SourceError::Io { path: dir.to_owned(), source: e })?;
+    verify::ensure_sound(dir)?;
     let files = layout::list(dir)?;
     if let Some(f) = files.iter().find(|f| f.month == month) {
         return Err(SourceError::AlreadyPresent { month: month.to_string(), path: f.path.clone() });
@@ -47,6 +52,19 @@ pub fn append_month(pending: &Path, month: Month, dir: &Path, format: Format) ->
     let corrupt = |e: &dyn std::fmt::Display| SourceError::Corrupt { path: pending.to_owned(), reason: e.to_string() };
     let builder = ParquetRecordBatchReaderBuilder::try_new(input).map_err(|e| corrupt(&e))?;
     let rows: u64 = builder.metadata().row_groups().iter().map(|rg| rg.num_rows() as u64).sum();
+    if rows == 0 {
+        return Err(SourceError::EmptyMonth { path: pending.to_owned(), month: month.to_string() });
+    }
+    if let Some(recorded) = verify::recorded_month(builder.metadata()) {
+        if recorded != month.to_string() {
+            return Err(SourceError::MonthMismatch {
+                path: pending.to_owned(),
+                recorded: recorded.to_owned(),
+                how: "recorded when the history was written",
+                named: month.to_string(),
+            });
+        }
+    }
     let order = schema::ride_schema()
         .fields()
         .iter()
@@ -77,6 +95,7 @@ pub fn append_month(pending: &Path, month: Month, dir: &Path, format: Format) ->
         match format {
             Format::Parquet => {
                 let mut w = ArrowWriter::try_new(file, out_schema.clone(), Some(writer_properties())).map_err(|e| corrupt(&e))?;
+                w.append_key_value_metadata(KeyValue::new(schema::MONTH_METADATA_KEY.to_owned(), month.to_string()));
                 for batch in reader {
                     let batch = batch.map_err(|e| corrupt(&e))?;
                     write_batch(batch, &mut |b| w.write(b).map_err(|e| corrupt(&e)))?;
@@ -104,6 +123,7 @@ pub fn append_month(pending: &Path, month: Month, dir: &Path, format: Format) ->
 mod tests {
     use super::*;
     use crate::generator::history::{generate_history, HistoryOptions};
+    use crate::source::verify;
     use crate::source::reader::read_rows;
     use arrow::array::AsArray;
     use arrow::datatypes::Int64Type;
@@ -116,7 +136,7 @@ mod tests {
             rows_per_month: Some(rows),
             keep_existing: false,
         };
-        generate_history(dir, &opts).unwrap();
+        generate_history(dir, &opts, &mut |_| true).unwrap();
     }
 
     fn ids(dir: &Path, first: u64, count: Option<u64>, batch: usize) -> Vec<i64> {
@@ -183,5 +203,27 @@ mod tests {
         let err = read_rows(&source, 0, None, 10).err().unwrap();
         assert!(err.to_string().contains("\"row_id\" is missing"), "{err}");
         assert!(matches!(read_rows(&tmp.path().join("nowhere"), 0, None, 10), Err(SourceError::Missing(_))));
+    }
+
+    #[test]
+    fn an_unsound_source_or_a_mislabelled_pending_file_refuses_the_next_month() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (pending, source) = (tmp.path().join("pending"), tmp.path().join("source"));
+        history(&pending, "2012-08", "2012-10", 100);
+        let m = |s: &str| Month::parse(s).unwrap();
+        let file = |s: &str| crate::generator::history::pending_file(&pending, m(s));
+        let aug = append_month(&file("2012-08"), m("2012-08"), &source, Format::Parquet).unwrap();
+        // The arrived file records its month; relabel it as a later month.
+        let relabelled = source.join(layout::file_name(m("2012-09"), 0, 100, Format::Parquet));
+        std::fs::rename(&aug.path, &relabelled).unwrap();
+        let err = append_month(&file("2012-10"), m("2012-10"), &source, Format::Parquet).unwrap_err();
+        assert!(matches!(err, SourceError::Unsound { .. }), "{err}");
+        assert!(err.to_string().contains("2012-09_r000000000000-000000000100.parquet") && err.to_string().contains("2012-08"), "{err}");
+        assert_eq!(std::fs::read_dir(&source).unwrap().count(), 1, "nothing written");
+        std::fs::rename(&relabelled, &aug.path).unwrap();
+        // A pending file recorded as another month is refused, naming it.
+        let err = append_month(&file("2012-10"), m("2012-11"), &source, Format::Parquet).unwrap_err();
+        assert!(matches!(err, SourceError::MonthMismatch { .. }) && err.to_string().contains("2012-10.parquet"), "{err}");
+        assert!(verify::problems(&source).unwrap().is_empty());
     }
 }

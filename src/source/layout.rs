@@ -1,6 +1,6 @@
 //! File names of the source: `YYYY-MM_r<first>-<end>.<parquet|csv>`, twelve digits each, the
 //! range half-open. Names alone tell which file holds which rows, so listing the folder is
-//! the whole metadata read for `row_count`.
+//! the whole metadata read for `row_count`; what the files hold is checked by `verify`.
 
 use std::path::{Path, PathBuf};
 
@@ -86,9 +86,9 @@ fn parse_name(dir: &Path, name: &str) -> Option<MonthFile> {
     })
 }
 
-/// The month files of a source, ordered by `row_id`, checked to tile `[0, total)` exactly.
-/// Hidden files (temporaries of an interrupted write) and foreign files are ignored.
-pub fn list(dir: &Path) -> Result<Vec<MonthFile>, SourceError> {
+/// The month files named in `dir`, ordered by `row_id`, unchecked. Hidden files (temporaries
+/// of an interrupted write) and foreign files are ignored.
+pub fn scan(dir: &Path) -> Result<Vec<MonthFile>, SourceError> {
     let entries = std::fs::read_dir(dir).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => SourceError::Missing(dir.to_owned()),
         _ => SourceError::Io { path: dir.to_owned(), source: e },
@@ -106,27 +106,54 @@ pub fn list(dir: &Path) -> Result<Vec<MonthFile>, SourceError> {
         }
     }
     files.sort_by_key(|f| (f.first, f.end));
+    Ok(files)
+}
+
+/// Everything the names of `files` (ordered by [`scan`]) say is wrong: ranges that are empty,
+/// leave a gap or overlap, and months that do not strictly increase along `row_id`.
+#[must_use]
+pub fn name_problems(files: &[MonthFile]) -> Vec<SourceError> {
+    let mut problems = Vec::new();
     let mut expected = 0u64;
     for (i, f) in files.iter().enumerate() {
         let prev = if i == 0 { "the start".to_owned() } else { files[i - 1].path.display().to_string() };
-        if f.end < f.first {
-            return Err(SourceError::Continuity { kind: "overlap", detail: format!("{} ends before it starts", f.path.display()) });
+        if f.end <= f.first {
+            // A zero-row file would be listed as a month that arrived, and every month up to its
+            // label would be skipped as "older than the newest".
+            problems.push(SourceError::EmptyRange { path: f.path.clone(), first: f.first, end: f.end });
         }
         if f.first > expected {
-            return Err(SourceError::Continuity {
+            problems.push(SourceError::Continuity {
                 kind: "gap",
                 detail: format!("rows {expected}..{} are in no file (between {prev} and {})", f.first, f.path.display()),
             });
-        }
-        if f.first < expected {
-            return Err(SourceError::Continuity {
+        } else if f.first < expected {
+            problems.push(SourceError::Continuity {
                 kind: "overlap",
                 detail: format!("{} starts at {} but {prev} already holds rows up to {expected}", f.path.display(), f.first),
             });
         }
-        expected = f.end;
+        if i > 0 && f.month <= files[i - 1].month {
+            problems.push(SourceError::MonthOrder {
+                path: f.path.clone(),
+                month: f.month.to_string(),
+                previous: files[i - 1].path.clone(),
+                previous_month: files[i - 1].month.to_string(),
+            });
+        }
+        expected = expected.max(f.end);
     }
-    Ok(files)
+    problems
+}
+
+/// The month files of a source, ordered by `row_id`, checked by name only (cheap: no file is
+/// opened): they tile `[0, total)` exactly, no range is empty, months strictly increase.
+pub fn list(dir: &Path) -> Result<Vec<MonthFile>, SourceError> {
+    let files = scan(dir)?;
+    match name_problems(&files).into_iter().next() {
+        Some(problem) => Err(problem),
+        None => Ok(files),
+    }
 }
 
 /// Total rows of the source: the end of its last file (names only).
@@ -141,19 +168,54 @@ mod tests {
     #[test]
     fn names_round_trip_and_gaps_are_errors() {
         let dir = tempfile::tempdir().unwrap();
-        let m = Month::parse("2009-01").unwrap();
-        for (first, end) in [(0, 10), (10, 25)] {
-            std::fs::write(dir.path().join(file_name(m, first, end, Format::Parquet)), b"").unwrap();
+        let m = |s: &str| Month::parse(s).unwrap();
+        for (month, first, end) in [("2009-01", 0, 10), ("2009-02", 10, 25)] {
+            std::fs::write(dir.path().join(file_name(m(month), first, end, Format::Parquet)), b"").unwrap();
         }
         std::fs::write(dir.path().join(".tmp-file"), b"").unwrap();
         std::fs::write(dir.path().join("README.txt"), b"").unwrap();
         assert_eq!(row_count(dir.path()).unwrap(), 25);
-        std::fs::write(dir.path().join(file_name(m, 30, 40, Format::Parquet)), b"").unwrap();
+        std::fs::write(dir.path().join(file_name(m("2009-04"), 30, 40, Format::Parquet)), b"").unwrap();
         let err = list(dir.path()).unwrap_err().to_string();
         assert!(err.contains("gap") && err.contains("25..30"), "{err}");
-        std::fs::write(dir.path().join(file_name(m, 25, 31, Format::Csv)), b"").unwrap();
+        std::fs::write(dir.path().join(file_name(m("2009-03"), 25, 31, Format::Csv)), b"").unwrap();
         let err = list(dir.path()).unwrap_err().to_string();
         assert!(err.contains("overlap"), "{err}");
         assert!(matches!(row_count(&dir.path().join("nope")), Err(SourceError::Missing(_))));
+    }
+
+    fn source_of(names: &[(&str, u64, u64)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        for &(month, first, end) in names {
+            let name = file_name(Month::parse(month).unwrap(), first, end, Format::Parquet);
+            std::fs::write(dir.path().join(name), b"").unwrap();
+        }
+        dir
+    }
+
+    #[test]
+    fn an_empty_range_is_refused_naming_the_file() {
+        // `touch source/2009-06_r000000020000-000000020000.parquet` after four months.
+        let dir = source_of(&[("2009-01", 0, 5), ("2009-02", 5, 10), ("2009-03", 10, 15), ("2009-04", 15, 20), ("2009-06", 20, 20)]);
+        let err = list(dir.path()).unwrap_err();
+        assert!(matches!(err, SourceError::EmptyRange { .. }), "{err}");
+        assert!(err.to_string().contains("2009-06_r000000000020-000000000020.parquet"), "{err}");
+        assert!(matches!(row_count(dir.path()), Err(SourceError::EmptyRange { .. })));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 5, "nothing on disk changes");
+    }
+
+    #[test]
+    fn months_must_strictly_increase_along_row_id() {
+        let dir = source_of(&[("2009-01", 0, 5), ("2009-03", 5, 10), ("2009-02", 10, 15)]);
+        let err = list(dir.path()).unwrap_err();
+        assert!(matches!(err, SourceError::MonthOrder { .. }), "{err}");
+        let text = err.to_string();
+        assert!(text.contains("2009-02_r000000000010") && text.contains("2009-03"), "{text}");
+        let dir = source_of(&[("2009-01", 0, 5), ("2009-01", 5, 10)]);
+        assert!(matches!(list(dir.path()), Err(SourceError::MonthOrder { .. })), "the same month twice");
+        let dir = source_of(&[("2009-01", 0, 5), ("2009-03", 5, 10), ("2009-07", 10, 15)]);
+        assert_eq!(row_count(dir.path()).unwrap(), 15, "months may be missing, never out of order");
+        let files = scan(dir.path()).unwrap();
+        assert!(name_problems(&files).is_empty());
     }
 }

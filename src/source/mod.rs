@@ -5,6 +5,7 @@
 pub mod append;
 pub mod layout;
 pub mod reader;
+pub mod verify;
 
 use std::path::PathBuf;
 
@@ -69,6 +70,64 @@ pub enum SourceError {
         month: String,
         /// The newest month present.
         newest: String,
+    },
+    /// A file's name gives it no rows.
+    #[error("{path}: its name gives an empty row_id range {first}..{end}, but a month file always holds rows (remove the file)")]
+    EmptyRange {
+        /// The file.
+        path: PathBuf,
+        /// First `row_id` of the name.
+        first: u64,
+        /// End `row_id` of the name.
+        end: u64,
+    },
+    /// Months do not strictly increase along `row_id`.
+    #[error("{path}: month {month} follows {previous} (month {previous_month}) in row_id order, but months must strictly increase")]
+    MonthOrder {
+        /// The file out of order.
+        path: PathBuf,
+        /// Its month.
+        month: String,
+        /// The file before it.
+        previous: PathBuf,
+        /// The month of the file before it.
+        previous_month: String,
+    },
+    /// A file's rows are not of the month its name states.
+    #[error("{path}: its rows are of month {recorded} ({how}) but its name says {named}")]
+    MonthMismatch {
+        /// The file.
+        path: PathBuf,
+        /// The month found in the file.
+        recorded: String,
+        /// Where that month was found.
+        how: &'static str,
+        /// The month of its name.
+        named: String,
+    },
+    /// A file's footer or first and last rows lack what the check needs.
+    #[error("{path}: cannot be checked: {reason}")]
+    Unverifiable {
+        /// The file.
+        path: PathBuf,
+        /// What is missing.
+        reason: String,
+    },
+    /// A pending month file holds no rows: it cannot arrive.
+    #[error("{path}: holds no rows, so month {month} cannot arrive")]
+    EmptyMonth {
+        /// The pending file.
+        path: PathBuf,
+        /// Its month.
+        month: String,
+    },
+    /// The source failed its content check; nothing was changed.
+    #[error("{first}{}", if *.more > 0 { format!(" (and {} more problems: `taxifare check` lists them)", .more) } else { String::new() })]
+    Unsound {
+        /// The first problem found.
+        first: Box<SourceError>,
+        /// How many more.
+        more: usize,
     },
     /// A bad argument.
     #[error("{0}")]

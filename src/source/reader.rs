@@ -65,7 +65,7 @@ pub fn read_rows(dir: &std::path::Path, first: u64, count: Option<u64>, batch_ro
     Ok(SliceReader { parts, current: None, next_row_id: first as i64, batch_rows, schema: schema::source_schema() })
 }
 
-fn check_types(path: &std::path::Path, file_schema: &Schema) -> Result<Vec<usize>, SourceError> {
+pub(crate) fn check_types(path: &std::path::Path, file_schema: &Schema) -> Result<Vec<usize>, SourceError> {
     let want = schema::source_schema();
     want.fields()
         .iter()

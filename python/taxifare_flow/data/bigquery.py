@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from taxifare_flow import _core
-from taxifare_flow.data.history import history_months, pending_problems
+from taxifare_flow.data.history import ensure_history, history_months, pending_problems
 from taxifare_flow.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -149,10 +149,12 @@ class BigQuerySource:
 
     # -- data-engineer commands -----------------------------------------------------------
     def reset(self) -> str:
-        """(Re)creates the dataset and an empty table with the explicit schema."""
+        """(Re)creates the dataset and an empty table with the explicit schema, and makes sure
+        the pending history exists (as the local reset does), so that pushes can follow."""
         from google.cloud import bigquery
 
         s = self.settings
+        ensure_history(s)
         t = s.bq_timeout_seconds
         dataset = bigquery.Dataset(f"{s.gcp_project}.{s.bq_dataset}")
         dataset.location = s.bq_location

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from taxifare_flow import _core
-from taxifare_flow.data.history import ensure_history, history_months, pending_problems
+from taxifare_flow.data.history import ProgressFn, ensure_history, history_months, pending_problems
 from taxifare_flow.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -48,7 +48,8 @@ class LocalSource:
         ]
 
     def pending(self) -> list[str]:
-        """History months that have not arrived, oldest first."""
+        """Months of the pending history (its manifest's months, nothing else) that have not
+        arrived, oldest first: what `get_new_month` will bring, in order."""
         arrived = self.arrived()
         newest = arrived[-1].month if arrived else ""
         present = {m.month for m in arrived}
@@ -58,13 +59,9 @@ class LocalSource:
         return _core.row_count(self.dir) if self.dir.is_dir() else 0
 
     def problems(self) -> list[str]:
-        if not self.dir.is_dir():
-            return []
-        try:
-            _core.source_files(self.dir)
-        except _core.DataSourceError as e:
-            return [str(e)]
-        return []
+        """Everything wrong with the source, one sentence each naming the file (empty: sound).
+        Cheap: file names, Parquet footers, a CSV file's first and last rows."""
+        return _core.source_problems(self.dir)
 
     def pending_problems(self) -> list[str]:
         return pending_problems(self.settings)
@@ -76,9 +73,11 @@ class LocalSource:
         return None
 
     # -- data-engineer commands -----------------------------------------------------------
-    def reset(self) -> int:
+    def reset(self, progress: ProgressFn | None = None) -> int:
         """Empties the source (its month files and leftover temporaries only) and makes sure the
-        pending history exists. Returns the number of files removed."""
+        pending history exists: an imported one is kept, a generated one is regenerated when it
+        disagrees with the settings (nothing depends on it once the source is empty). Returns
+        the number of files removed."""
         removed = 0
         if self.dir.is_dir():
             for p in self.dir.iterdir():
@@ -86,11 +85,13 @@ class LocalSource:
                     p.unlink()
                     removed += 1
         self.dir.mkdir(parents=True, exist_ok=True)
-        ensure_history(self.settings)
+        ensure_history(self.settings, regenerate=True, progress=progress)
         return removed
 
     def get_new_month(self) -> ArrivedMonth | None:
-        """Moves the next pending month into the source; `None` when nothing is pending."""
+        """Moves the next pending month into the source; `None` when nothing is pending. The
+        core refuses (`DataSourceError` naming the file, nothing changed) when the source is
+        unsound: see `problems`."""
         pending = self.pending()
         if not pending:
             return None
