@@ -191,6 +191,12 @@ def _show_local(s: Settings) -> None:
     for line in origin.describe() if origin else ["pending history: none (reset_data_sources generates one, import_csv imports one)"]:
         console.print(line, highlight=False)
     console.print(f"next month to arrive: {pending[0] if pending else 'none (no more data)'}")
+    problems = src.problems()
+    if problems:
+        from taxifare_flow._core import DataSourceError
+
+        more = f" (and {len(problems) - 1} more: taxifare check lists them)" if len(problems) > 1 else ""
+        raise DataSourceError(f"{problems[0]}{more}")
 
 
 @app.command("show_data_sources")
