@@ -32,6 +32,10 @@ create_exception!(_core, TrackingDbAuthError, WatermarkError_, "The tracking dat
 create_exception!(_core, NotAnMlflowStoreError, WatermarkError_, "The database holds no MLflow tables.");
 create_exception!(_core, InvalidRunParamError, WatermarkError_, "A run's first_row/row_count param is not an integer.");
 create_exception!(_core, TrackingStoreNotFoundError, WatermarkError_, "The SQLite tracking store does not exist.");
+create_exception!(_core, TrackingDbTlsError, WatermarkError_, "TLS to the tracking database failed, or its settings are invalid.");
+create_exception!(_core, TrackingDbCertificateError, TrackingDbTlsError, "The tracking database's TLS certificate does not verify.");
+create_exception!(_core, TrackingDbTlsRequiredError, TrackingDbTlsError, "The tracking database accepts only TLS, and sslmode does not encrypt.");
+create_exception!(_core, TrackingDbTlsNotOfferedError, TrackingDbTlsError, "sslmode requires TLS, and the tracking database does not offer it.");
 
 /// Every core error becomes one Python exception class, here and nowhere else.
 enum CoreError {
@@ -82,6 +86,10 @@ impl From<CoreError> for PyErr {
                     WatermarkError::NotAnMlflowStore { .. } => NotAnMlflowStoreError::new_err(m),
                     WatermarkError::InvalidParam { .. } => InvalidRunParamError::new_err(m),
                     WatermarkError::StoreNotFound(_) => TrackingStoreNotFoundError::new_err(m),
+                    WatermarkError::TlsCertificate { .. } => TrackingDbCertificateError::new_err(m),
+                    WatermarkError::TlsRequired { .. } => TrackingDbTlsRequiredError::new_err(m),
+                    WatermarkError::TlsNotOffered { .. } => TrackingDbTlsNotOfferedError::new_err(m),
+                    WatermarkError::TlsConfig { .. } | WatermarkError::TlsHandshake { .. } => TrackingDbTlsError::new_err(m),
                     _ => WatermarkError_::new_err(m),
                 }
             }
@@ -496,7 +504,8 @@ mod _core {
     #[pymodule_export]
     use super::{
         DataSourceError, InvalidRunParamError, ModelError, MonthAlreadyPresentError, NotAnMlflowStoreError, SchemaError,
-        TaxifareError, TrackingDbAuthError, TrackingDbUnreachableError, TrackingStoreNotFoundError, WatermarkError_,
+        TaxifareError, TrackingDbAuthError, TrackingDbCertificateError, TrackingDbTlsError, TrackingDbTlsNotOfferedError,
+        TrackingDbTlsRequiredError, TrackingDbUnreachableError, TrackingStoreNotFoundError, WatermarkError_,
     };
 
     use pyo3::prelude::*;

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import parse_qsl, quote
 
 from dotenv import dotenv_values
 
@@ -21,6 +22,9 @@ SOURCE_FORMATS = ("parquet", "csv")
 MODEL_TARGETS = ("mlflow",)
 PROMOTION_POLICIES = ("paired", "margin")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+#: libpq's `sslmode` values the settings accept (`allow` is left out: it encrypts only when the
+#: server insists, which no deployment wants to ask for).
+SSL_MODES = ("disable", "prefer", "require", "verify-ca", "verify-full")
 
 
 def _env(dotenv_path: Path | None = None) -> dict[str, str]:
@@ -147,6 +151,8 @@ class Settings:
     mlflow_db_hostname: str = ""
     mlflow_db_port: int = 5432
     mlflow_db_name: str = ""
+    mlflow_db_sslmode: str = ""
+    mlflow_db_sslrootcert: str = ""
     # prefect
     prefect_flow_name: str = "taxifare lifecycle"
     prefect_log_level: str = "WARNING"
@@ -193,20 +199,79 @@ class Settings:
         return None
 
 
-def compose_tracking_db(user: str, password: str, host: str, port: int, name: str) -> str:
-    """`postgresql://USER:PASSWORD@HOST:PORT/NAME` with user and password percent-encoded."""
+def compose_tracking_db(user: str, password: str, host: str, port: int, name: str, sslmode: str = "", sslrootcert: str = "") -> str:
+    """`postgresql://USER:PASSWORD@HOST:PORT/NAME[?sslmode=…&sslrootcert=…]` with user and
+    password percent-encoded."""
     auth = quote(user, safe="")
     if password:
         auth += ":" + quote(password, safe="")
-    return f"postgresql://{auth}@{host}:{port}/{name}"
+    return with_tls_params(f"postgresql://{auth}@{host}:{port}/{name}", sslmode, sslrootcert)
+
+
+def with_tls_params(dsn: str, sslmode: str, sslrootcert: str) -> str:
+    """`dsn` with `sslmode`/`sslrootcert` appended as query parameters, each only if given and
+    the DSN does not set it already (the DSN wins, as over libpq's PGSSL* variables)."""
+    if not dsn.startswith(("postgresql://", "postgres://")):
+        return dsn
+    # The query starts at the first '?' after the credentials (which end at the first '@').
+    head = dsn.find("@") + 1
+    query_at = dsn.find("?", head)
+    present = {k for k, _ in parse_qsl(dsn[query_at + 1:], keep_blank_values=True)} if query_at >= 0 else set()
+    extra = [f"{k}={quote(v, safe='/')}" for k, v in (("sslmode", sslmode), ("sslrootcert", sslrootcert)) if v and k not in present]
+    if not extra:
+        return dsn
+    return dsn + ("&" if query_at >= 0 else "?") + "&".join(extra)
+
+
+_PERCENT_OK = re.compile(r"%[0-9A-Fa-f]{2}")
+_ENCODE_HINT = ("percent-encode the user and password ('@' → %40, '/' → %2F, '%' → %25, a blank → %20), "
+                "or set MLFLOW_DB_USER, MLFLOW_DB_PASSWORD, … instead (they are encoded for you)")
+
+
+def check_dsn_encoding(name: str, dsn: str) -> None:
+    """Refuses a PostgreSQL URI whose user or password is not percent-encoded where it must be.
+
+    libpq, SQLAlchemy and tokio-postgres split such a URI differently: a raw '@' sends the rest
+    of the password to DNS as a host name, a raw '/' or a stray '%' makes libpq echo part of it
+    in its error. The message never quotes the value."""
+    if not dsn.startswith(("postgresql://", "postgres://")):
+        return
+    rest = dsn.split("://", 1)[1]
+    if any(c.isspace() for c in rest):
+        raise SettingsError(f"{name} holds a blank: {_ENCODE_HINT}")
+    ats = rest.count("@")
+    if ats > 1 or (ats == 1 and "/" in rest[: rest.index("@")]):
+        raise SettingsError(f"{name} holds a raw '@' or '/' in its user or password: {_ENCODE_HINT}")
+    userinfo = rest[: rest.index("@")] if ats else ""
+    if userinfo.count("%") != len(_PERCENT_OK.findall(userinfo)):
+        raise SettingsError(f"{name} holds a raw '%' in its user or password: {_ENCODE_HINT}")
+
+
+def _tls_setting(r: _Reader) -> tuple[str, str]:
+    """MLFLOW_DB_SSLMODE and MLFLOW_DB_SSLROOTCERT (an absolute path, or libpq's `system`)."""
+    raw = r.str("MLFLOW_DB_SSLMODE")
+    if raw and raw.lower() not in SSL_MODES:
+        raise SettingsError(f"MLFLOW_DB_SSLMODE={raw!r} is not one of {', '.join(SSL_MODES)}")
+    root = r.str("MLFLOW_DB_SSLROOTCERT")
+    if root and root != "system":
+        path = Path(root).expanduser().resolve()
+        if not path.is_file():
+            raise SettingsError(f"MLFLOW_DB_SSLROOTCERT={root!r} is not a file (the server's CA certificate, PEM)")
+        root = str(path)
+    return raw.lower(), root
 
 
 def _tracking_db(r: _Reader, tracking_uri: str) -> str:
+    """The watermark DSN: MLFLOW_TRACKING_DB, else composed from the MLFLOW_DB_* parts, else
+    derived from MLFLOW_TRACKING_URI; MLFLOW_DB_SSLMODE/SSLROOTCERT added where it names none."""
+    sslmode, sslrootcert = _tls_setting(r)
     whole = r.str("MLFLOW_TRACKING_DB")
     if whole:
         if not whole.startswith(("postgresql://", "postgres://", "sqlite:///")):
-            raise SettingsError(f"MLFLOW_TRACKING_DB must be a postgresql:// or sqlite:/// URI, got {whole[:20]!r}…")
-        return whole
+            # Only the scheme: what follows may be a password.
+            raise SettingsError(f"MLFLOW_TRACKING_DB must be a postgresql:// or sqlite:/// URI, got {whole.split(':', 1)[0]}:…")
+        check_dsn_encoding("MLFLOW_TRACKING_DB", whole)
+        return with_tls_params(whole, sslmode, sslrootcert)
     parts = {n: r.str(n) for n in ("MLFLOW_DB_USER", "MLFLOW_DB_PASSWORD", "MLFLOW_DB_HOSTNAME", "MLFLOW_DB_NAME")}
     port = r.port("MLFLOW_DB_PORT", 5432)
     if any(parts.values()):
@@ -214,15 +279,16 @@ def _tracking_db(r: _Reader, tracking_uri: str) -> str:
             if not parts[required]:
                 raise SettingsError(f"{required} is empty but other MLFLOW_DB_* parts are set")
         return compose_tracking_db(
-            parts["MLFLOW_DB_USER"], parts["MLFLOW_DB_PASSWORD"], parts["MLFLOW_DB_HOSTNAME"], port, parts["MLFLOW_DB_NAME"]
+            parts["MLFLOW_DB_USER"], parts["MLFLOW_DB_PASSWORD"], parts["MLFLOW_DB_HOSTNAME"], port, parts["MLFLOW_DB_NAME"],
+            sslmode, sslrootcert,
         )
     if tracking_uri.startswith("sqlite:///"):
         return tracking_uri
-    if tracking_uri.startswith(("postgresql://", "postgres://")):
+    if tracking_uri.startswith(("postgresql://", "postgres://", "postgresql+")):
         # SQLAlchemy driver suffixes (postgresql+psycopg://) are not part of a libpq DSN.
-        return tracking_uri
-    if tracking_uri.startswith("postgresql+"):
-        return "postgresql://" + tracking_uri.split("://", 1)[1]
+        dsn = tracking_uri if "+" not in tracking_uri.split("://", 1)[0] else "postgresql://" + tracking_uri.split("://", 1)[1]
+        check_dsn_encoding("MLFLOW_TRACKING_URI", dsn)
+        return with_tls_params(dsn, sslmode, sslrootcert)
     return ""
 
 
@@ -245,6 +311,7 @@ def load_settings(dotenv_path: Path | None = None) -> Settings:
     half_life = math.inf if half_life_raw in ("inf", "none", "") else r.float("HALF_LIFE_MONTHS", math.inf, minimum=1e-9)
     rows = r.str("HISTORY_ROWS_PER_MONTH", "10000").lower()
     rows_per_month = None if rows == "kaggle" else r.int("HISTORY_ROWS_PER_MONTH", 10000, minimum=1)
+    sslmode, sslrootcert = _tls_setting(r)
     return Settings(
         data_source=r.choice("DATA_SOURCE", "local", DATA_SOURCES),
         local_data_path=data_path,
@@ -271,6 +338,8 @@ def load_settings(dotenv_path: Path | None = None) -> Settings:
         mlflow_db_hostname=r.str("MLFLOW_DB_HOSTNAME"),
         mlflow_db_port=r.port("MLFLOW_DB_PORT", 5432),
         mlflow_db_name=r.str("MLFLOW_DB_NAME"),
+        mlflow_db_sslmode=sslmode,
+        mlflow_db_sslrootcert=sslrootcert,
         prefect_flow_name=r.str("PREFECT_FLOW_NAME", "taxifare lifecycle"),
         prefect_log_level=r.choice("PREFECT_LOG_LEVEL", "WARNING", LOG_LEVELS, upper=True),
         prefect_home=Path(r.str("PREFECT_HOME", str(data_path / "prefect"))).expanduser().resolve(),
@@ -300,6 +369,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "MLflow": (
         "mlflow_tracking_uri", "mlflow_tracking_db", "mlflow_experiment", "mlflow_model_name", "mlflow_db_user",
         "mlflow_db_password", "mlflow_db_hostname", "mlflow_db_port", "mlflow_db_name",
+        "mlflow_db_sslmode", "mlflow_db_sslrootcert",
     ),
     "Prefect": ("prefect_flow_name", "prefect_log_level", "prefect_home", "prefect_api_url",
                 "prefect_server_ephemeral_startup_timeout_seconds"),
