@@ -109,7 +109,7 @@ def test_import_of_a_missing_file(clean_env: Path) -> None:
 def test_no_space(small_history: Path, tmp_path: Path, command: str, monkeypatch: pytest.MonkeyPatch) -> None:
     disk = tmp_path / "disk"
     disk.mkdir()
-    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(disk)]).returncode != 0:
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(disk)]).returncode != 0:
         pytest.skip("tmpfs cannot be mounted here")
     try:
         monkeypatch.setenv("LOCAL_DATA_PATH", str(disk))
@@ -118,7 +118,7 @@ def test_no_space(small_history: Path, tmp_path: Path, command: str, monkeypatch
             monkeypatch.setenv("HISTORY_ROWS_PER_MONTH", "9000")
             monkeypatch.setenv("HISTORY_LAST_MONTH", "2012-06")
             assert taxifare("reset_data_sources").returncode == 0
-            subprocess.run(["dd", "if=/dev/zero", f"of={disk}/filler", "bs=4k", "count=1000"], capture_output=True)
+            subprocess.run(["dd", "if=/dev/zero", f"of={disk}/filler", "bs=4k"], capture_output=True)  # until full
         else:
             monkeypatch.setenv("HISTORY_ROWS_PER_MONTH", "200000")
         r = taxifare(command)

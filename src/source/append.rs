@@ -79,6 +79,7 @@ pub fn append_month(pending: &Path, month: Month, dir: &Path, format: Format) ->
     let end = first + rows;
     let target = dir.join(layout::file_name(month, first, end, format));
     let out_schema = schema::source_schema();
+    let unwritten = |e: &(dyn std::error::Error + 'static)| write_failure(&target, e);
     write_atomically(&target, |file| {
         let mut next = first as i64;
         let mut write_batch = |batch: RecordBatch, sink: &mut dyn FnMut(&RecordBatch) -> Result<(), SourceError>| {
@@ -94,19 +95,19 @@ pub fn append_month(pending: &Path, month: Month, dir: &Path, format: Format) ->
         };
         match format {
             Format::Parquet => {
-                let mut w = ArrowWriter::try_new(file, out_schema.clone(), Some(writer_properties())).map_err(|e| corrupt(&e))?;
+                let mut w = ArrowWriter::try_new(file, out_schema.clone(), Some(writer_properties())).map_err(|e| unwritten(&e))?;
                 w.append_key_value_metadata(KeyValue::new(schema::MONTH_METADATA_KEY.to_owned(), month.to_string()));
                 for batch in reader {
                     let batch = batch.map_err(|e| corrupt(&e))?;
-                    write_batch(batch, &mut |b| w.write(b).map_err(|e| corrupt(&e)))?;
+                    write_batch(batch, &mut |b| w.write(b).map_err(|e| unwritten(&e)))?;
                 }
-                Ok::<File, Failure>(w.into_inner().map_err(|e| corrupt(&e))?)
+                Ok::<File, Failure>(w.into_inner().map_err(|e| unwritten(&e))?)
             }
             Format::Csv => {
                 let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(file);
                 for batch in reader {
                     let batch = batch.map_err(|e| corrupt(&e))?;
-                    write_batch(batch, &mut |b| w.write(b).map_err(|e| corrupt(&e)))?;
+                    write_batch(batch, &mut |b| w.write(b).map_err(|e| unwritten(&e)))?;
                 }
                 Ok(w.into_inner())
             }
@@ -117,6 +118,20 @@ pub fn append_month(pending: &Path, month: Month, dir: &Path, format: Format) ->
         other => other,
     })?;
     Ok(MonthFile { month, first, end, format, path: target })
+}
+
+/// A failed write names the file being written and keeps the OS's reason (a full disk is "No
+/// space left on device", not a corrupt input): the I/O error is found in the error's chain.
+fn write_failure(target: &Path, e: &(dyn std::error::Error + 'static)) -> SourceError {
+    let mut cause = Some(e);
+    while let Some(err) = cause {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            let source = io.raw_os_error().map_or_else(|| std::io::Error::new(io.kind(), io.to_string()), std::io::Error::from_raw_os_error);
+            return SourceError::Io { path: target.to_owned(), source };
+        }
+        cause = err.source();
+    }
+    SourceError::Write { path: target.to_owned(), reason: e.to_string() }
 }
 
 #[cfg(test)]

@@ -31,6 +31,14 @@ pub enum SourceError {
         /// What the decoder said.
         reason: String,
     },
+    /// Writing a file failed for a reason other than the OS's.
+    #[error("{path}: cannot be written: {reason}")]
+    Write {
+        /// The file.
+        path: PathBuf,
+        /// What the encoder said.
+        reason: String,
+    },
     /// A file lacks a required column or has it with the wrong type.
     #[error("{path}: wrong schema: {reason}")]
     Schema {
