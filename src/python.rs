@@ -26,13 +26,13 @@ create_exception!(_core, DataSourceError, TaxifareError, "The data source is mis
 create_exception!(_core, SchemaError, TaxifareError, "A required column is missing or has the wrong type.");
 create_exception!(_core, MonthAlreadyPresentError, DataSourceError, "The month is already in the data source.");
 create_exception!(_core, ModelError, TaxifareError, "The kernel cannot fit, predict, or load a model.");
-create_exception!(_core, WatermarkError_, TaxifareError, "Reading the MLflow tracking database failed.");
-create_exception!(_core, TrackingDbUnreachableError, WatermarkError_, "The tracking database cannot be reached.");
-create_exception!(_core, TrackingDbAuthError, WatermarkError_, "The tracking database refused the credentials.");
-create_exception!(_core, NotAnMlflowStoreError, WatermarkError_, "The database holds no MLflow tables.");
-create_exception!(_core, InvalidRunParamError, WatermarkError_, "A run's first_row/row_count param is not an integer.");
-create_exception!(_core, TrackingStoreNotFoundError, WatermarkError_, "The SQLite tracking store does not exist.");
-create_exception!(_core, TrackingDbTlsError, WatermarkError_, "TLS to the tracking database failed, or its settings are invalid.");
+create_exception!(_core, TrackingDbError, TaxifareError, "Reading the MLflow tracking database failed.");
+create_exception!(_core, TrackingDbUnreachableError, TrackingDbError, "The tracking database cannot be reached.");
+create_exception!(_core, TrackingDbAuthError, TrackingDbError, "The tracking database refused the credentials.");
+create_exception!(_core, NotAnMlflowStoreError, TrackingDbError, "The database holds no MLflow tables.");
+create_exception!(_core, InvalidRunParamError, TrackingDbError, "A run's first_row/row_count param is not an integer.");
+create_exception!(_core, TrackingStoreNotFoundError, TrackingDbError, "The SQLite tracking store does not exist.");
+create_exception!(_core, TrackingDbTlsError, TrackingDbError, "TLS to the tracking database failed, or its settings are invalid.");
 create_exception!(_core, TrackingDbCertificateError, TrackingDbTlsError, "The tracking database's TLS certificate does not verify.");
 create_exception!(_core, TrackingDbTlsRequiredError, TrackingDbTlsError, "The tracking database accepts only TLS, and sslmode does not encrypt.");
 create_exception!(_core, TrackingDbTlsNotOfferedError, TrackingDbTlsError, "sslmode requires TLS, and the tracking database does not offer it.");
@@ -90,7 +90,7 @@ impl From<CoreError> for PyErr {
                     WatermarkError::TlsRequired { .. } => TrackingDbTlsRequiredError::new_err(m),
                     WatermarkError::TlsNotOffered { .. } => TrackingDbTlsNotOfferedError::new_err(m),
                     WatermarkError::TlsConfig { .. } | WatermarkError::TlsHandshake { .. } => TrackingDbTlsError::new_err(m),
-                    _ => WatermarkError_::new_err(m),
+                    _ => TrackingDbError::new_err(m),
                 }
             }
             CoreError::History(e) => DataSourceError::new_err(e.to_string()),
@@ -505,7 +505,7 @@ mod _core {
     use super::{
         DataSourceError, InvalidRunParamError, ModelError, MonthAlreadyPresentError, NotAnMlflowStoreError, SchemaError,
         TaxifareError, TrackingDbAuthError, TrackingDbCertificateError, TrackingDbTlsError, TrackingDbTlsNotOfferedError,
-        TrackingDbTlsRequiredError, TrackingDbUnreachableError, TrackingStoreNotFoundError, WatermarkError_,
+        TrackingDbTlsRequiredError, TrackingDbUnreachableError, TrackingStoreNotFoundError, TrackingDbError,
     };
 
     use pyo3::prelude::*;

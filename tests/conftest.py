@@ -3,6 +3,7 @@ test harness per session."""
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import socket
@@ -14,8 +15,12 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from pg_tls import TlsServer
 
 # MLflow logs table creation at INFO: keep test output readable.
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
@@ -319,3 +324,30 @@ def bigquery_env(bq_emulator: tuple[str, str], monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv("BQ_API_ENDPOINT", rest)
     monkeypatch.setenv("BQ_STORAGE_ENDPOINT", grpc_addr)
     monkeypatch.setenv("BQ_TIMEOUT_SECONDS", "30")
+
+
+# -- a TLS-only PostgreSQL ----------------------------------------------------------------
+
+# Every character a DSN must percent-encode: the fixture's DSNs do, the messages never show it.
+TLS_PASSWORD = "tls:Pa55/w@rd%"
+
+
+@pytest.fixture(scope="session")
+def tls_server() -> Iterator[TlsServer]:
+    """A private PostgreSQL that accepts TLS only (hostssl, scram), with a CA made here."""
+    from pg_tls import tls_only_postgres
+
+    bindir = _pg_bin()
+    if bindir is None:
+        pytest.skip("no PostgreSQL binaries (initdb) to start a TLS-only server")
+    import psycopg
+
+    with tls_only_postgres(bindir, TLS_PASSWORD) as server:
+        with psycopg.connect(server.dsn(sslmode="require"), autocommit=True, connect_timeout=5) as conn:
+            conn.execute("CREATE DATABASE mlflow_tls")
+            # Authenticated by its client certificate (pg_hba: cert), reads everything.
+            conn.execute("CREATE ROLE certuser LOGIN")
+            conn.execute("GRANT pg_read_all_data TO certuser")
+        yield dataclasses.replace(server, database="mlflow_tls")
+
+

@@ -56,6 +56,15 @@ def test_bad_password(arrived: Path, postgres_password_server: tuple[str, str], 
     _assert_clean_failure(r, "password")
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("command", DB_COMMANDS)
+def test_tls_required(arrived: Path, tls_server, command: str) -> None:
+    uri = tls_server.dsn(sslmode="disable")
+    r = taxifare(command, env={"MLFLOW_TRACKING_URI": uri})
+    _assert_clean_failure(r, "TrackingDbTlsRequiredError", "requires TLS")
+    assert tls_server.password not in r.stderr
+
+
 @pytest.mark.parametrize("command", DB_COMMANDS)
 def test_not_an_mlflow_store(arrived: Path, command: str) -> None:
     bogus = arrived / "not-mlflow.db"

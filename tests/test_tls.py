@@ -9,36 +9,17 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from conftest import _pg_bin
-from pg_tls import TlsServer, tls_only_postgres
+from conftest import TLS_PASSWORD as PASSWORD
+from pg_tls import TlsServer
 from taxifare_flow import _core
 
 pytestmark = pytest.mark.postgres
 
-# Every character a DSN must percent-encode: the fixture's DSNs do, the messages never show it.
-PASSWORD = "tls:Pa55/w@rd%"
 FIRST_ROW, ROW_COUNT = 1200, 345
-
-
-@pytest.fixture(scope="session")
-def tls_server() -> Iterator[TlsServer]:
-    bindir = _pg_bin()
-    if bindir is None:
-        pytest.skip("no PostgreSQL binaries (initdb) to start a TLS-only server")
-    import psycopg
-
-    with tls_only_postgres(bindir, PASSWORD) as server:
-        with psycopg.connect(server.dsn(sslmode="require"), autocommit=True, connect_timeout=5) as conn:
-            conn.execute("CREATE DATABASE mlflow_tls")
-            # Authenticated by its client certificate (pg_hba: cert), reads everything.
-            conn.execute("CREATE ROLE certuser LOGIN")
-            conn.execute("GRANT pg_read_all_data TO certuser")
-        yield dataclasses.replace(server, database="mlflow_tls")
 
 
 @pytest.fixture(scope="session")
@@ -106,7 +87,7 @@ def test_a_wrong_ca_is_one_clear_line(tls_server: TlsServer, experiment: str, no
     one_clear_line(e, "unknown CA")
     # Every TLS error is a watermark error, so callers catching those need no change.
     assert issubclass(_core.TrackingDbCertificateError, _core.TrackingDbTlsError)
-    assert issubclass(_core.TrackingDbTlsError, _core.WatermarkError_)
+    assert issubclass(_core.TrackingDbTlsError, _core.TrackingDbError)
 
 
 def test_plaintext_against_hostssl_only_says_tls_is_required(tls_server: TlsServer, experiment: str, no_pgssl_env: None) -> None:

@@ -121,7 +121,7 @@ def test_not_an_mlflow_store(tmp_path, postgres_server: str) -> None:
         wm(f"{postgres_server}/postgres", "x")
     with pytest.raises(_core.TrackingStoreNotFoundError):
         wm(f"sqlite:///{tmp_path / 'missing.db'}", "x")
-    with pytest.raises(_core.WatermarkError_, match="unsupported"):
+    with pytest.raises(_core.TrackingDbError, match="unsupported"):
         wm("mysql://u:pw@h/db", "x")
 
 
