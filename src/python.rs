@@ -382,16 +382,17 @@ fn generate_month<'py>(py: Python<'py>, month_: &str, rows: u64, seed: u64, with
 /// returns its provenance: `months` [(month, rows)], `rows_read`, `skipped` {reason: rows},
 /// `malformed_values` {column: values}, `has_key`, `bytes`, `sha256`.
 #[pyfunction]
-#[pyo3(signature = (csv_path, out_dir, batch_rows = 65_536, writer_budget = 128 << 20, progress = None))]
+#[pyo3(signature = (csv_path, out_dir, batch_rows = None, writer_budget = None, progress = None))]
 fn import_kaggle_csv<'py>(
     py: Python<'py>,
     csv_path: PathBuf,
     out_dir: PathBuf,
-    batch_rows: usize,
-    writer_budget: usize,
+    batch_rows: Option<usize>,
+    writer_budget: Option<usize>,
     progress: Option<Py<PyAny>>,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let opts = ImportOptions { batch_rows, writer_budget };
+    let d = ImportOptions::default();
+    let opts = ImportOptions { batch_rows: batch_rows.unwrap_or(d.batch_rows), writer_budget: writer_budget.unwrap_or(d.writer_budget) };
     let mut reporter = PyProgress::new(progress);
     let result = py.detach(|| import::import_kaggle_csv(&csv_path, &out_dir, &opts, &mut |p| reporter.report(p)));
     let s = reporter.finish(result)?;

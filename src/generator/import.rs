@@ -9,21 +9,23 @@
 //! - Every month's writer is open at once (the file is unordered), so their buffered row groups
 //!   share one memory budget: when the sum passes it, the largest buffer is written out as a
 //!   row group. Memory is then the budget plus one CSV batch, whatever the file's size.
-//! - The file's SHA-256 is computed on the bytes as they are parsed (no second read).
+//! - Parsing, Parquet encoding and the file's SHA-256 run on three threads.
 //! - Everything is written into a folder the import creates and, on any failure, removes.
 
-use std::cell::RefCell;
+use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::Read;
+use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use arrow::array::{new_null_array, Array, ArrayRef, AsArray, RecordBatch, UInt32Array};
 use arrow::compute::{cast_with_options, take_record_batch, CastOptions};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use sha2::{Digest, Sha256};
 
 use super::history::{month_metadata, pending_file, writer_properties, HistoryError, Progress, ProgressFn, PROGRESS_EVERY_ROWS};
@@ -41,7 +43,7 @@ pub struct ImportOptions {
 
 impl Default for ImportOptions {
     fn default() -> Self {
-        Self { batch_rows: 65_536, writer_budget: 128 << 20 }
+        Self { batch_rows: 65_536, writer_budget: 64 << 20 }
     }
 }
 
@@ -78,20 +80,35 @@ pub fn import_kaggle_csv(csv: &Path, out_dir: &Path, opts: &ImportOptions, progr
     result
 }
 
-/// A reader that hashes and counts the bytes it passes on.
-struct Hashing<R> {
+/// A reader that counts the bytes it passes on (for progress).
+struct Counting<R> {
     inner: R,
-    state: Rc<RefCell<(Sha256, u64)>>,
+    read: Rc<Cell<u64>>,
 }
 
-impl<R: Read> Read for Hashing<R> {
+impl<R: Read> Read for Counting<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        let mut s = self.state.borrow_mut();
-        s.0.update(&buf[..n]);
-        s.1 += n as u64;
+        self.read.set(self.read.get() + n as u64);
         Ok(n)
     }
+}
+
+/// SHA-256 (hex) and size of `path`, read on its own (from the page cache, as the parser reads
+/// the same bytes at the same time); gives up when `stop` is set.
+fn sha256_of(path: &Path, stop: &AtomicBool) -> Result<(String, u64), HistoryError> {
+    let io = |e: std::io::Error| HistoryError::Io { path: path.to_owned(), source: e };
+    let mut file = File::open(path).map_err(io)?;
+    let (mut hasher, mut buf, mut read) = (Sha256::new(), vec![0u8; 1 << 20], 0u64);
+    while !stop.load(Ordering::Relaxed) {
+        let n = file.read(&mut buf).map_err(io)?;
+        if n == 0 {
+            return Ok((hasher.finalize().iter().map(|b| format!("{b:02x}")).collect(), read));
+        }
+        hasher.update(&buf[..n]);
+        read += n as u64;
+    }
+    Err(HistoryError::Cancelled)
 }
 
 fn csv_error(csv: &Path, reason: impl Into<String>) -> HistoryError {
@@ -148,61 +165,54 @@ fn import_into(csv: &Path, out_dir: &Path, opts: &ImportOptions, progress: &mut 
     // only the ride columns decoded, in the ride schema's order.
     let text = Arc::new(Schema::new((0..header.len()).map(|i| Field::new(format!("c{i}"), DataType::Utf8, true)).collect::<Vec<_>>()));
     let projection: Vec<usize> = located.iter().flatten().copied().collect();
-    let state = Rc::new(RefCell::new((Sha256::new(), 0u64)));
+    let read = Rc::new(Cell::new(0u64));
+    let counting = Counting { inner: File::open(csv).map_err(io)?, read: Rc::clone(&read) };
     let reader = arrow::csv::ReaderBuilder::new(text)
         .with_header(true)
         .with_truncated_rows(true)
         .with_batch_size(opts.batch_rows.max(1))
         .with_projection(projection)
-        .build(Hashing { inner: File::open(csv).map_err(io)?, state: Rc::clone(&state) })
+        .build_buffered(BufReader::with_capacity(1 << 20, counting))
         .map_err(|e| format_err(&e))?;
 
-    let ride = schema::ride_schema();
-    let lenient = CastOptions { safe: true, ..Default::default() };
     let mut summary = ImportSummary { has_key: located[0].is_some(), bytes, ..Default::default() };
-    let mut months: BTreeMap<Month, MonthOut> = BTreeMap::new();
-    let mut reported = 0u64;
-    for raw in reader {
-        let raw = raw.map_err(|e| format_err(&e))?;
-        let n = raw.num_rows();
-        let mut cols: Vec<ArrayRef> = Vec::with_capacity(ride.fields().len());
-        let mut next_raw = 0;
-        for (f, at) in ride.fields().iter().zip(&located) {
-            let Some(_) = at else {
-                cols.push(new_null_array(f.data_type(), n));
-                continue;
-            };
-            let c = raw.column(next_raw);
-            next_raw += 1;
-            let cast = cast_with_options(c, f.data_type(), &lenient).map_err(|e| format_err(&e))?;
-            let bad = (cast.null_count() - c.null_count()) as u64;
-            if bad > 0 {
-                *summary.malformed_values.entry(static_name(f.name())).or_default() += bad;
-            }
-            cols.push(cast);
+    // Three stages on their own threads: this one reads, decodes and splits by month; one
+    // encodes and compresses Parquet (at most two split batches wait in between); one hashes
+    // the file.
+    let (tx, rx) = std::sync::mpsc::sync_channel::<Split>(2);
+    let budget = opts.writer_budget;
+    let stop = AtomicBool::new(false);
+    let (parsed, written, hashed) = std::thread::scope(|scope| {
+        let spawn = |name: &str| std::thread::Builder::new().name(name.to_owned());
+        let writer = spawn("import-parquet").spawn_scoped(scope, move || write_months(rx, out_dir, budget));
+        let hasher = spawn("import-sha256").spawn_scoped(scope, || sha256_of(csv, &stop));
+        let (writer, hasher) = match (writer, hasher) {
+            (Ok(w), Ok(h)) => (w, h),
+            (Err(e), _) | (_, Err(e)) => return (Err(HistoryError::Io { path: csv.to_owned(), source: e }), Ok(Default::default()), Ok(Default::default())),
+        };
+        let parsed = parse(csv, reader, &located, tx, &mut summary, &mut |rows| progress(Progress { done: read.get(), total: bytes, rows }));
+        if parsed.is_err() {
+            stop.store(true, Ordering::Relaxed);
         }
-        let batch = RecordBatch::try_new(Arc::clone(&ride), cols).map_err(|e| format_err(&e))?;
-        summary.rows_read += n as u64;
-        write_by_month(&batch, out_dir, &mut months, &mut summary)?;
-        enforce_budget(&mut months, opts.writer_budget)?;
-        if summary.rows_read - reported >= PROGRESS_EVERY_ROWS {
-            reported = summary.rows_read;
-            if !progress(Progress { done: state.borrow().1, total: bytes, rows: summary.rows_read }) {
-                return Err(HistoryError::Cancelled);
-            }
-        }
-    }
+        let written = writer.join().unwrap_or_else(|_| panicked("Parquet writer"));
+        let hashed = hasher.join().unwrap_or_else(|_| panicked("hashing"));
+        (parsed, written, hashed)
+    });
+    // A writer failure comes first: the parser only stopped because the writer was gone.
+    let (months, malformed) = written?;
+    parsed?;
+    summary.malformed_values = malformed;
+    let (sha256, hashed_bytes) = hashed?;
     if summary.rows_read == 0 {
         return Err(csv_error(csv, "has a header but no rows"));
     }
     if months.is_empty() {
         return Err(csv_error(csv, format!("none of its {} rows has a readable pickup_datetime (YYYY-MM-DD HH:MM:SS UTC)", summary.rows_read)));
     }
-    let (hasher, read) = Rc::try_unwrap(state).map(RefCell::into_inner).unwrap_or_else(|rc| rc.borrow().clone());
-    if read != bytes {
-        return Err(csv_error(csv, format!("changed while it was read ({read} bytes read, {bytes} expected)")));
+    if read.get() != bytes || hashed_bytes != bytes {
+        return Err(csv_error(csv, format!("changed while it was read ({} bytes read, {bytes} expected)", read.get().max(hashed_bytes))));
     }
-    summary.sha256 = hasher.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    summary.sha256 = sha256;
     for (month, out) in months {
         let file = out.writer.into_inner().map_err(|e| HistoryError::Format { path: out.tmp.clone(), reason: e.to_string() })?;
         file.sync_all().map_err(|e| HistoryError::Io { path: out.tmp.clone(), source: e })?;
@@ -216,6 +226,82 @@ fn import_into(csv: &Path, out_dir: &Path, opts: &ImportOptions, progress: &mut 
     Ok(summary)
 }
 
+fn panicked<T>(what: &str) -> Result<T, HistoryError> {
+    Err(HistoryError::Invalid(format!("the {what} thread panicked")))
+}
+
+/// A batch with its rows ordered by month, and each month's `(month, first row, rows)`.
+struct Split {
+    batch: RecordBatch,
+    spans: Vec<(Month, usize, usize)>,
+}
+
+/// The parsing stage: decodes every batch as text in the ride columns' order, splits it by
+/// month and hands it to the writer; `progress(rows)` about every [`PROGRESS_EVERY_ROWS`]
+/// rows (`false` stops).
+fn parse<R: std::io::BufRead>(
+    csv: &Path,
+    reader: arrow::csv::reader::BufReader<R>,
+    located: &[Option<usize>],
+    tx: std::sync::mpsc::SyncSender<Split>,
+    summary: &mut ImportSummary,
+    progress: &mut dyn FnMut(u64) -> bool,
+) -> Result<(), HistoryError> {
+    let format_err = |e: &dyn std::fmt::Display| HistoryError::Format { path: csv.to_owned(), reason: e.to_string() };
+    let text = text_schema();
+    let mut reported = 0u64;
+    for raw in reader {
+        let raw = raw.map_err(|e| format_err(&e))?;
+        let n = raw.num_rows();
+        let mut next_raw = 0;
+        let cols: Vec<ArrayRef> = located
+            .iter()
+            .map(|at| match at {
+                None => new_null_array(&DataType::Utf8, n),
+                Some(_) => {
+                    next_raw += 1;
+                    Arc::clone(raw.column(next_raw - 1))
+                }
+            })
+            .collect();
+        let batch = RecordBatch::try_new(Arc::clone(&text), cols).map_err(|e| format_err(&e))?;
+        summary.rows_read += n as u64;
+        let split = split_by_month(&batch, summary).map_err(|e| format_err(&e))?;
+        if tx.send(split).is_err() {
+            return Err(HistoryError::Invalid("the Parquet writer stopped".into()));
+        }
+        if summary.rows_read - reported >= PROGRESS_EVERY_ROWS {
+            reported = summary.rows_read;
+            if !progress(summary.rows_read) {
+                return Err(HistoryError::Cancelled);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The ride columns, all as text: what the parser hands over before casting.
+fn text_schema() -> SchemaRef {
+    Arc::new(Schema::new(schema::ride_schema().fields().iter().map(|f| Field::new(f.name(), DataType::Utf8, true)).collect::<Vec<_>>()))
+}
+
+/// Casts a text batch to the ride schema. A value that does not parse becomes a null that
+/// cleaning counts and drops, instead of failing the whole import; they are counted by column.
+fn cast_rides(batch: &RecordBatch, malformed: &mut BTreeMap<&'static str, u64>) -> Result<RecordBatch, arrow::error::ArrowError> {
+    let ride = schema::ride_schema();
+    let lenient = CastOptions { safe: true, ..Default::default() };
+    let mut cols = Vec::with_capacity(ride.fields().len());
+    for (c, f) in batch.columns().iter().zip(ride.fields()) {
+        let cast = cast_with_options(c, f.data_type(), &lenient)?;
+        let bad = (cast.null_count() - c.null_count()) as u64;
+        if bad > 0 {
+            *malformed.entry(static_name(f.name())).or_default() += bad;
+        }
+        cols.push(cast);
+    }
+    RecordBatch::try_new(ride, cols)
+}
+
 /// The ride column names as `'static` strings, for the summary's keys.
 fn static_name(name: &str) -> &'static str {
     [schema::KEY, schema::FARE, schema::PICKUP_DATETIME, schema::PICKUP_LON, schema::PICKUP_LAT, schema::DROPOFF_LON, schema::DROPOFF_LAT, schema::PASSENGERS]
@@ -224,9 +310,9 @@ fn static_name(name: &str) -> &'static str {
         .unwrap_or("other")
 }
 
-/// Appends each row of `batch` to its month's writer: one `take` orders the rows by month
-/// (file order kept within a month), then each month gets a zero-copy slice.
-fn write_by_month(batch: &RecordBatch, out_dir: &Path, months: &mut BTreeMap<Month, MonthOut>, summary: &mut ImportSummary) -> Result<(), HistoryError> {
+/// Orders the rows of `batch` by month with one `take` (file order kept within a month), so
+/// that each month is a zero-copy slice; rows without a usable time are counted and dropped.
+fn split_by_month(batch: &RecordBatch, summary: &mut ImportSummary) -> Result<Split, arrow::error::ArrowError> {
     let dt = batch.column(2).as_string::<i32>();
     let mut by_month: BTreeMap<Month, Vec<u32>> = BTreeMap::new();
     for i in 0..batch.num_rows() {
@@ -245,25 +331,47 @@ fn write_by_month(batch: &RecordBatch, out_dir: &Path, months: &mut BTreeMap<Mon
         spans.push((month, order.len(), idx.len()));
         order.extend(idx);
     }
-    let sorted = take_record_batch(batch, &UInt32Array::from(order)).map_err(|e| HistoryError::Format { path: out_dir.to_owned(), reason: e.to_string() })?;
-    for (month, start, len) in spans {
-        let out = match months.entry(month) {
-            std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
-            std::collections::btree_map::Entry::Vacant(v) => v.insert(open_month(out_dir, month, sorted.schema())?),
-        };
-        out.writer
-            .write(&sorted.slice(start, len))
-            .map_err(|e| HistoryError::Format { path: out.tmp.clone(), reason: e.to_string() })?;
-        out.rows += len as u64;
+    Ok(Split { batch: take_record_batch(batch, &UInt32Array::from(order))?, spans })
+}
+
+/// The writing stage: casts each split batch, appends each month's slice to its writer
+/// (opened on its first row) and keeps the writers within the memory budget. Returns the
+/// writers and the malformed values by column.
+fn write_months(rx: std::sync::mpsc::Receiver<Split>, out_dir: &Path, budget: usize) -> Result<Written, HistoryError> {
+    let mut months: BTreeMap<Month, MonthOut> = BTreeMap::new();
+    let mut malformed = BTreeMap::new();
+    for split in rx {
+        let batch = cast_rides(&split.batch, &mut malformed).map_err(|e| HistoryError::Format { path: out_dir.to_owned(), reason: e.to_string() })?;
+        for (month, start, len) in split.spans {
+            let out = match months.entry(month) {
+                std::collections::btree_map::Entry::Occupied(o) => o.into_mut(),
+                std::collections::btree_map::Entry::Vacant(v) => v.insert(open_month(out_dir, month, batch.schema())?),
+            };
+            out.writer
+                .write(&batch.slice(start, len))
+                .map_err(|e| HistoryError::Format { path: out.tmp.clone(), reason: e.to_string() })?;
+            out.rows += len as u64;
+        }
+        enforce_budget(&mut months, budget)?;
     }
-    Ok(())
+    Ok((months, malformed))
+}
+
+/// What the writing stage leaves: the open writers, and malformed values by column.
+type Written = (BTreeMap<Month, MonthOut>, BTreeMap<&'static str, u64>);
+
+/// The project's Parquet settings without dictionaries (keys and times are unique, and the
+/// dictionary's hashing was a third of an import's time) nor statistics (a pending file is
+/// read whole, once, when its month arrives). Snappy still compresses the pages.
+fn import_properties() -> WriterProperties {
+    writer_properties().into_builder().set_dictionary_enabled(false).set_statistics_enabled(EnabledStatistics::None).build()
 }
 
 fn open_month(out_dir: &Path, month: Month, schema: SchemaRef) -> Result<MonthOut, HistoryError> {
     let tmp = out_dir.join(format!(".{month}.parquet.tmp"));
     let file = File::create(&tmp).map_err(|e| HistoryError::Io { path: tmp.clone(), source: e })?;
     let mut writer =
-        ArrowWriter::try_new(file, schema, Some(writer_properties())).map_err(|e| HistoryError::Format { path: tmp.clone(), reason: e.to_string() })?;
+        ArrowWriter::try_new(file, schema, Some(import_properties())).map_err(|e| HistoryError::Format { path: tmp.clone(), reason: e.to_string() })?;
     writer.append_key_value_metadata(month_metadata(month));
     Ok(MonthOut { tmp, writer, rows: 0 })
 }
@@ -381,3 +489,4 @@ mod tests {
         assert!(out.exists(), "nor removed");
     }
 }
+

@@ -274,7 +274,7 @@ def _remove_stale_imports(root: Path) -> None:
 
 
 def import_csv(settings: Settings, csv_path: Path, replace: bool = False, progress: ProgressFn | None = None,
-               batch_rows: int = 65_536) -> Provenance:
+               batch_rows: int | None = None) -> Provenance:
     """Imports a Kaggle-format CSV as the pending history (one file per month) and records its
     provenance. Refuses, changing nothing, to replace a non-empty history unless `replace`,
     and to replace any history while the local source holds months of it. The CSV is split in
