@@ -32,6 +32,9 @@ def lifecycle_lock(settings: Settings, poll_seconds: float = 0.2, timeout_second
     if db.startswith(("postgresql://", "postgres://")):
         import psycopg
 
+        from taxifare_flow.ml_logic.store import probe_tracking_db
+
+        probe_tracking_db(settings)  # its typed error, rather than libpq's words
         try:
             conn = psycopg.connect(db, autocommit=True, connect_timeout=5)
         except psycopg.OperationalError as e:

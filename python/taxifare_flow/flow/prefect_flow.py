@@ -60,7 +60,7 @@ def run_flow(settings: Settings) -> Any:
     from taxifare_flow.flow.lifecycle import lifecycle
     from taxifare_flow.flow.lock import lifecycle_lock
     from taxifare_flow.flow.prefect_server import local_api_url
-    from taxifare_flow.ml_logic.watermark import get_latest_trained_row
+    from taxifare_flow.ml_logic.store import ready_store
 
     def as_task(fn: Any, name: str) -> Any:
         # Models are not hashable inputs and results stay in memory: no cache, no persistence.
@@ -71,9 +71,9 @@ def run_flow(settings: Settings) -> Any:
         return lifecycle(settings, as_task, lock=False)
 
     with lifecycle_lock(settings):
-        # The tracking DB answers (reachable, credentials, TLS, an MLflow store) before a Prefect
-        # server starts: a wrong setting fails in milliseconds, as one line.
-        get_latest_trained_row(settings=settings)
+        # The store is whole and answers (reachable, credentials, TLS, an MLflow store) before a
+        # Prefect server starts: a wrong setting fails in milliseconds, as one line.
+        ready_store(settings)
         # A server configured (the settings, or a test harness in Prefect's own context); an
         # empty value, as `.env.sample` has it, is none.
         api = settings.prefect_api_url or PREFECT_API_URL.value() or ""

@@ -234,20 +234,6 @@ class Registry:
             )
 
 
-def _probe(settings: Settings) -> None:
-    """The tracking DB through the Rust reader first: an unreachable server, a refused password
-    or a file that is no MLflow store is a typed error in seconds, where SQLAlchemy under MLflow
-    retries for minutes and then raises untyped. A database without MLflow's tables is fine:
-    MLflow creates them."""
-    from taxifare_flow._core import NotAnMlflowStoreError
-    from taxifare_flow.ml_logic.watermark import get_latest_trained_row
-
-    try:
-        get_latest_trained_row(settings=settings)
-    except NotAnMlflowStoreError:
-        pass
-
-
 def open_registry(settings: Settings) -> Registry:
     """Points MLflow at the settings' store and makes sure the experiment exists (with its
     artifacts beside the embedded store, not in the current directory). A SQLite store is
@@ -258,13 +244,10 @@ def open_registry(settings: Settings) -> Registry:
     from sqlalchemy.exc import SQLAlchemyError
 
     from taxifare_flow._core import mask_dsn
-    from taxifare_flow.ml_logic.store import ensure_sqlite_store
+    from taxifare_flow.ml_logic.store import ready_store
 
     uri = settings.mlflow_tracking_uri
-    if uri.startswith("sqlite:///"):
-        ensure_sqlite_store(Path(uri.removeprefix("sqlite:///")), settings.artifact_location)
-    if settings.mlflow_tracking_db:
-        _probe(settings)
+    ready_store(settings)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     client = MlflowClient(uri, uri)

@@ -15,6 +15,7 @@ import sqlite3
 from pathlib import Path
 
 from taxifare_flow.errors import TrackingStoreError
+from taxifare_flow.settings import Settings
 
 log = logging.getLogger(__name__)
 
@@ -97,3 +98,28 @@ def ensure_sqlite_store(path: Path, artifact_root: str) -> None:
         for leftover in tmp.parent.glob(f"{tmp.name}*"):  # the file and its journal
             leftover.unlink(missing_ok=True)
     log.info("created the MLflow store %s", path)
+
+
+def probe_tracking_db(settings: Settings) -> None:
+    """The tracking DB through the Rust reader: an unreachable server, a refused password, TLS
+    refused or a file that is no MLflow store is a typed error in seconds, where SQLAlchemy
+    under MLflow retries for minutes and libpq under the lock says it its own way. A database
+    without MLflow's tables is fine: MLflow creates them."""
+    from taxifare_flow._core import NotAnMlflowStoreError
+    from taxifare_flow.ml_logic.watermark import get_latest_trained_row
+
+    if not settings.mlflow_tracking_db:
+        return
+    try:
+        get_latest_trained_row(settings=settings)
+    except NotAnMlflowStoreError:
+        pass
+
+
+def ready_store(settings: Settings) -> None:
+    """The store can be used: a SQLite store exists whole (created now if missing), and the
+    tracking DB answers."""
+    uri = settings.mlflow_tracking_uri
+    if uri.startswith("sqlite:///"):
+        ensure_sqlite_store(Path(uri.removeprefix("sqlite:///")), settings.artifact_location)
+    probe_tracking_db(settings)
