@@ -25,7 +25,9 @@ use arrow::array::{new_null_array, Array, ArrayRef, AsArray, RecordBatch, UInt32
 use arrow::compute::{cast_with_options, take_record_batch, CastOptions};
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use parquet::arrow::ArrowWriter;
+use parquet::basic::Compression;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
 use super::history::{month_metadata, pending_file, writer_properties, HistoryError, Progress, ProgressFn, PROGRESS_EVERY_ROWS};
@@ -362,9 +364,16 @@ type Written = (BTreeMap<Month, MonthOut>, BTreeMap<&'static str, u64>);
 
 /// The project's Parquet settings without dictionaries (keys and times are unique, and the
 /// dictionary's hashing was a third of an import's time) nor statistics (a pending file is
-/// read whole, once, when its month arrives). Snappy still compresses the pages.
+/// read whole, once, when its month arrives). Snappy compresses the text columns only: on the
+/// numbers it cost a quarter of the import's CPU for a fifth of the file's size.
 fn import_properties() -> WriterProperties {
-    writer_properties().into_builder().set_dictionary_enabled(false).set_statistics_enabled(EnabledStatistics::None).build()
+    let mut b = writer_properties().into_builder().set_dictionary_enabled(false).set_statistics_enabled(EnabledStatistics::None);
+    for f in schema::ride_schema().fields() {
+        if f.data_type() != &DataType::Utf8 {
+            b = b.set_column_compression(ColumnPath::from(f.name().as_str()), Compression::UNCOMPRESSED);
+        }
+    }
+    b.build()
 }
 
 fn open_month(out_dir: &Path, month: Month, schema: SchemaRef) -> Result<MonthOut, HistoryError> {
