@@ -8,7 +8,8 @@
 //!   number becomes a null that cleaning counts and drops (the row keeps its place).
 //! - Every month's writer is open at once (the file is unordered), so their buffered row groups
 //!   share one memory budget: when the sum passes it, the largest buffer is written out as a
-//!   row group. Memory is then the budget plus one CSV batch, whatever the file's size.
+//!   row group. Memory is then the budget plus the few batches in flight, whatever the file's
+//!   size.
 //! - Parsing, Parquet encoding and the file's SHA-256 run on three threads.
 //! - Everything is written into a folder the import creates and, on any failure, removes.
 
@@ -190,7 +191,10 @@ fn import_into(csv: &Path, out_dir: &Path, opts: &ImportOptions, progress: &mut 
         let hasher = spawn("import-sha256").spawn_scoped(scope, || sha256_of(csv, &stop));
         let (writer, hasher) = match (writer, hasher) {
             (Ok(w), Ok(h)) => (w, h),
-            (Err(e), _) | (_, Err(e)) => return (Err(HistoryError::Io { path: csv.to_owned(), source: e }), Ok(Default::default()), Ok(Default::default())),
+            (Err(e), _) | (_, Err(e)) => {
+                stop.store(true, Ordering::Relaxed);
+                return (Err(HistoryError::Io { path: csv.to_owned(), source: e }), Ok(Default::default()), Ok(Default::default()));
+            }
         };
         let parsed = parse(csv, reader, &located, tx, &mut summary, &mut |rows| progress(Progress { done: read.get(), total: bytes, rows }));
         if parsed.is_err() {
