@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # make bench: every benchmark, each printing its own comparison table. Sizes follow the
-# issues: a 10 M-row source for slicing, 5 M rows for the kernel, 1k–100k runs for the
-# watermark, all 78 months for the simulation. BENCH_FULL=1 adds the full Kaggle-size simulation.
+# issues: a 10 M-row source for slicing, a 10 M-row Kaggle-format CSV to import, 5 M rows for
+# the kernel, 1k–100k runs for the watermark, all 78 months for the simulation. BENCH_FULL=1 adds the full Kaggle-size simulation.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=.venv/bin/python
 echo "== slicing (benches/bench_data.py)"; $PY benches/bench_data.py
+echo; echo "== import (benches/bench_import.py)"; $PY benches/bench_import.py
 echo; echo "== kernel (benches/bench_kernel.py)"; $PY benches/bench_kernel.py --months 7
 echo; echo "== watermark (benches/bench_watermark.py)"; $PY benches/bench_watermark.py
 echo; echo "== quality (benches/quality.py)"; $PY benches/quality.py

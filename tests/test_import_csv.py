@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxifare_flow import _core
-from taxifare_flow.data.history import HistoryError, ensure_history, import_csv, provenance
+from taxifare_flow.data import history
 from taxifare_flow.data.local import LocalSource
 from taxifare_flow.settings import load_settings
 
@@ -89,13 +89,12 @@ def test_the_real_sample_imports_with_its_provenance(data: Path) -> None:
 
 
 def test_values_follow_the_header_names(data: Path, tmp_path: Path) -> None:
-    """Latitude and longitude columns in another order (and an extra column): values follow the
-    names, not the positions."""
+    """Latitude and longitude swapped in the header: values follow the names, not the positions."""
     header, rows = sample_rows()
     i_lon, i_lat = header.index("pickup_longitude"), header.index("pickup_latitude")
     swapped = list(header)
     swapped[i_lon], swapped[i_lat] = "pickup_latitude", "pickup_longitude"
-    swapped_csv = write_csv(tmp_path / "swapped.csv", [*swapped, "vendor"], [[*r, "CMT"] for r in rows])
+    swapped_csv = write_csv(tmp_path / "swapped.csv", swapped, rows)
     r = taxifare("import_csv", str(swapped_csv))
     assert r.returncode == 0, r.stderr
     t = pq.read_table(data / "pending" / "2009-06.parquet")
@@ -104,10 +103,10 @@ def test_values_follow_the_header_names(data: Path, tmp_path: Path) -> None:
         assert (lat, lon) == (float(by_key[key][i_lon]), float(by_key[key][i_lat]))
 
 
-def test_key_is_optional(data: Path, tmp_path: Path) -> None:
+def test_key_is_optional_and_extra_columns_are_ignored(data: Path, tmp_path: Path) -> None:
     header, rows = sample_rows()
-    no_key = write_csv(tmp_path / "nokey.csv", header[1:], [r[1:] for r in rows])
-    made = import_csv(load_settings(), no_key)
+    no_key = write_csv(tmp_path / "nokey.csv", ["vendor", *header[1:]], [["CMT", *r[1:]] for r in rows])
+    made = history.import_csv(load_settings(), no_key)
     assert made.rows == 5000 and made.has_key is False
     assert pq.read_table(data / "pending" / "2013-01.parquet")["key"].null_count == made.months["2013-01"]
 
@@ -118,19 +117,22 @@ def test_key_is_optional(data: Path, tmp_path: Path) -> None:
     (SAMPLE.read_bytes().split(b"\n", 1)[0] + b"\n", ["has a header but no rows"]),
 ])
 def test_bad_csvs_are_one_line_and_change_nothing(data: Path, tmp_path: Path, content: bytes, words: list[str]) -> None:
-    assert taxifare("reset_data_sources").returncode == 0
-    before = pending_listing(data)
     bad = tmp_path / "bad.csv"
     bad.write_bytes(content)
-    r = taxifare("import_csv", str(bad), "--replace")
+    r = taxifare("import_csv", str(bad))
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert "bad.csv" in r.stderr and all(w in r.stderr for w in words) and "Traceback" not in r.stderr
+    assert pending_listing(data) == {} and not list(data.glob(".pending-import-*"))
+    # Over an existing history (with --replace): the history is untouched.
+    assert taxifare("reset_data_sources").returncode == 0
+    before = pending_listing(data)
+    r = taxifare("import_csv", str(bad), "--replace")
+    assert r.returncode == 2 and all(w in r.stderr for w in words)
     assert pending_listing(data) == before
-    assert not list(data.glob(".pending-import-*"))
 
 
 def test_a_bad_byte_late_in_the_file_leaves_no_temporary_file(data: Path, tmp_path: Path) -> None:
-    first = import_csv(load_settings(), SAMPLE)
+    first = history.import_csv(load_settings(), SAMPLE)
     before = pending_listing(data)
     text = bytearray(SAMPLE.read_bytes())
     late = text.rindex(b"\n", 0, len(text) - 5_000)  # ~50 rows before the end
@@ -139,8 +141,8 @@ def test_a_bad_byte_late_in_the_file_leaves_no_temporary_file(data: Path, tmp_pa
     bad.write_bytes(bytes(text))
     # Small batches: every month file is being written when the bad byte is met.
     with pytest.raises(_core.DataSourceError, match=r"late\.csv.*UTF-8"):
-        import_csv(load_settings(), bad, replace=True, batch_rows=500)
-    assert pending_listing(data) == before and provenance(data / "pending") == first
+        history.import_csv(load_settings(), bad, replace=True, batch_rows=500)
+    assert pending_listing(data) == before and history.provenance(data / "pending") == first
     assert not list(data.glob(".pending-import-*")), "the staging folder and its temporary files are gone"
     assert not [p for p in (data / "pending").iterdir() if p.name.startswith(".")]
     r = taxifare("import_csv", str(bad), "--replace")
@@ -149,7 +151,7 @@ def test_a_bad_byte_late_in_the_file_leaves_no_temporary_file(data: Path, tmp_pa
 
 def test_progress_is_reported_and_an_exception_there_stops_cleanly(data: Path) -> None:
     calls: list[tuple[int, int, int]] = []
-    import_csv(load_settings(), SAMPLE, progress=lambda *a: calls.append(a))
+    history.import_csv(load_settings(), SAMPLE, progress=lambda *a: calls.append(a))
     size = SAMPLE.stat().st_size
     assert calls[-1] == (size, size, 5000)
 
@@ -158,7 +160,7 @@ def test_progress_is_reported_and_an_exception_there_stops_cleanly(data: Path) -
 
     before = pending_listing(data)
     with pytest.raises(KeyboardInterrupt):
-        import_csv(load_settings(), SAMPLE, replace=True, progress=stop)
+        history.import_csv(load_settings(), SAMPLE, replace=True, progress=stop)
     assert pending_listing(data) == before and not list(data.glob(".pending-import-*"))
     gen: list[tuple[int, int, int]] = []
     _core.generate_history(data / "gen", first_month="2013-01", last_month="2013-02", rows_per_month=600_000,
@@ -187,7 +189,7 @@ def test_an_imported_history_is_never_filled_with_generated_months(data: Path, t
     assert sorted(p.name for p in (data / "pending").glob("*.parquet"))[0] == "2011-01.parquet"
     assert not (data / "pending" / "noise_floor.csv").exists()
     s = load_settings()
-    assert ensure_history(s).kind == "imported"
+    assert history.ensure_history(s).kind == "imported"
     assert LocalSource(s).pending() == sorted(manifest(data)["months"]) and len(LocalSource(s).pending()) == 18
     r = taxifare("get_new_month")
     assert r.returncode == 0 and "2011-01 arrived" in r.stdout
@@ -220,8 +222,8 @@ def test_generated_history_and_settings_must_agree(data: Path, monkeypatch: pyte
     assert (m["kind"], m["seed"], m["rows_per_month"], m["first_month"], m["last_month"]) == ("generated", 42, 200, "2012-08", "2012-10")
     assert m["months"] == {"2012-08": 200, "2012-09": 200, "2012-10": 200}
     monkeypatch.setenv("HISTORY_SEED", "7")
-    with pytest.raises(HistoryError, match=r"HISTORY_SEED=7 but pending/ was generated with seed 42.*reset_data_sources"):
-        ensure_history(load_settings())
+    with pytest.raises(history.HistoryError, match=r"HISTORY_SEED=7 but pending/ was generated with seed 42.*reset_data_sources"):
+        history.ensure_history(load_settings())
     assert manifest(data)["seed"] == 42
     # reset empties the source anyway: it regenerates from the settings, and says so.
     r = taxifare("reset_data_sources")

@@ -50,7 +50,7 @@ TARGETS: list[tuple[str, str]] = [
     ("reset_bq_tables", "(re)create the BigQuery dataset and table, empty"),
     ("show_bq_tables", "months in BigQuery and months pending"),
     ("push_month_to_bq", "load the next pending month into BigQuery (exit 3: no more data)"),
-    ("bench", "benchmarks: slicing, kernel, watermark, quality, simulation (prints ratios)"),
+    ("bench", "benchmarks: slicing, import, kernel, watermark, quality, simulation (prints ratios)"),
     ("wheel", "an abi3 wheel in dist/, built with the release profile (thin LTO, stripped)"),
 ]
 

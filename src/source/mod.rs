@@ -130,7 +130,7 @@ pub enum SourceError {
         month: String,
     },
     /// The source failed its content check; nothing was changed.
-    #[error("{first}{}", if *.more > 0 { format!(" (and {} more problems: `taxifare check` lists them)", .more) } else { String::new() })]
+    #[error("{first}{}", if *.more > 0 { format!(" (and {} more: `taxifare check` lists them)", .more) } else { String::new() })]
     Unsound {
         /// The first problem found.
         first: Box<SourceError>,
