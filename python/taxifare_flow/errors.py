@@ -24,6 +24,10 @@ class IntegrityError(TaxifareError):
     source is not what its names say): nothing is trained on top of it."""
 
 
+class RegistryError(TaxifareError):
+    """The model registry lacks what the lineage needs (a version, its artifact)."""
+
+
 class TrackingStoreError(TaxifareError):
     """The MLflow store cannot be created or opened (no space, half-created, unreachable)."""
 

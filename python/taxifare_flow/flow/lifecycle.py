@@ -28,7 +28,7 @@ import numpy as np
 from taxifare_flow import _core
 from taxifare_flow.check import assert_sound, repair
 from taxifare_flow.data import DataSource, open_source
-from taxifare_flow.errors import SourceBehindError
+from taxifare_flow.errors import RegistryError, SourceBehindError
 from taxifare_flow.flow.lock import lifecycle_lock
 from taxifare_flow.ml_logic.promotion import Decision, decide
 from taxifare_flow.ml_logic.registry import PRODUCTION, Registry, open_registry
@@ -146,7 +146,8 @@ def train_challenger(ctx: Context, run_id: str, w: int, t: int) -> Challenger:
     s = ctx.settings
     head = ctx.registry.head_for(w)
     if w > 0 and head is None:
-        raise RuntimeError(f"no finished model version ends at row {w}: cannot continue the lineage")
+        raise RegistryError(f"no valid model version ends at row {w} (its run is FINISHED but the version is missing): "
+                            "cannot continue the lineage; run `taxifare check`")
     model = ctx.kernel(head) if head is not None else Model(s.ridge_alpha, None if np.isinf(s.half_life_months) else s.half_life_months)
     h = t - int((t - w) * s.holdout_fraction)
     start = time.perf_counter()

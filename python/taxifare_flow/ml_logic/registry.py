@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from taxifare_flow import __version__
-from taxifare_flow.errors import TrackingStoreError
+from taxifare_flow.errors import RegistryError, TrackingStoreError
 from taxifare_flow.model import Model
 from taxifare_flow.settings import Settings
 
@@ -98,7 +98,7 @@ class Registry:
             local = Path(mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=tmp))
             found = next(local.rglob(KERNEL_FILE), None)
             if found is None:
-                raise FileNotFoundError(f"model version {version.version} has no {KERNEL_FILE} artifact")
+                raise RegistryError(f"model version {version.version} has no {KERNEL_FILE} artifact ({version.source})")
             return Model.from_bytes(found.read_bytes())
 
     def log_model_version(self, run_id: str, model: Model, tags: dict[str, str]) -> Any:
