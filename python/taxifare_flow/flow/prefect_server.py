@@ -11,10 +11,8 @@ One server per process: `run_all_months` pays its start once.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import logging
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -27,7 +25,6 @@ from taxifare_flow.errors import PrefectServerError
 
 log = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1
 _PORT_IN_USE = 3  # uvicorn's exit status when it cannot bind
 
 
@@ -41,14 +38,18 @@ class _Server:
 _server: _Server | None = None
 
 
-def _die_with_parent(parent: int) -> None:
-    """Runs in the child before exec: the kernel kills it when its parent dies."""
-    try:
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-    except (OSError, AttributeError):  # not Linux: atexit is the only guard
-        return
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
+# Runs first in the child, then execs uvicorn: the parent-death signal survives exec, and no
+# Python code runs between fork and exec (a `preexec_fn` can deadlock a threaded parent).
+_DIE_WITH_PARENT = (
+    "import ctypes, os, sys\n"
+    "try:\n"
+    "    ctypes.CDLL(None, use_errno=True).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL\n"
+    "except (OSError, AttributeError):\n"
+    "    pass  # not Linux: the parent's atexit is the only guard\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit(1)  # the parent died before prctl took effect\n"
+    "os.execv(sys.executable, [sys.executable, *sys.argv[2:]])\n"
+)
 
 
 def _free_port() -> int:
@@ -72,10 +73,10 @@ def _spawn(prefect_home: Path, log_path: Path) -> _Server:
     env.pop("PREFECT_API_URL", None)
     with log_path.open("ab") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "--factory", "prefect.server.api.server:create_app", "--host", "127.0.0.1",
-             "--port", str(port), "--log-level", "error", "--lifespan", "on"],
+            [sys.executable, "-c", _DIE_WITH_PARENT, str(parent), "-m", "uvicorn", "--factory",
+             "prefect.server.api.server:create_app", "--host", "127.0.0.1", "--port", str(port), "--log-level", "error",
+             "--lifespan", "on"],
             env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=lambda: _die_with_parent(parent),  # noqa: PLW1509 - only prctl, no locks taken
         )
     return _Server(process, f"http://127.0.0.1:{port}/api", log_path)
 
