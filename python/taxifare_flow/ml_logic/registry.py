@@ -163,19 +163,30 @@ class Registry:
     def tag_orphans(self) -> list[str]:
         """Tags `orphaned` the versions whose run is not FINISHED and active (registered by a
         lifecycle that then crashed, or retracted since). They stay for inspection; nothing
-        ever continues from them or serves them."""
+        ever continues from them or serves them. Only the few versions concerned are read: a
+        search over every version costs a quarter of a second at 78 months."""
         from mlflow.entities import ViewType
+        from mlflow.exceptions import MlflowException
 
         bad = {r.info.run_id for r in self.client.search_runs(
             [self.experiment_id], "attributes.status != 'FINISHED'", run_view_type=ViewType.ALL, max_results=50_000)}
         bad |= {r.info.run_id for r in self.client.search_runs(
             [self.experiment_id], "", run_view_type=ViewType.DELETED_ONLY, max_results=50_000)}
-        tagged = []
-        for v in self.versions():
-            if v.run_id not in bad and "orphaned" in v.tags and self.is_valid(v):  # its run was restored
+        name = f"name = '{self.model_name}'"
+        try:
+            tagged_before = self.client.search_model_versions(f"{name} and tags.orphaned LIKE 'run %'", max_results=10_000)
+            ids = sorted(bad)
+            suspects = [v for i in range(0, len(ids), 100) for v in self.client.search_model_versions(
+                f"{name} and run_id IN ({', '.join(repr(x) for x in ids[i:i + 100])})", max_results=10_000)]
+        except MlflowException:  # no registered model yet
+            return []
+        for v in tagged_before:
+            if v.run_id not in bad and self.is_valid(v):  # its run was restored
                 self.client.delete_model_version_tag(self.model_name, v.version, "orphaned")
                 log.warning("version %s is no longer orphaned: its run %s was restored", v.version, v.run_id)
-            if v.run_id in bad and "orphaned" not in v.tags:
+        tagged = []
+        for v in suspects:
+            if "orphaned" not in v.tags:
                 reason = self.run_state(v.run_id)
                 self.client.set_model_version_tag(self.model_name, v.version, "orphaned", f"run {v.run_id} is {reason}")
                 log.warning("version %s is orphaned: its run %s is %s", v.version, v.run_id, reason)
