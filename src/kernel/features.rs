@@ -14,7 +14,7 @@
 use super::columns::RideColumns;
 pub use super::model::features_of;
 use crate::calendar::{month_index_of, LocalTime, NyClock};
-use crate::generator::fare_rules::{is_night, is_peak, MTA_TAX_START, RATE_CHANGE};
+use crate::fare_rules::{is_night, is_peak, MTA_TAX_START, RATE_CHANGE};
 use crate::geo::{self, Point};
 
 /// Version of the feature set; a model records the version it was trained with.

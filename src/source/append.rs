@@ -8,26 +8,13 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int64Array, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
-use parquet::file::metadata::KeyValue;
 
 use super::layout::{self, Format, MonthFile};
 use super::{verify, SourceError};
 use crate::atomic::write_atomically;
 use crate::calendar::Month;
-use crate::generator::history::writer_properties;
+use crate::month_file::{month_metadata, recorded_month, writer_properties};
 use crate::schema;
-
-struct Failure(SourceError);
-impl From<std::io::Error> for Failure {
-    fn from(e: std::io::Error) -> Self {
-        Self(SourceError::Io { path: Default::default(), source: e })
-    }
-}
-impl From<SourceError> for Failure {
-    fn from(e: SourceError) -> Self {
-        Self(e)
-    }
-}
 
 /// Appends the pending month file `pending` (Kaggle columns, any order) to the source in
 /// `dir`, numbering its rows from the source's current end, and records the month in the new
@@ -55,7 +42,7 @@ pub fn append_month(pending: &Path, month: Month, dir: &Path, format: Format) ->
     if rows == 0 {
         return Err(SourceError::EmptyMonth { path: pending.to_owned(), month: month.to_string() });
     }
-    if let Some(recorded) = verify::recorded_month(builder.metadata()) {
+    if let Some(recorded) = recorded_month(builder.metadata()) {
         if recorded != month.to_string() {
             return Err(SourceError::MonthMismatch {
                 path: pending.to_owned(),
@@ -80,7 +67,7 @@ pub fn append_month(pending: &Path, month: Month, dir: &Path, format: Format) ->
     let target = dir.join(layout::file_name(month, first, end, format));
     let out_schema = schema::source_schema();
     let unwritten = |e: &(dyn std::error::Error + 'static)| write_failure(&target, e);
-    write_atomically(&target, |file| {
+    let write = |file: File| {
         let mut next = first as i64;
         let mut write_batch = |batch: RecordBatch, sink: &mut dyn FnMut(&RecordBatch) -> Result<(), SourceError>| {
             let n = batch.num_rows() as i64;
@@ -96,12 +83,12 @@ pub fn append_month(pending: &Path, month: Month, dir: &Path, format: Format) ->
         match format {
             Format::Parquet => {
                 let mut w = ArrowWriter::try_new(file, out_schema.clone(), Some(writer_properties())).map_err(|e| unwritten(&e))?;
-                w.append_key_value_metadata(KeyValue::new(schema::MONTH_METADATA_KEY.to_owned(), month.to_string()));
+                w.append_key_value_metadata(month_metadata(month));
                 for batch in reader {
                     let batch = batch.map_err(|e| corrupt(&e))?;
                     write_batch(batch, &mut |b| w.write(b).map_err(|e| unwritten(&e)))?;
                 }
-                Ok::<File, Failure>(w.into_inner().map_err(|e| unwritten(&e))?)
+                w.into_inner().map_err(|e| unwritten(&e))
             }
             Format::Csv => {
                 let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(file);
@@ -112,11 +99,8 @@ pub fn append_month(pending: &Path, month: Month, dir: &Path, format: Format) ->
                 Ok(w.into_inner())
             }
         }
-    })
-    .map_err(|Failure(e)| match e {
-        SourceError::Io { source, .. } => SourceError::Io { path: target.clone(), source },
-        other => other,
-    })?;
+    };
+    write_atomically(&target, write, |source| SourceError::Io { path: target.clone(), source })?;
     Ok(MonthFile { month, first, end, format, path: target })
 }
 
