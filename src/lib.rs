@@ -5,6 +5,7 @@
 pub mod atomic;
 pub mod calendar;
 pub mod fare_rules;
+pub mod fnv;
 pub mod generator;
 pub mod geo;
 pub mod kernel;
