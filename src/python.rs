@@ -9,7 +9,7 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyBytes, PyDict};
 use pyo3_arrow::input::AnyRecordBatch;
-use pyo3_arrow::PyRecordBatchReader;
+use pyo3_arrow::{PyRecordBatchReader, PySchema};
 
 use crate::calendar::Month;
 use crate::generator::history::{self, HistoryError, HistoryOptions, Progress};
@@ -135,9 +135,9 @@ pub struct PyModel {
 #[pymethods]
 impl PyModel {
     #[new]
-    #[pyo3(signature = (ridge_alpha = 1e-3, half_life_months = None))]
-    fn new(ridge_alpha: f64, half_life_months: Option<f64>) -> PyResult<Self> {
-        let settings = Settings { ridge_alpha, half_life_months: half_life_months.unwrap_or(f64::INFINITY) };
+    #[pyo3(signature = (ridge_alpha = 1e-3, half_life_months = f64::INFINITY))]
+    fn new(ridge_alpha: f64, half_life_months: f64) -> PyResult<Self> {
+        let settings = Settings { ridge_alpha, half_life_months };
         Ok(Self { inner: Model::new(settings).map_err(CoreError::from)? })
     }
 
@@ -295,6 +295,18 @@ impl PyModel {
 #[pyfunction]
 fn version() -> &'static str {
     crate::version()
+}
+
+/// The Kaggle ride columns as a `pyarrow.Schema`: what a pending month file holds.
+#[pyfunction]
+fn ride_schema(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    PySchema::new(crate::schema::ride_schema()).into_pyarrow(py)
+}
+
+/// `row_id` then the ride columns, as a `pyarrow.Schema`: what the data source holds.
+#[pyfunction]
+fn source_schema(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    PySchema::new(crate::schema::source_schema()).into_pyarrow(py)
 }
 
 /// Progress reports from Rust to an optional Python callable `progress(done, total, rows)`,
@@ -499,7 +511,7 @@ mod _core {
     #[pymodule_export]
     use super::{
         append_month, compute_features, generate_history, generate_month, get_latest_trained_row, hash_rows, import_kaggle_csv, log_hello,
-        mask_dsn, read_rows, row_count, source_files, source_problems, version, PyModel,
+        mask_dsn, read_rows, ride_schema, row_count, source_files, source_problems, source_schema, version, PyModel,
     };
 
     #[pymodule_export]

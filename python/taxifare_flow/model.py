@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -29,11 +30,12 @@ class Model:
     `partial_fit` adds rows (statistics only: learning from new rows never revisits old ones),
     `predict` returns fares (NaN for rides that cleaning rejects), `evaluate` scores labelled
     rides, `to_bytes`/`from_bytes` (de)serialise. Heavy work runs in Rust without the GIL.
+    `half_life_months` is the forgetting half-life in months of ride time (inf: none, exact).
     """
 
     feature_names = staticmethod(_core.Model.feature_names)
 
-    def __init__(self, ridge_alpha: float = 1e-3, half_life_months: float | None = None, *, _core_model: Any = None) -> None:
+    def __init__(self, ridge_alpha: float = 1e-3, half_life_months: float = math.inf, *, _core_model: Any = None) -> None:
         self._m = _core_model if _core_model is not None else _core.Model(ridge_alpha, half_life_months)
 
     @property
@@ -47,7 +49,7 @@ class Model:
 
     def fit(self, data: Any) -> Model:
         """Forgets everything, then learns `data`."""
-        self._m = _core.Model(self._m.ridge_alpha, None if np.isinf(self._m.half_life_months) else self._m.half_life_months)
+        self._m = _core.Model(self._m.ridge_alpha, self._m.half_life_months)
         self.partial_fit(data)
         return self
 

@@ -31,16 +31,13 @@ from taxifare_flow.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
-ARROW_TYPES = {"STRING": pa.string(), "FLOAT64": pa.float64(), "INT64": pa.int64()}
-RIDE_FIELDS = [
-    ("key", "STRING"), ("fare_amount", "FLOAT64"), ("pickup_datetime", "STRING"),
-    ("pickup_longitude", "FLOAT64"), ("pickup_latitude", "FLOAT64"),
-    ("dropoff_longitude", "FLOAT64"), ("dropoff_latitude", "FLOAT64"), ("passenger_count", "INT64"),
-]
-
-
-#: The Arrow schema of a slice (what the kernel reads), also for an empty one.
-SLICE_SCHEMA = pa.schema([pa.field("row_id", pa.int64(), nullable=False)] + [(n, ARROW_TYPES[k]) for n, k in RIDE_FIELDS])
+#: The Arrow schema of a slice (the core's data-source schema: `row_id`, then the ride
+#: columns), also for an empty one; the table's schema follows it.
+SLICE_SCHEMA = _core.source_schema()
+#: The ride columns, as a pending month file holds them.
+RIDE_COLUMNS = _core.ride_schema().names
+#: BigQuery's names of the Arrow types of those columns.
+BQ_TYPES = {pa.string(): "STRING", pa.float64(): "FLOAT64", pa.int64(): "INT64"}
 
 
 class BigQueryError(_core.DataSourceError):
@@ -56,11 +53,9 @@ class BqMonth:
 
 
 def _schema() -> list[Any]:
-    from google.cloud import bigquery
+    from google.cloud.bigquery import SchemaField
 
-    return [bigquery.SchemaField("row_id", "INT64", mode="REQUIRED")] + [
-        bigquery.SchemaField(name, kind, mode="NULLABLE") for name, kind in RIDE_FIELDS
-    ]
+    return [SchemaField(f.name, BQ_TYPES[f.type], mode="NULLABLE" if f.nullable else "REQUIRED") for f in SLICE_SCHEMA]
 
 
 class BigQuerySource:
@@ -210,8 +205,8 @@ class BigQuerySource:
             return None
         month = pending[0]
         first = self.row_count()
-        rides = pq.read_table(self.settings.pending_dir / f"{month}.parquet", columns=[n for n, _ in RIDE_FIELDS])
-        table = rides.add_column(0, pa.field("row_id", pa.int64(), nullable=False),
+        rides = pq.read_table(self.settings.pending_dir / f"{month}.parquet", columns=RIDE_COLUMNS)
+        table = rides.add_column(0, SLICE_SCHEMA.field("row_id"),
                                  pa.array(np.arange(first, first + rides.num_rows, dtype=np.int64)))
         # Checked right before the load (not from the month listing, which may be stale), and
         # the job id below is deterministic: BigQuery refuses a second job with the same id.
@@ -268,7 +263,7 @@ class BigQuerySource:
             table = self._call("storage read", lambda: self._storage_read(reader, first_row, end))
         else:
             table = self._query(
-                f"SELECT row_id, {', '.join(n for n, _ in RIDE_FIELDS)} FROM `{self.table_id}` "
+                f"SELECT {', '.join(SLICE_SCHEMA.names)} FROM `{self.table_id}` "
                 "WHERE row_id >= @first_row AND row_id < @end_row ORDER BY row_id",
                 {"first_row": first_row, "end_row": end},
             )
@@ -287,7 +282,7 @@ class BigQuerySource:
             data_format=types.DataFormat.ARROW,
             read_options=types.ReadSession.TableReadOptions(
                 row_restriction=f"row_id >= {int(first)} AND row_id < {int(end)}",
-                selected_fields=["row_id", *(n for n, _ in RIDE_FIELDS)],
+                selected_fields=SLICE_SCHEMA.names,
             ),
         )
         session = reader.create_read_session(parent=f"projects/{s.gcp_project}", read_session=session,

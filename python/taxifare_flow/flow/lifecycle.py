@@ -147,7 +147,7 @@ def train_challenger(ctx: Context, run_id: str, w: int, t: int) -> Challenger:
     head = ctx.registry.head_for(w)
     if w > 0 and head is None:
         raise RuntimeError(f"no finished model version ends at row {w}: cannot continue the lineage")
-    model = ctx.kernel(head) if head is not None else Model(s.ridge_alpha, None if np.isinf(s.half_life_months) else s.half_life_months)
+    model = ctx.kernel(head) if head is not None else Model(s.ridge_alpha, s.half_life_months)
     h = t - int((t - w) * s.holdout_fraction)
     start = time.perf_counter()
     counts = ctx.source.fit(model.core, w, h - w)
