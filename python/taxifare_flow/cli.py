@@ -19,6 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from taxifare_flow.entry import debug, one_line
 from taxifare_flow.settings import Settings, SettingsError, load_settings
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Continuous training of a NYC taxi-fare model.")
@@ -55,18 +56,13 @@ TARGETS: list[tuple[str, str]] = [
 ]
 
 
-def _debug() -> bool:
-    return os.environ.get("TAXIFARE_DEBUG", "") not in ("", "0")
-
-
 def _fail(e: BaseException) -> NoReturn:
     """One line naming the cause (passwords masked), exit status 2; the traceback only with
-    --debug. `soft_wrap`: a narrow terminal must not break the one line into several."""
-    from taxifare_flow._core import mask_dsn
-
-    if _debug():
+    --debug. `soft_wrap`: a narrow terminal must not break the one line into several; no
+    markup: a message's brackets are text."""
+    if debug():
         raise e
-    err.print(f"[red]{type(e).__name__}:[/red] {mask_dsn(' '.join(str(e).split()))}", soft_wrap=True, highlight=False)
+    err.print(one_line(e), style="red", soft_wrap=True, highlight=False, markup=False)
     raise typer.Exit(2) from None
 
 
@@ -329,11 +325,12 @@ def report() -> None:
 
 @app.command("watermark")
 def watermark(experiment: str = typer.Option("", help="default: MLFLOW_EXPERIMENT")) -> None:
-    """The first untrained row (never imports mlflow)."""
-    from taxifare_flow.ml_logic.watermark import get_latest_trained_row
+    """The first untrained row (never imports mlflow). `taxifare watermark` is answered by the
+    console script before this CLI loads; this command is the same answer after options such
+    as --debug."""
+    from taxifare_flow.entry import watermark as answer
 
-    s = _settings()
-    console.print(_guard(lambda: get_latest_trained_row(experiment or None, settings=s)))
+    raise typer.Exit(answer(experiment or None))
 
 
 @app.command("check")
@@ -462,8 +459,8 @@ def _options(debug: bool = typer.Option(False, "--debug", help="tracebacks and I
 def main() -> None:
     # MLflow logs table creation and migrations at INFO; the CLI shows warnings and up.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    logging.basicConfig(level=logging.INFO if _debug() else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if not _debug():
+    logging.basicConfig(level=logging.INFO if debug() else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not debug():
         for handler in logging.getLogger().handlers:
             handler.addFilter(_OneLinePerFailure())
     app()
