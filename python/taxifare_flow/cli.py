@@ -12,15 +12,24 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from taxifare_flow.entry import debug, one_line
-from taxifare_flow.settings import Settings, SettingsError, load_settings
+from taxifare_flow.errors import SettingsError
+from taxifare_flow.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from taxifare_flow.flow.lifecycle import Outcome
+    from taxifare_flow.flow.simulate import Tick
+
+T = TypeVar("T")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Continuous training of a NYC taxi-fare model.")
 console = Console()
@@ -73,7 +82,7 @@ def _settings() -> Settings:
         _fail(e)
 
 
-def _guard(fn: Callable[[], Any]) -> Any:
+def _guard(fn: Callable[[], T]) -> T:
     """Runs a command body, turning the project's typed errors into one red line and exit 2."""
     from taxifare_flow import TaxifareError
 
@@ -89,8 +98,7 @@ class _RowsProgress:
 
     def __init__(self, what: str, in_bytes: bool = False) -> None:
         self.what, self.in_bytes = what, in_bytes
-        self.bar: Any = None
-        self.task: Any = None
+        self.shown: tuple[Progress, TaskID] | None = None
         self.started = time.perf_counter()
 
     def __enter__(self) -> _RowsProgress:
@@ -101,18 +109,19 @@ class _RowsProgress:
         from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, \
             TimeElapsedColumn
 
-        if self.bar is None:
+        if self.shown is None:
             amount = DownloadColumn() if self.in_bytes else MofNCompleteColumn()
-            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(), amount,
-                                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task(self.what, total=total, rate="")
+            bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(), amount,
+                           TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, transient=True)
+            bar.start()
+            self.shown = (bar, bar.add_task(self.what, total=total, rate=""))
+        bar, task = self.shown
         rate = rows / max(time.perf_counter() - self.started, 1e-9)
-        self.bar.update(self.task, completed=done, total=total, rate=f"{rows:,} rows  {rate:,.0f} rows/s")
+        bar.update(task, completed=done, total=total, rate=f"{rows:,} rows  {rate:,.0f} rows/s")
 
     def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+        if self.shown is not None:
+            self.shown[0].stop()
 
 
 @app.command("list")
@@ -235,7 +244,7 @@ def import_csv(
         console.print(line.strip(), highlight=False)
 
 
-def _print_outcome(o: Any) -> None:
+def _print_outcome(o: Outcome) -> None:
     if o.status != "trained":
         console.print(f"nothing to do: all {o.end_row:,} rows are trained")
         return
@@ -302,7 +311,7 @@ def run_all_months(months: int = typer.Option(0, help="stop after N months (0 = 
     _where_to_look(s)
 
 
-def _iter(ticks: Any, bar: Any, job: Any, started: float) -> Any:
+def _iter(ticks: Iterable[Tick], bar: Progress, job: TaskID, started: float) -> Iterator[Tick]:
     rows = 0
     for tick in ticks:
         rows += tick.rows
