@@ -16,17 +16,13 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from helpers import taxifare
 from taxifare_flow import _core
 from taxifare_flow.data.history import HistoryError, ensure_history, import_csv, provenance
 from taxifare_flow.data.local import LocalSource
 from taxifare_flow.settings import load_settings
 
 SAMPLE = Path(__file__).resolve().parent.parent / "benches" / "data" / "kaggle_sample_5k.csv"
-
-
-def taxifare(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "taxifare_flow.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "250"}, timeout=300)
 
 
 @pytest.fixture

@@ -12,14 +12,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from helpers import taxifare
 from taxifare_flow import _core
 from taxifare_flow.data.local import LocalSource
 from taxifare_flow.settings import load_settings
-
-
-def taxifare(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "taxifare_flow.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "250"}, timeout=300)
 
 
 def name(month: str, first: int, end: int, ext: str = "parquet") -> str:
