@@ -51,6 +51,15 @@ def small_history(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return data
 
 
+@pytest.fixture
+def three_months(small_history: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`small_history`'s settings for a history of three months of 300 rows, 2012-08 … 2012-10."""
+    monkeypatch.setenv("HISTORY_FIRST_MONTH", "2012-08")
+    monkeypatch.setenv("HISTORY_LAST_MONTH", "2012-10")
+    monkeypatch.setenv("HISTORY_ROWS_PER_MONTH", "300")
+    return small_history
+
+
 # -- PostgreSQL -------------------------------------------------------------------------
 
 

@@ -8,9 +8,6 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -26,13 +23,9 @@ SAMPLE = Path(__file__).resolve().parent.parent / "benches" / "data" / "kaggle_s
 
 
 @pytest.fixture
-def data(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    d = clean_env / "data"
-    monkeypatch.setenv("LOCAL_DATA_PATH", str(d))
+def data(three_months: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HISTORY_ROWS_PER_MONTH", "200")
-    monkeypatch.setenv("HISTORY_FIRST_MONTH", "2012-08")
-    monkeypatch.setenv("HISTORY_LAST_MONTH", "2012-10")
-    return d
+    return three_months
 
 
 def sample_rows() -> tuple[list[str], list[list[str]]]:

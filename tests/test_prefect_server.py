@@ -5,7 +5,6 @@ ephemeral mode."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys

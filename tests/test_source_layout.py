@@ -4,9 +4,6 @@ Through the real CLI (`get_new_month`, `show_data_sources`) and `_core.source_pr
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq

@@ -26,6 +26,8 @@ from taxifare_flow.settings import Settings, load_settings
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
+    from taxifare_flow.data.bigquery import BqMonth
+    from taxifare_flow.data.local import ArrivedMonth
     from taxifare_flow.flow.lifecycle import Outcome
     from taxifare_flow.flow.simulate import Tick
 
@@ -217,11 +219,16 @@ def get_new_month() -> None:
     from taxifare_flow.data.local import LocalSource
 
     s = _settings()
-    arrived = _guard(lambda: LocalSource(s).get_new_month())
-    if arrived is None:
-        console.print("no more data: every month of the history has arrived")
+    _next_month(lambda: LocalSource(s).get_new_month(), "arrived", "has arrived")
+
+
+def _next_month(bring: Callable[[], ArrivedMonth | BqMonth | None], verb: str, where: str) -> None:
+    """Brings the next pending month and says so; exit status 3 when nothing is pending."""
+    month = _guard(bring)
+    if month is None:
+        console.print(f"no more data: every month of the history {where}")
         raise typer.Exit(NO_MORE_DATA)
-    console.print(f"{arrived.month} arrived: {arrived.rows:,} rows, row_id {arrived.first_row:,}..{arrived.end_row:,}")
+    console.print(f"{month.month} {verb}: {month.rows:,} rows, row_id {month.first_row:,}..{month.end_row:,}")
 
 
 @app.command("import_csv")
@@ -441,11 +448,7 @@ def push_month_to_bq() -> None:
     from taxifare_flow.data.bigquery import BigQuerySource
 
     s = _settings()
-    pushed = _guard(lambda: BigQuerySource(s).push_next_month())
-    if pushed is None:
-        console.print("no more data: every month of the history is in BigQuery")
-        raise typer.Exit(NO_MORE_DATA)
-    console.print(f"{pushed.month} loaded: {pushed.rows:,} rows, row_id {pushed.first_row:,}..{pushed.end_row:,}")
+    _next_month(lambda: BigQuerySource(s).push_next_month(), "loaded", "is in BigQuery")
 
 
 class _OneLinePerFailure(logging.Filter):
