@@ -38,33 +38,18 @@ create_exception!(_core, TrackingDbTlsRequiredError, TrackingDbTlsError, "The tr
 create_exception!(_core, TrackingDbTlsNotOfferedError, TrackingDbTlsError, "sslmode requires TLS, and the tracking database does not offer it.");
 
 /// Every core error becomes one Python exception class, here and nowhere else.
+#[derive(Debug, thiserror::Error)]
 enum CoreError {
-    Source(SourceError),
-    Kernel(KernelError),
-    Watermark(WatermarkError),
-    History(HistoryError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error(transparent)]
+    Watermark(#[from] WatermarkError),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error("{0}")]
     Invalid(String),
-}
-
-impl From<SourceError> for CoreError {
-    fn from(e: SourceError) -> Self {
-        Self::Source(e)
-    }
-}
-impl From<KernelError> for CoreError {
-    fn from(e: KernelError) -> Self {
-        Self::Kernel(e)
-    }
-}
-impl From<WatermarkError> for CoreError {
-    fn from(e: WatermarkError) -> Self {
-        Self::Watermark(e)
-    }
-}
-impl From<HistoryError> for CoreError {
-    fn from(e: HistoryError) -> Self {
-        Self::History(e)
-    }
 }
 
 impl From<CoreError> for PyErr {
