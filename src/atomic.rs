@@ -13,17 +13,18 @@ pub fn temp_path(target: &Path) -> PathBuf {
 }
 
 /// Writes `target` through `write`, atomically. On error the temporary file is removed and
-/// `target` is untouched.
-pub fn write_atomically<E: From<io::Error>>(target: &Path, write: impl FnOnce(File) -> Result<File, E>) -> Result<(), E> {
+/// `target` is untouched. `io` makes the caller's error (naming `target`) of an I/O error in
+/// creating, syncing or renaming the file; `write` reports its own errors.
+pub fn write_atomically<E>(target: &Path, write: impl FnOnce(File) -> Result<File, E>, io: impl Fn(io::Error) -> E) -> Result<(), E> {
     let tmp = temp_path(target);
-    let result = File::create(&tmp).map_err(E::from).and_then(write).and_then(|f| f.sync_all().map_err(E::from));
+    let result = File::create(&tmp).map_err(&io).and_then(write).and_then(|f| f.sync_all().map_err(&io));
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(e);
     }
     if let Err(e) = std::fs::rename(&tmp, target) {
         let _ = std::fs::remove_file(&tmp);
-        return Err(E::from(e));
+        return Err(io(e));
     }
     // Persist the rename itself; a directory that cannot be opened for sync is not fatal.
     if let Some(dir) = target.parent() {

@@ -4,10 +4,13 @@
 
 pub mod atomic;
 pub mod calendar;
+pub mod fare_rules;
+pub mod fnv;
 pub mod generator;
 pub mod geo;
 pub mod kernel;
 pub mod lineage;
+pub mod month_file;
 mod python;
 pub mod schema;
 pub mod source;

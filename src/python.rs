@@ -9,7 +9,7 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::{IntoPyDict, PyBytes, PyDict};
 use pyo3_arrow::input::AnyRecordBatch;
-use pyo3_arrow::PyRecordBatchReader;
+use pyo3_arrow::{PyRecordBatchReader, PySchema};
 
 use crate::calendar::Month;
 use crate::generator::history::{self, HistoryError, HistoryOptions, Progress};
@@ -38,33 +38,18 @@ create_exception!(_core, TrackingDbTlsRequiredError, TrackingDbTlsError, "The tr
 create_exception!(_core, TrackingDbTlsNotOfferedError, TrackingDbTlsError, "sslmode requires TLS, and the tracking database does not offer it.");
 
 /// Every core error becomes one Python exception class, here and nowhere else.
+#[derive(Debug, thiserror::Error)]
 enum CoreError {
-    Source(SourceError),
-    Kernel(KernelError),
-    Watermark(WatermarkError),
-    History(HistoryError),
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    #[error(transparent)]
+    Kernel(#[from] KernelError),
+    #[error(transparent)]
+    Watermark(#[from] WatermarkError),
+    #[error(transparent)]
+    History(#[from] HistoryError),
+    #[error("{0}")]
     Invalid(String),
-}
-
-impl From<SourceError> for CoreError {
-    fn from(e: SourceError) -> Self {
-        Self::Source(e)
-    }
-}
-impl From<KernelError> for CoreError {
-    fn from(e: KernelError) -> Self {
-        Self::Kernel(e)
-    }
-}
-impl From<WatermarkError> for CoreError {
-    fn from(e: WatermarkError) -> Self {
-        Self::Watermark(e)
-    }
-}
-impl From<HistoryError> for CoreError {
-    fn from(e: HistoryError) -> Self {
-        Self::History(e)
-    }
 }
 
 impl From<CoreError> for PyErr {
@@ -135,9 +120,9 @@ pub struct PyModel {
 #[pymethods]
 impl PyModel {
     #[new]
-    #[pyo3(signature = (ridge_alpha = 1e-3, half_life_months = None))]
-    fn new(ridge_alpha: f64, half_life_months: Option<f64>) -> PyResult<Self> {
-        let settings = Settings { ridge_alpha, half_life_months: half_life_months.unwrap_or(f64::INFINITY) };
+    #[pyo3(signature = (ridge_alpha = 1e-3, half_life_months = f64::INFINITY))]
+    fn new(ridge_alpha: f64, half_life_months: f64) -> PyResult<Self> {
+        let settings = Settings { ridge_alpha, half_life_months };
         Ok(Self { inner: Model::new(settings).map_err(CoreError::from)? })
     }
 
@@ -295,6 +280,18 @@ impl PyModel {
 #[pyfunction]
 fn version() -> &'static str {
     crate::version()
+}
+
+/// The Kaggle ride columns as a `pyarrow.Schema`: what a pending month file holds.
+#[pyfunction]
+fn ride_schema(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    PySchema::new(crate::schema::ride_schema()).into_pyarrow(py)
+}
+
+/// `row_id` then the ride columns, as a `pyarrow.Schema`: what the data source holds.
+#[pyfunction]
+fn source_schema(py: Python<'_>) -> PyResult<Bound<'_, PyAny>> {
+    PySchema::new(crate::schema::source_schema()).into_pyarrow(py)
 }
 
 /// Progress reports from Rust to an optional Python callable `progress(done, total, rows)`,
@@ -499,7 +496,7 @@ mod _core {
     #[pymodule_export]
     use super::{
         append_month, compute_features, generate_history, generate_month, get_latest_trained_row, hash_rows, import_kaggle_csv, log_hello,
-        mask_dsn, read_rows, row_count, source_files, source_problems, version, PyModel,
+        mask_dsn, read_rows, ride_schema, row_count, source_files, source_problems, source_schema, version, PyModel,
     };
 
     #[pymodule_export]

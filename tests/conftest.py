@@ -19,22 +19,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from taxifare_flow.settings import SETTING_VARS
+
 if TYPE_CHECKING:
     from pg_tls import TlsServer
 
 # MLflow logs table creation at INFO: keep test output readable.
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-
-SETTING_VARS = [
-    "DATA_SOURCE", "LOCAL_DATA_PATH", "SOURCE_FORMAT", "HISTORY_SEED", "HISTORY_ROWS_PER_MONTH",
-    "HISTORY_FIRST_MONTH", "HISTORY_LAST_MONTH", "MODEL_TARGET", "RIDGE_ALPHA", "HALF_LIFE_MONTHS",
-    "HOLDOUT_FRACTION", "PROMOTION_POLICY", "PROMOTION_MARGIN", "PROMOTION_MIN_ROWS", "LOCK_TIMEOUT_SECONDS",
-    "NOTIFY_WEBHOOK_URL", "MLFLOW_TRACKING_URI", "MLFLOW_EXPERIMENT", "MLFLOW_MODEL_NAME", "MLFLOW_TRACKING_DB",
-    "MLFLOW_DB_USER", "MLFLOW_DB_PASSWORD", "MLFLOW_DB_HOSTNAME", "MLFLOW_DB_PORT", "MLFLOW_DB_NAME",
-    "MLFLOW_DB_SSLMODE", "MLFLOW_DB_SSLROOTCERT",
-    "PREFECT_FLOW_NAME", "PREFECT_LOG_LEVEL", "PREFECT_HOME", "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "PREFECT_API_URL", "GCP_PROJECT", "BQ_DATASET", "BQ_TABLE", "BQ_LOCATION",
-    "BQ_API_ENDPOINT", "BQ_STORAGE_ENDPOINT", "BQ_TIMEOUT_SECONDS",
-]
 
 
 @pytest.fixture
@@ -58,6 +49,15 @@ def small_history(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("MLFLOW_MODEL_NAME", f"model-{uuid.uuid4().hex[:8]}")
     monkeypatch.setenv("LOCK_TIMEOUT_SECONDS", "120")
     return data
+
+
+@pytest.fixture
+def three_months(small_history: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """`small_history`'s settings for a history of three months of 300 rows, 2012-08 … 2012-10."""
+    monkeypatch.setenv("HISTORY_FIRST_MONTH", "2012-08")
+    monkeypatch.setenv("HISTORY_LAST_MONTH", "2012-10")
+    monkeypatch.setenv("HISTORY_ROWS_PER_MONTH", "300")
+    return small_history
 
 
 # -- PostgreSQL -------------------------------------------------------------------------

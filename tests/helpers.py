@@ -5,19 +5,27 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 from typing import Any
 
-from taxifare_flow.settings import Settings, load_settings
+from taxifare_flow.settings import SETTING_VARS, Settings, load_settings
 
 
-def taxifare(*args: str, env: dict[str, str] | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    """The real CLI in a child process, as a user runs it. Prefect variables that session
-    fixtures left in this process's environment are not the user's: they stay behind."""
-    from conftest import SETTING_VARS
-
+def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
+    """This process's environment as a user's shell has it, plus `extra`: Prefect variables
+    that session fixtures left here are not the user's and stay behind (the settings' own
+    PREFECT_* variables are kept); COLUMNS is wide, so no line a test looks for is wrapped."""
     inherited = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") or k in SETTING_VARS}
-    return subprocess.run([sys.executable, "-m", "taxifare_flow.cli", *args], capture_output=True, text=True,
-                          env={**inherited, "COLUMNS": "200", **(env or {})}, timeout=timeout)
+    return {**inherited, "COLUMNS": "250", **(extra or {})}
+
+
+def taxifare(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, entry: bool = False,
+             timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    """The real CLI in a child process, as a user runs it, with `env` added to `child_env()`.
+    `entry`: through the `taxifare` console script (which answers `watermark` without the
+    CLI framework) rather than `python -m taxifare_flow.cli`."""
+    command = [str(Path(sys.executable).with_name("taxifare"))] if entry else [sys.executable, "-m", "taxifare_flow.cli"]
+    return subprocess.run([*command, *args], capture_output=True, text=True, env=child_env(env), cwd=cwd, timeout=timeout)
 
 
 def arrive(n: int, settings: Settings | None = None) -> None:

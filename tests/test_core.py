@@ -14,10 +14,8 @@ import pytest
 
 from taxifare_flow import _core
 
-KAGGLE_COLUMNS = [
-    "key", "fare_amount", "pickup_datetime", "pickup_longitude", "pickup_latitude",
-    "dropoff_longitude", "dropoff_latitude", "passenger_count",
-]
+#: A sample of Kaggle's train.csv: its header is the contract the ride schema follows.
+KAGGLE_SAMPLE = Path(__file__).resolve().parent.parent / "benches" / "data" / "kaggle_sample_5k.csv"
 
 
 def test_version_and_log_bridge(caplog: pytest.LogCaptureFixture) -> None:
@@ -29,6 +27,14 @@ def test_version_and_log_bridge(caplog: pytest.LogCaptureFixture) -> None:
     assert any(r.message == "hello from Rust" and r.name.startswith("_core") for r in caplog.records)
 
 
+def test_the_exported_schemas_are_kaggle_s_columns() -> None:
+    kaggle = KAGGLE_SAMPLE.read_text().split("\n", 1)[0].strip().split(",")
+    assert _core.ride_schema().names == kaggle
+    assert _core.ride_schema().field("passenger_count").type == pa.int64()
+    assert _core.source_schema().names == ["row_id", *kaggle]
+    assert not _core.source_schema().field("row_id").nullable
+
+
 def test_generator_is_deterministic_and_has_the_kaggle_schema(tmp_path: Path) -> None:
     a = _core.generate_history(tmp_path / "a", seed=7, first_month="2010-03", last_month="2010-04", rows_per_month=2000)
     _core.generate_history(tmp_path / "b", seed=7, first_month="2010-03", last_month="2010-04", rows_per_month=2000)
@@ -38,8 +44,7 @@ def test_generator_is_deterministic_and_has_the_kaggle_schema(tmp_path: Path) ->
         assert da == db
     assert [m["rows"] for m in a] == [2000, 2000]
     t = pq.read_table(tmp_path / "a" / "2010-03.parquet")
-    assert t.column_names == KAGGLE_COLUMNS
-    assert t.schema.field("passenger_count").type == pa.int64()
+    assert t.schema.equals(_core.ride_schema())
     first = t.column("pickup_datetime")[0].as_py()
     assert first.startswith("2010-03-01 ") and first.endswith(" UTC")
     assert t.column("key")[0].as_py().startswith(first[:19] + ".")
@@ -128,7 +133,7 @@ def test_read_rows_boundaries_zero_copy(source: Path) -> None:
     assert isinstance(reader, pa.RecordBatchReader)
     t = reader.read_all()
     assert t.column("row_id").to_pylist() == list(range(990, 1010))
-    assert t.column_names == ["row_id", *KAGGLE_COLUMNS]
+    assert t.schema.equals(_core.source_schema())
     assert _core.read_rows(source, 2999).read_all().column("row_id").to_pylist() == [2999]
     assert _core.read_rows(source, 3000).read_all().num_rows == 0
     assert _core.read_rows(source, 5000, 10).read_all().num_rows == 0

@@ -12,15 +12,6 @@ from helpers import taxifare
 from taxifare_flow.cli import NO_MORE_DATA
 
 
-
-@pytest.fixture
-def three_months(small_history: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("HISTORY_FIRST_MONTH", "2012-08")
-    monkeypatch.setenv("HISTORY_LAST_MONTH", "2012-10")
-    monkeypatch.setenv("HISTORY_ROWS_PER_MONTH", "300")
-    return small_history
-
-
 def test_state_transitions(three_months: Path) -> None:
     data = three_months
     r = taxifare("reset_data_sources")

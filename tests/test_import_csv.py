@@ -8,14 +8,12 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+from helpers import taxifare
 from taxifare_flow import _core
 from taxifare_flow.data import history
 from taxifare_flow.data.local import LocalSource
@@ -24,19 +22,10 @@ from taxifare_flow.settings import load_settings
 SAMPLE = Path(__file__).resolve().parent.parent / "benches" / "data" / "kaggle_sample_5k.csv"
 
 
-def taxifare(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "taxifare_flow.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "250"}, timeout=300)
-
-
 @pytest.fixture
-def data(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    d = clean_env / "data"
-    monkeypatch.setenv("LOCAL_DATA_PATH", str(d))
+def data(three_months: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("HISTORY_ROWS_PER_MONTH", "200")
-    monkeypatch.setenv("HISTORY_FIRST_MONTH", "2012-08")
-    monkeypatch.setenv("HISTORY_LAST_MONTH", "2012-10")
-    return d
+    return three_months
 
 
 def sample_rows() -> tuple[list[str], list[list[str]]]:

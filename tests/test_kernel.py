@@ -48,8 +48,9 @@ def test_incremental_equals_one_fit_and_numpy_features_match() -> None:
     assert x.shape[1] == len(Model.feature_names())
     via_numpy = Model(ridge_alpha=1e-3)
     via_numpy.partial_fit_features(x, y)
-    # One matrix product instead of 4096-row chunks sums in another order: ~1e-8 apart on the
-    # near-constant `year` column.
+    # One dense matrix product sums in another order than partial_fit (row by row into sparse
+    # accumulators, one per core, added up per batch): ~1e-8 apart on the near-constant `year`
+    # column.
     np.testing.assert_allclose(via_numpy.coefficients()[1], co, rtol=1e-7, atol=1e-9)
     np.testing.assert_allclose(via_numpy.predict_features(x[:5]), one.predict_features(x[:5]), rtol=1e-9)
 

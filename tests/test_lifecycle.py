@@ -72,7 +72,11 @@ def test_two_concurrent_lifecycles_train_rows_once(small_history: Path) -> None:
     assert_tiles(_training_intervals(settings), 5000)
 
 
-def test_promotion_is_compare_and_set(small_history: Path) -> None:
+def test_promotion_is_compare_and_set(small_history: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # MAE only, no margin: the challenger, which has seen the 2012-09 fare change, beats a
+    # production trained on 2012-05 alone on the holdout (the newest rows of 2012-09).
+    monkeypatch.setenv("PROMOTION_POLICY", "margin")
+    monkeypatch.setenv("PROMOTION_MARGIN", "0")
     settings = load_settings()
     LocalSource(settings).reset()
     _arrive(1)
@@ -87,8 +91,9 @@ def test_promotion_is_compare_and_set(small_history: Path) -> None:
     second = run_lifecycle(settings)
     v = reg.head_for(second.end_row)
     assert v.tags["evaluated_production"] == str(head.version)
-    if v.tags["decision"] == "promote":
-        assert str(reg.version_by_alias(PRODUCTION).version) == str(v.version)
+    assert second.holdout_mae_challenger < second.holdout_mae_production
+    assert v.tags["decision"] == second.decision == "promote"
+    assert str(reg.version_by_alias(PRODUCTION).version) == str(v.version), "production was the evaluated version: moved"
     reg.set_alias(PRODUCTION, head.version)
     reg.client.set_model_version_tag(settings.mlflow_model_name, v.version, "evaluated_production", "999")
     reg.client.set_model_version_tag(settings.mlflow_model_name, v.version, "decision", "promote")

@@ -6,13 +6,11 @@ others are masked whole."""
 from __future__ import annotations
 
 import logging
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from helpers import taxifare
 from taxifare_flow import _core
 
 # Refused: libpq, SQLAlchemy and tokio-postgres would each split these differently.
@@ -29,16 +27,6 @@ ACCEPTED = {
 }
 
 
-def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "taxifare_flow.cli", *args], capture_output=True, text=True,
-                          timeout=60, cwd=cwd, env={**os.environ, "COLUMNS": "250"})
-
-
-def _entry(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("taxifare")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60, cwd=cwd, env=os.environ.copy())
-
-
 def _shows_none(text: str, fragments: tuple[str, ...]) -> None:
     for f in fragments:
         assert f not in text, f"{f!r} shown in: {text}"
@@ -47,7 +35,7 @@ def _shows_none(text: str, fragments: tuple[str, ...]) -> None:
 @pytest.mark.parametrize("dsn", REFUSED)
 def test_unencoded_passwords_are_refused_without_being_shown(dsn: str, clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_DB", dsn)
-    for done in (_cli("show_env", cwd=clean_env), _cli("watermark", cwd=clean_env), _entry("watermark", cwd=clean_env)):
+    for done in (taxifare("show_env", cwd=clean_env), taxifare("watermark", cwd=clean_env), taxifare("watermark", cwd=clean_env, entry=True)):
         assert done.returncode == 2, done
         assert done.stdout == ""
         line = done.stderr.strip()
@@ -59,12 +47,12 @@ def test_unencoded_passwords_are_refused_without_being_shown(dsn: str, clean_env
 def test_accepted_passwords_are_masked_whole(dsn: str, clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("MLFLOW_TRACKING_DB", dsn)
     scheme = dsn.split("://")[0]
-    shown = _cli("show_env", cwd=clean_env)
+    shown = taxifare("show_env", cwd=clean_env)
     assert shown.returncode == 0, shown.stderr
     assert f"{scheme}://u:***@127.0.0.1:1/db" in shown.stdout
     _shows_none(shown.stdout, ACCEPTED[dsn])
     # The server cannot be reached: one masked line, exit 2, from both entry points.
-    for done in (_cli("watermark", cwd=clean_env), _entry("watermark", cwd=clean_env)):
+    for done in (taxifare("watermark", cwd=clean_env), taxifare("watermark", cwd=clean_env, entry=True)):
         assert done.returncode == 2 and done.stdout == "", done
         assert "TrackingDbUnreachableError" in done.stderr and f"{scheme}://u:***@127.0.0.1:1/db" in done.stderr
         _shows_none(done.stderr, ACCEPTED[dsn])

@@ -5,7 +5,6 @@ ephemeral mode."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -14,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import SETTING_VARS
+from helpers import child_env, taxifare
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = {"watermark", "checks", "evaluate production", "train challenger", "compare", "finalise", "notify"}
@@ -49,25 +48,12 @@ print(json.dumps(sorted(out, key=lambda r: r["start"])))
 """
 
 
-def _env(**extra: str) -> dict[str, str]:
-    """The test's environment without Prefect variables other tests' fixtures left behind."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_") or k in SETTING_VARS}
-    env["COLUMNS"] = "200"
-    env.update(extra)
-    return env
-
-
-def taxifare(*args: str, **extra: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "taxifare_flow.cli", *args], capture_output=True, text=True,
-                          env=_env(**extra), timeout=300)
-
-
 def flow_runs(api_url: str, flow_name: str, expected: int, home: Path) -> list[dict]:
     """The flow runs of `flow_name` on the server (oldest first) with their task runs, read
     through Prefect's client once `expected` runs are there and settled."""
     home.mkdir(exist_ok=True)
     r = subprocess.run([sys.executable, "-c", QUERY, flow_name, str(expected)], capture_output=True, text=True,
-                       timeout=120, cwd=home, env=_env(PREFECT_API_URL=api_url, PREFECT_HOME=str(home)))
+                       timeout=120, cwd=home, env=child_env({"PREFECT_API_URL": api_url, "PREFECT_HOME": str(home)}))
     assert r.returncode == 0, r.stderr[-3000:]
     return json.loads(r.stdout.strip().splitlines()[-1])
 
@@ -86,7 +72,7 @@ def one_month(small_history: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def test_a_lifecycle_reports_to_the_prefect_server(one_month: str, prefect_server: str, clean_env: Path) -> None:
-    r = taxifare("run_flow", PREFECT_API_URL=prefect_server)
+    r = taxifare("run_flow", env={"PREFECT_API_URL": prefect_server})
     assert r.returncode == 0, r.stderr[-3000:]
     assert "trained rows 0..300" in r.stdout
     client_home = clean_env / "prefect-client"
@@ -113,7 +99,7 @@ def test_an_empty_prefect_api_url_means_ephemeral_mode(one_month: str, prefect_s
     PREFECT_API_URL= and PREFECT_HOME= would make Prefect look for a server at '' and keep its
     state in the working directory."""
     shutil.copy(ROOT / ".env.sample", clean_env / ".env")
-    r = taxifare("run_flow", PREFECT_API_URL="", PREFECT_HOME="")
+    r = taxifare("run_flow", env={"PREFECT_API_URL": "", "PREFECT_HOME": ""})
     assert r.returncode == 0, r.stderr[-3000:]
     assert "trained rows 0..300" in r.stdout
     assert "ERROR" not in r.stdout + r.stderr and "Traceback" not in r.stderr, r.stderr[-3000:]
@@ -122,6 +108,6 @@ def test_an_empty_prefect_api_url_means_ephemeral_mode(one_month: str, prefect_s
 
 
 def test_a_bad_prefect_api_url_is_a_settings_error(clean_env: Path) -> None:
-    r = taxifare("show_env", PREFECT_API_URL="127.0.0.1:4200/api")
+    r = taxifare("show_env", env={"PREFECT_API_URL": "127.0.0.1:4200/api"})
     assert r.returncode == 2
     assert "PREFECT_API_URL must be an http(s) URL" in r.stderr

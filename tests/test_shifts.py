@@ -7,75 +7,91 @@ import csv
 import time
 import uuid
 from pathlib import Path
+from urllib.parse import unquote, urlsplit
 
 import pytest
 from typer.testing import CliRunner
 
 from taxifare_flow import _core
-from taxifare_flow.settings import SettingsError, load_settings
+from taxifare_flow.settings import SETTING_VARS, SettingsError, load_settings, masked, settings_from
 from helpers import assert_tiles, training_intervals
 
 
-def test_shifts_parameters(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    password = "p@ss:w/rd%"
-    for name, value in {
-        "MLFLOW_DB_USER": "ml user",
-        "MLFLOW_DB_PASSWORD": password,
-        "MLFLOW_DB_HOSTNAME": "db.internal",
-        "MLFLOW_DB_PORT": "6543",
-        "MLFLOW_DB_NAME": "mlflow",
-    }.items():
+PASSWORD = "p@ss:w/rd%"
+DB_PARTS = {"MLFLOW_DB_USER": "ml user", "MLFLOW_DB_PASSWORD": PASSWORD, "MLFLOW_DB_HOSTNAME": "db.internal",
+            "MLFLOW_DB_PORT": "6543", "MLFLOW_DB_NAME": "mlflow"}
+
+
+@pytest.mark.parametrize(("env", "tracking_db", "password"), [
+    pytest.param(DB_PARTS, "postgresql://ml%20user:p%40ss%3Aw%2Frd%25@db.internal:6543/mlflow", PASSWORD,
+                 id="parts-percent-encoded"),
+    pytest.param({**DB_PARTS, "MLFLOW_TRACKING_DB": "postgresql://u:secret@h:5432/other"},
+                 "postgresql://u:secret@h:5432/other", "secret", id="whole-dsn-wins-over-parts"),
+    pytest.param({"MLFLOW_DB_PORT": "6543"}, "sqlite:///{data}/mlflow/mlflow.db", "", id="no-parts-embedded-sqlite"),
+    pytest.param({"LOCAL_DATA_PATH": "elsewhere"}, "sqlite:///{data}/mlflow/mlflow.db", "", id="embedded-follows-data-path"),
+])
+def test_shifts_parameters(env: dict[str, str], tracking_db: str, password: str, clean_env: Path,
+                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tracking DB the watermark reads: composed from the parts (percent-encoded, so the
+    password round-trips), a whole DSN, or the embedded SQLite file under LOCAL_DATA_PATH."""
+    for name, value in env.items():
         monkeypatch.setenv(name, value)
     s = load_settings()
-    assert s.mlflow_tracking_db == "postgresql://ml%20user:p%40ss%3Aw%2Frd%25@db.internal:6543/mlflow"
-    # The password round-trips through percent-decoding.
-    from urllib.parse import unquote, urlsplit
-
+    assert s.mlflow_tracking_db == tracking_db.format(data=Path(env.get("LOCAL_DATA_PATH", "data")).resolve())
     assert unquote(urlsplit(s.mlflow_tracking_db).password or "") == password
 
-    # A whole MLFLOW_TRACKING_DB wins over the parts.
-    monkeypatch.setenv("MLFLOW_TRACKING_DB", "postgresql://u:secret@h:5432/other")
-    assert load_settings().mlflow_tracking_db == "postgresql://u:secret@h:5432/other"
-    monkeypatch.delenv("MLFLOW_TRACKING_DB")
 
-    # .env is read, the environment wins over it.
+@pytest.mark.parametrize(("env", "message"), [
+    pytest.param({**DB_PARTS, "MLFLOW_DB_PORT": "abc"}, r"MLFLOW_DB_PORT='abc' is not a port", id="port"),
+    pytest.param({"DATA_SOURCE": "s3"}, r"DATA_SOURCE='s3' is not one of local, bigquery", id="choice"),
+    pytest.param({**DB_PARTS, "MLFLOW_DB_HOSTNAME": ""}, "MLFLOW_DB_HOSTNAME is empty", id="missing-part"),
+    pytest.param({"RIDGE_ALPHA": "inf"}, r"RIDGE_ALPHA='inf' is not a finite number", id="not-finite"),
+])
+def test_shifts_parameters_refused(env: dict[str, str], message: str, clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Bad values name the variable and the value; nothing is read at import time."""
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(SettingsError, match=message):
+        load_settings()
+
+
+def test_shifts_parameters_dotenv_then_environment(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     (clean_env / ".env").write_text("MLFLOW_EXPERIMENT=from-dotenv\nMLFLOW_MODEL_NAME=dotenv-model\n")
     monkeypatch.setenv("MLFLOW_MODEL_NAME", "from-env")
     s = load_settings()
     assert (s.mlflow_experiment, s.mlflow_model_name) == ("from-dotenv", "from-env")
 
-    # Bad values name the variable and the value; nothing is read at import time.
-    monkeypatch.setenv("MLFLOW_DB_PORT", "abc")
-    with pytest.raises(SettingsError, match=r"MLFLOW_DB_PORT='abc' is not a port"):
-        load_settings()
-    monkeypatch.setenv("MLFLOW_DB_PORT", "6543")
-    monkeypatch.setenv("DATA_SOURCE", "s3")
-    with pytest.raises(SettingsError, match=r"DATA_SOURCE='s3' is not one of local, bigquery"):
-        load_settings()
-    monkeypatch.setenv("DATA_SOURCE", "local")
-    monkeypatch.setenv("MLFLOW_DB_HOSTNAME", "")
-    with pytest.raises(SettingsError, match="MLFLOW_DB_HOSTNAME is empty"):
-        load_settings()
-    monkeypatch.setenv("MLFLOW_DB_HOSTNAME", "db.internal")
 
-    # Without any MLFLOW_DB_* the tracking DB is the embedded SQLite file.
-    for name in ("MLFLOW_DB_USER", "MLFLOW_DB_PASSWORD", "MLFLOW_DB_HOSTNAME", "MLFLOW_DB_NAME"):
-        monkeypatch.delenv(name)
-    s = load_settings()
-    assert s.mlflow_tracking_db == s.mlflow_tracking_uri
-    assert s.mlflow_tracking_db.startswith("sqlite:///") and s.mlflow_tracking_db.endswith("/mlflow/mlflow.db")
+def test_shifts_parameters_are_the_settings_fields(clean_env: Path) -> None:
+    """One list of names: the settings read exactly the variables of the `Settings` fields,
+    and `show_env` shows each of them once, in that order."""
 
-    # show_env masks the password, also inside a DSN.
+    class Recording(dict[str, str]):
+        def __init__(self) -> None:
+            super().__init__()
+            self.read: set[str] = set()
+
+        def get(self, key: str, default: str | None = None) -> str | None:  # type: ignore[override]
+            self.read.add(key)
+            return super().get(key, default)
+
+    env = Recording()
+    settings = settings_from(env)
+    assert env.read == set(SETTING_VARS)
+    assert [name for rows in masked(settings).values() for name, _ in rows] == list(SETTING_VARS)
+
+
+def test_shifts_parameters_show_env_masks_passwords(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from taxifare_flow.cli import app
 
-    for name, value in {"MLFLOW_DB_USER": "u", "MLFLOW_DB_PASSWORD": password, "MLFLOW_DB_HOSTNAME": "h", "MLFLOW_DB_NAME": "d"}.items():
+    for name, value in {"MLFLOW_DB_USER": "u", "MLFLOW_DB_PASSWORD": PASSWORD, "MLFLOW_DB_HOSTNAME": "h", "MLFLOW_DB_NAME": "d"}.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"postgresql://u:{password}@h:5432/d")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"postgresql://u:{PASSWORD}@h:5432/d")
     result = CliRunner().invoke(app, ["show_env"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert password not in result.output and "p%40ss" not in result.output
+    assert PASSWORD not in result.output and "p%40ss" not in result.output
     assert "***" in result.output and "MLFLOW_DB_PASSWORD" in result.output
-    for group in ("data", "MLflow", "Prefect", "BigQuery"):
+    for group in ("data", "model & lifecycle", "MLflow", "Prefect", "BigQuery"):
         assert group in result.output
 
 

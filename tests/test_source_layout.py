@@ -4,22 +4,15 @@ Through the real CLI (`get_new_month`, `show_data_sources`) and `_core.source_pr
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
 
+from helpers import taxifare
 from taxifare_flow import _core
 from taxifare_flow.data.local import LocalSource
 from taxifare_flow.settings import load_settings
-
-
-def taxifare(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "taxifare_flow.cli", *args], capture_output=True, text=True,
-                          env={**os.environ, "COLUMNS": "250"}, timeout=300)
 
 
 def name(month: str, first: int, end: int, ext: str = "parquet") -> str:

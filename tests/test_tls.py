@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import pytest
 
 from conftest import TLS_PASSWORD as PASSWORD
+from helpers import taxifare
 from pg_tls import TlsServer
 from taxifare_flow import _core
 
@@ -149,12 +148,6 @@ def test_pgssl_environment_fills_what_the_dsn_lacks(
     assert wm(tls_server.dsn(host="localhost", sslmode="require"), experiment) == FIRST_ROW + ROW_COUNT
 
 
-def _taxifare(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    exe = Path(sys.executable).with_name("taxifare")
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=60, cwd=cwd,
-                          env={**os.environ, "COLUMNS": "200"})
-
-
 def test_settings_carry_tls_to_the_watermark_command(
     tls_server: TlsServer, experiment: str, clean_env: Path, no_pgssl_env: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -164,23 +157,23 @@ def test_settings_carry_tls_to_the_watermark_command(
         "MLFLOW_DB_SSLMODE": "verify-full", "MLFLOW_DB_SSLROOTCERT": str(tls_server.ca), "MLFLOW_EXPERIMENT": experiment,
     }.items():
         monkeypatch.setenv(name, value)
-    done = _taxifare("watermark", cwd=clean_env)
+    done = taxifare("watermark", cwd=clean_env, entry=True)
     assert (done.returncode, done.stdout.strip()) == (0, str(FIRST_ROW + ROW_COUNT)), done.stderr
-    shown = _taxifare("show_env", cwd=clean_env)
+    shown = taxifare("show_env", cwd=clean_env, entry=True)
     assert shown.returncode == 0, shown.stderr
     assert "verify-full" in shown.stdout and str(tls_server.ca) in shown.stdout
     assert "sslmode=verify-full&sslrootcert=" in shown.stdout  # in the composed DSN
     assert "Pa55" not in shown.stdout
     # Failures: exit 2 and one line, no password.
     monkeypatch.setenv("MLFLOW_DB_SSLROOTCERT", str(tls_server.wrong_ca))
-    failed = _taxifare("watermark", cwd=clean_env)
+    failed = taxifare("watermark", cwd=clean_env, entry=True)
     assert failed.returncode == 2 and failed.stdout == ""
     assert len(failed.stderr.strip().splitlines()) == 1 and "unknown CA" in failed.stderr and "Pa55" not in failed.stderr
     monkeypatch.setenv("MLFLOW_DB_SSLMODE", "disable")
-    failed = _taxifare("watermark", cwd=clean_env)
+    failed = taxifare("watermark", cwd=clean_env, entry=True)
     assert failed.returncode == 2 and "requires TLS" in failed.stderr and len(failed.stderr.strip().splitlines()) == 1
     monkeypatch.setenv("MLFLOW_DB_SSLMODE", "verify_full")
-    failed = _taxifare("watermark", cwd=clean_env)
+    failed = taxifare("watermark", cwd=clean_env, entry=True)
     assert failed.returncode == 2 and "MLFLOW_DB_SSLMODE='verify_full' is not one of" in failed.stderr
 
 

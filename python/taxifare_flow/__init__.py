@@ -4,18 +4,23 @@ Names are resolved lazily so that light commands (`taxifare watermark`) do not p
 pyarrow or mlflow imports.
 """
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from taxifare_flow import _core
+
+if TYPE_CHECKING:
+    from taxifare_flow._core import DataSourceError, ModelError, MonthAlreadyPresentError, SchemaError, TaxifareError
+    from taxifare_flow.model import Model
 
 __version__ = _core.__version__
 
 _CORE_ERRORS = ("DataSourceError", "ModelError", "MonthAlreadyPresentError", "SchemaError", "TaxifareError")
 
-__all__ = ["Model", *_CORE_ERRORS, "__version__", "_core"]
+__all__ = ["DataSourceError", "Model", "ModelError", "MonthAlreadyPresentError", "SchemaError", "TaxifareError",
+           "__version__", "_core"]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> object:
     if name in _CORE_ERRORS:
         return getattr(_core, name)
     if name == "Model":

@@ -12,14 +12,26 @@ import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from typing import Any, NoReturn
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from taxifare_flow.settings import Settings, SettingsError, load_settings
+from taxifare_flow.entry import debug, one_line
+from taxifare_flow.errors import SettingsError
+from taxifare_flow.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
+
+    from taxifare_flow.data.bigquery import BqMonth
+    from taxifare_flow.data.local import ArrivedMonth
+    from taxifare_flow.flow.lifecycle import Outcome
+    from taxifare_flow.flow.simulate import Tick
+
+T = TypeVar("T")
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, help="Continuous training of a NYC taxi-fare model.")
 console = Console()
@@ -55,18 +67,13 @@ TARGETS: list[tuple[str, str]] = [
 ]
 
 
-def _debug() -> bool:
-    return os.environ.get("TAXIFARE_DEBUG", "") not in ("", "0")
-
-
 def _fail(e: BaseException) -> NoReturn:
     """One line naming the cause (passwords masked), exit status 2; the traceback only with
-    --debug. `soft_wrap`: a narrow terminal must not break the one line into several."""
-    from taxifare_flow._core import mask_dsn
-
-    if _debug():
+    --debug. `soft_wrap`: a narrow terminal must not break the one line into several; no
+    markup: a message's brackets are text."""
+    if debug():
         raise e
-    err.print(f"[red]{type(e).__name__}:[/red] {mask_dsn(' '.join(str(e).split()))}", soft_wrap=True, highlight=False)
+    err.print(one_line(e), style="red", soft_wrap=True, highlight=False, markup=False)
     raise typer.Exit(2) from None
 
 
@@ -77,7 +84,7 @@ def _settings() -> Settings:
         _fail(e)
 
 
-def _guard(fn: Callable[[], Any]) -> Any:
+def _guard(fn: Callable[[], T]) -> T:
     """Runs a command body, turning the project's typed errors into one red line and exit 2."""
     from taxifare_flow import TaxifareError
 
@@ -93,8 +100,7 @@ class _RowsProgress:
 
     def __init__(self, what: str, in_bytes: bool = False) -> None:
         self.what, self.in_bytes = what, in_bytes
-        self.bar: Any = None
-        self.task: Any = None
+        self.shown: tuple[Progress, TaskID] | None = None
         self.started = time.perf_counter()
 
     def __enter__(self) -> _RowsProgress:
@@ -105,18 +111,19 @@ class _RowsProgress:
         from rich.progress import BarColumn, DownloadColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, \
             TimeElapsedColumn
 
-        if self.bar is None:
+        if self.shown is None:
             amount = DownloadColumn() if self.in_bytes else MofNCompleteColumn()
-            self.bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(), amount,
-                                TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, transient=True)
-            self.bar.start()
-            self.task = self.bar.add_task(self.what, total=total, rate="")
+            bar = Progress(TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(), amount,
+                           TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), console=console, transient=True)
+            bar.start()
+            self.shown = (bar, bar.add_task(self.what, total=total, rate=""))
+        bar, task = self.shown
         rate = rows / max(time.perf_counter() - self.started, 1e-9)
-        self.bar.update(self.task, completed=done, total=total, rate=f"{rows:,} rows  {rate:,.0f} rows/s")
+        bar.update(task, completed=done, total=total, rate=f"{rows:,} rows  {rate:,.0f} rows/s")
 
     def __exit__(self, *exc: object) -> None:
-        if self.bar is not None:
-            self.bar.stop()
+        if self.shown is not None:
+            self.shown[0].stop()
 
 
 @app.command("list")
@@ -212,11 +219,16 @@ def get_new_month() -> None:
     from taxifare_flow.data.local import LocalSource
 
     s = _settings()
-    arrived = _guard(lambda: LocalSource(s).get_new_month())
-    if arrived is None:
-        console.print("no more data: every month of the history has arrived")
+    _next_month(lambda: LocalSource(s).get_new_month(), "arrived", "has arrived")
+
+
+def _next_month(bring: Callable[[], ArrivedMonth | BqMonth | None], verb: str, where: str) -> None:
+    """Brings the next pending month and says so; exit status 3 when nothing is pending."""
+    month = _guard(bring)
+    if month is None:
+        console.print(f"no more data: every month of the history {where}")
         raise typer.Exit(NO_MORE_DATA)
-    console.print(f"{arrived.month} arrived: {arrived.rows:,} rows, row_id {arrived.first_row:,}..{arrived.end_row:,}")
+    console.print(f"{month.month} {verb}: {month.rows:,} rows, row_id {month.first_row:,}..{month.end_row:,}")
 
 
 @app.command("import_csv")
@@ -239,7 +251,7 @@ def import_csv(
         console.print(line.strip(), highlight=False)
 
 
-def _print_outcome(o: Any) -> None:
+def _print_outcome(o: Outcome) -> None:
     if o.status != "trained":
         console.print(f"nothing to do: all {o.end_row:,} rows are trained")
         return
@@ -306,7 +318,7 @@ def run_all_months(months: int = typer.Option(0, help="stop after N months (0 = 
     _where_to_look(s)
 
 
-def _iter(ticks: Any, bar: Any, job: Any, started: float) -> Any:
+def _iter(ticks: Iterable[Tick], bar: Progress, job: TaskID, started: float) -> Iterator[Tick]:
     rows = 0
     for tick in ticks:
         rows += tick.rows
@@ -329,11 +341,12 @@ def report() -> None:
 
 @app.command("watermark")
 def watermark(experiment: str = typer.Option("", help="default: MLFLOW_EXPERIMENT")) -> None:
-    """The first untrained row (never imports mlflow)."""
-    from taxifare_flow.ml_logic.watermark import get_latest_trained_row
+    """The first untrained row (never imports mlflow). `taxifare watermark` is answered by the
+    console script before this CLI loads; this command is the same answer after options such
+    as --debug."""
+    from taxifare_flow.entry import watermark as answer
 
-    s = _settings()
-    console.print(_guard(lambda: get_latest_trained_row(experiment or None, settings=s)))
+    raise typer.Exit(answer(experiment or None))
 
 
 @app.command("check")
@@ -435,11 +448,7 @@ def push_month_to_bq() -> None:
     from taxifare_flow.data.bigquery import BigQuerySource
 
     s = _settings()
-    pushed = _guard(lambda: BigQuerySource(s).push_next_month())
-    if pushed is None:
-        console.print("no more data: every month of the history is in BigQuery")
-        raise typer.Exit(NO_MORE_DATA)
-    console.print(f"{pushed.month} loaded: {pushed.rows:,} rows, row_id {pushed.first_row:,}..{pushed.end_row:,}")
+    _next_month(lambda: BigQuerySource(s).push_next_month(), "loaded", "is in BigQuery")
 
 
 class _OneLinePerFailure(logging.Filter):
@@ -462,8 +471,8 @@ def _options(debug: bool = typer.Option(False, "--debug", help="tracebacks and I
 def main() -> None:
     # MLflow logs table creation and migrations at INFO; the CLI shows warnings and up.
     os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
-    logging.basicConfig(level=logging.INFO if _debug() else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    if not _debug():
+    logging.basicConfig(level=logging.INFO if debug() else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not debug():
         for handler in logging.getLogger().handlers:
             handler.addFilter(_OneLinePerFailure())
     app()

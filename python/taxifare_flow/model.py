@@ -2,25 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any
+import math
+import sys
+from typing import TYPE_CHECKING, Union
 
 import numpy as np
 import pyarrow as pa
 
 from taxifare_flow import _core
+from taxifare_flow.core_types import ArrowArray, ArrowData, ArrowStream
+
+if TYPE_CHECKING:
+    import pandas as pd  # noqa: F401 - named in `Rides`
+    from numpy.typing import ArrayLike, NDArray
+
+    from taxifare_flow.core_types import CleaningCounts, Evaluation
+
+#: Rides as the model takes them: any Arrow data, or a pandas DataFrame.
+Rides = Union[ArrowData, "pd.DataFrame"]
 
 
-def as_arrow(data: Any) -> Any:
-    """Arrow data as is; a pandas DataFrame converted (zero-copy where pyarrow can)."""
-    if hasattr(data, "__arrow_c_stream__") or hasattr(data, "__arrow_c_array__"):
-        return data
-    try:
-        import pandas as pd
-    except ImportError:  # pragma: no cover - pandas is a dependency
-        pd = None
+def as_arrow(data: object) -> ArrowData:
+    """A pandas DataFrame converted without its index (zero-copy where pyarrow can); any other
+    Arrow data as is. Never imports pandas: a DataFrame means pandas is imported already."""
+    pd = sys.modules.get("pandas")
     if pd is not None and isinstance(data, pd.DataFrame):
         return pa.Table.from_pandas(data, preserve_index=False)
+    if isinstance(data, (ArrowArray, ArrowStream)):
+        return data
     raise TypeError(f"expected a pyarrow Table/RecordBatch/RecordBatchReader or a pandas DataFrame, got {type(data).__name__}")
+
+
+def _floats(x: ArrayLike) -> NDArray[np.float64]:
+    return np.ascontiguousarray(x, dtype=np.float64)
 
 
 class Model:
@@ -29,44 +43,46 @@ class Model:
     `partial_fit` adds rows (statistics only: learning from new rows never revisits old ones),
     `predict` returns fares (NaN for rides that cleaning rejects), `evaluate` scores labelled
     rides, `to_bytes`/`from_bytes` (de)serialise. Heavy work runs in Rust without the GIL.
+    `half_life_months` is the forgetting half-life in months of ride time (inf: none, exact).
     """
 
     feature_names = staticmethod(_core.Model.feature_names)
 
-    def __init__(self, ridge_alpha: float = 1e-3, half_life_months: float | None = None, *, _core_model: Any = None) -> None:
+    def __init__(self, ridge_alpha: float = 1e-3, half_life_months: float = math.inf, *,
+                 _core_model: _core.Model | None = None) -> None:
         self._m = _core_model if _core_model is not None else _core.Model(ridge_alpha, half_life_months)
 
     @property
-    def core(self) -> Any:
+    def core(self) -> _core.Model:
         """The underlying `_core.Model`."""
         return self._m
 
-    def partial_fit(self, data: Any) -> dict[str, int]:
+    def partial_fit(self, data: Rides) -> CleaningCounts:
         """Adds raw ride rows; returns the cleaning counts."""
         return self._m.partial_fit(as_arrow(data))
 
-    def fit(self, data: Any) -> Model:
+    def fit(self, data: Rides) -> Model:
         """Forgets everything, then learns `data`."""
-        self._m = _core.Model(self._m.ridge_alpha, None if np.isinf(self._m.half_life_months) else self._m.half_life_months)
+        self._m = _core.Model(self._m.ridge_alpha, self._m.half_life_months)
         self.partial_fit(data)
         return self
 
-    def partial_fit_features(self, x: np.ndarray, y: np.ndarray, month: int | None = None) -> None:
+    def partial_fit_features(self, x: ArrayLike, y: ArrayLike, month: int | None = None) -> None:
         """Adds precomputed feature rows (see `feature_names()`)."""
-        self._m.partial_fit_features(np.ascontiguousarray(x, dtype=np.float64), np.ascontiguousarray(y, dtype=np.float64), month)
+        self._m.partial_fit_features(_floats(x), _floats(y), month)
 
-    def predict(self, data: Any) -> np.ndarray:
+    def predict(self, data: Rides) -> NDArray[np.float64]:
         """Fares for raw rides; NaN where cleaning rejects the ride."""
         return self._m.predict(as_arrow(data))
 
-    def predict_features(self, x: np.ndarray) -> np.ndarray:
-        return self._m.predict_features(np.ascontiguousarray(x, dtype=np.float64))
+    def predict_features(self, x: ArrayLike) -> NDArray[np.float64]:
+        return self._m.predict_features(_floats(x))
 
-    def evaluate(self, data: Any, return_errors: bool = False) -> dict[str, Any]:
+    def evaluate(self, data: Rides, return_errors: bool = False) -> Evaluation:
         """MAE, RMSE, R² and cleaning counts on labelled raw rides."""
         return self._m.evaluate(as_arrow(data), return_errors)
 
-    def coefficients(self) -> tuple[float, np.ndarray]:
+    def coefficients(self) -> tuple[float, NDArray[np.float64]]:
         return self._m.coefficients()
 
     def merge(self, other: Model) -> None:
@@ -95,6 +111,6 @@ class Model:
         return self._m.last_month
 
 
-def features(data: Any) -> tuple[np.ndarray, np.ndarray, dict[str, int]]:
+def features(data: Rides) -> tuple[NDArray[np.float64], NDArray[np.float64], CleaningCounts]:
     """`(X, y, cleaning)` for the rows of `data` that pass cleaning."""
     return _core.compute_features(as_arrow(data))

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-from taxifare_flow.settings import Settings, SettingsError
+from taxifare_flow.errors import SettingsError
+from taxifare_flow.settings import Settings
 
 
 class NotPostgresError(SettingsError):

@@ -7,8 +7,10 @@ import base64
 import csv
 import html
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal, TypedDict
 
 from taxifare_flow.data.history import noise_floor
 from taxifare_flow.settings import Settings
@@ -20,6 +22,27 @@ COLUMNS = [
 RATE_CHANGE_MONTH = "2012-09"
 
 
+class ReportRow(TypedDict):
+    """One finished training run: the `COLUMNS` of the report."""
+
+    month: str
+    first_row: int
+    end_row: int
+    row_count: int
+    cleaned_row_count: int
+    prequential_mae: float | None
+    frozen_mae: float | None
+    holdout_mae_challenger: float | None
+    holdout_mae_production: float | None
+    decision: str
+    noise_floor_mae: float | None
+    version: str
+
+
+#: The columns drawn as lines.
+Series = Literal["prequential_mae", "frozen_mae", "holdout_mae_challenger", "noise_floor_mae"]
+
+
 @dataclass
 class ReportFiles:
     csv: Path
@@ -28,7 +51,7 @@ class ReportFiles:
     rows: int
 
 
-def collect(settings: Settings) -> list[dict]:
+def collect(settings: Settings) -> list[ReportRow]:
     """One row per finished training run of the experiment, in row order."""
     from taxifare_flow.ml_logic.registry import open_registry
 
@@ -38,7 +61,7 @@ def collect(settings: Settings) -> list[dict]:
     )
     versions = {v.run_id: v.version for v in reg.versions()}
     floor = noise_floor(settings.pending_dir)
-    rows = []
+    rows: list[ReportRow] = []
     for r in runs:
         p, m = r.data.params, r.data.metrics
         first, count = int(p["first_row"]), int(p["row_count"])
@@ -55,7 +78,7 @@ def collect(settings: Settings) -> list[dict]:
     return sorted(rows, key=lambda row: row["first_row"])
 
 
-def _plot(rows: list[dict], png: Path) -> None:
+def _plot(rows: list[ReportRow], png: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -65,8 +88,8 @@ def _plot(rows: list[dict], png: Path) -> None:
     x = list(range(len(rows)))
     fig, ax = plt.subplots(figsize=(12, 5), dpi=100)
 
-    def series(key: str) -> list[float]:
-        return [r[key] if r[key] is not None else math.nan for r in rows]
+    def series(key: Series) -> list[float]:
+        return [math.nan if (v := r[key]) is None else v for r in rows]
 
     ax.plot(x, series("prequential_mae"), "o-", color="tab:blue", lw=2, ms=3, label="production, on the new month (prequential MAE)")
     ax.plot(x, series("frozen_mae"), "-", color="tab:red", lw=1.5, label="frozen first model, on the new month")
@@ -105,7 +128,8 @@ def write_report(settings: Settings, out_dir: Path | None = None) -> ReportFiles
     def cell(v: object) -> str:
         return f"{v:.3f}" if isinstance(v, float) else html.escape("" if v is None else str(v))
 
-    table = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in COLUMNS) + "</tr>" for r in rows)
+    cells: list[Mapping[str, object]] = list(rows)
+    table = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in COLUMNS) + "</tr>" for r in cells)
     head = "".join(f"<th>{c}</th>" for c in COLUMNS)
     paths.html.write_text(
         "<!doctype html><meta charset=utf-8><title>taxifare-flow report</title>"

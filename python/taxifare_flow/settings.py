@@ -9,8 +9,10 @@ from __future__ import annotations
 import math
 import os
 import re
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import Field, dataclass, field, fields
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl, quote
 
 from dotenv import dotenv_values
@@ -19,7 +21,6 @@ from taxifare_flow.errors import SettingsError
 
 DATA_SOURCES = ("local", "bigquery")
 SOURCE_FORMATS = ("parquet", "csv")
-MODEL_TARGETS = ("mlflow",)
 PROMOTION_POLICIES = ("paired", "margin")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: libpq's `sslmode` values the settings accept (`allow` is left out: it encrypts only when the
@@ -37,21 +38,21 @@ def _env(dotenv_path: Path | None = None) -> dict[str, str]:
 
 
 class _Reader:
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: Mapping[str, str]) -> None:
         self.env = env
 
-    def str(self, name: str, default: str = "") -> str:
+    def text(self, name: str, default: str = "") -> str:
         return self.env.get(name, "").strip() or default
 
     def choice(self, name: str, default: str, allowed: tuple[str, ...], upper: bool = False) -> str:
-        raw = self.str(name, default)
+        raw = self.text(name, default)
         value = raw.upper() if upper else raw.lower()
         if value not in allowed:
             raise SettingsError(f"{name}={raw!r} is not one of {', '.join(allowed)}")
         return value
 
-    def int(self, name: str, default: int | None, minimum: int | None = None) -> int | None:
-        raw = self.str(name)
+    def integer(self, name: str, default: int | None, minimum: int | None = None) -> int | None:
+        raw = self.text(name)
         if not raw:
             return default
         try:
@@ -62,8 +63,8 @@ class _Reader:
             raise SettingsError(f"{name}={raw!r} must be at least {minimum}")
         return value
 
-    def float(self, name: str, default: float, minimum: float | None = None, maximum: float | None = None) -> float:
-        raw = self.str(name)
+    def number(self, name: str, default: float, minimum: float | None = None, maximum: float | None = None) -> float:
+        raw = self.text(name)
         if not raw:
             return default
         try:
@@ -80,7 +81,7 @@ class _Reader:
     def name(self, name: str, default: str) -> str:
         """A name MLflow puts inside quoted filter strings: quotes and control characters
         would break the registry's queries, so they are refused here."""
-        raw = self.str(name, default)
+        raw = self.text(name, default)
         bad = sorted({c for c in raw if c in "'\"`\\" or not c.isprintable()})
         if bad:
             raise SettingsError(f"{name}={raw!r} contains {', '.join(repr(c) for c in bad)}: use letters, digits, '-', '_', '.' or spaces")
@@ -89,7 +90,7 @@ class _Reader:
     def data_path(self, name: str, default: str) -> Path:
         """A folder the commands will write into: refused now rather than as a late 'no more
         data' or a Prefect timeout."""
-        raw = self.str(name, default)
+        raw = self.text(name, default)
         path = Path(raw).expanduser().resolve()
         if path.parts[1:2] and path.parts[1] in ("proc", "sys", "dev"):
             raise SettingsError(f"{name}={raw!r} is under /{path.parts[1]}, a virtual file system: choose a normal folder")
@@ -104,7 +105,7 @@ class _Reader:
         return path
 
     def port(self, name: str, default: int) -> int:
-        raw = self.str(name)
+        raw = self.text(name)
         if not raw:
             return default
         if not raw.isdigit() or not 0 < int(raw) < 65536:
@@ -112,61 +113,63 @@ class _Reader:
         return int(raw)
 
     def month(self, name: str, default: str) -> str:
-        raw = self.str(name, default)
+        raw = self.text(name, default)
         year, _, month = raw.partition("-")
         if len(raw) != 7 or not (year.isdigit() and month.isdigit() and 1 <= int(month) <= 12):
             raise SettingsError(f"{name}={raw!r} is not a month (YYYY-MM)")
         return raw
 
 
-@dataclass(frozen=True)
-class Settings:
-    """Every setting of taxifare-flow (see `.env.sample`)."""
+def _setting(group: str, *, secret: bool = False) -> Any:
+    """A `Settings` field of `group` (how `show_env` shows it). Its variable is its name in
+    capitals (`env_var`); a `secret` one is shown as `***`."""
+    return field(metadata={"group": group, "secret": secret}, repr=not secret)
 
-    # data
-    data_source: str
-    local_data_path: Path
-    source_format: str
-    history_seed: int
-    history_rows_per_month: int | None
-    history_first_month: str
-    history_last_month: str
-    # model and lifecycle
-    model_target: str
-    ridge_alpha: float
-    half_life_months: float
-    holdout_fraction: float
-    promotion_policy: str
-    promotion_margin: float
-    promotion_min_rows: int
-    lock_timeout_seconds: float
-    notify_webhook_url: str
-    # mlflow
-    mlflow_tracking_uri: str
-    mlflow_tracking_db: str
-    mlflow_experiment: str
-    mlflow_model_name: str
-    mlflow_db_user: str
-    mlflow_db_password: str = field(repr=False)
-    mlflow_db_hostname: str = ""
-    mlflow_db_port: int = 5432
-    mlflow_db_name: str = ""
-    mlflow_db_sslmode: str = ""
-    mlflow_db_sslrootcert: str = ""
-    # prefect
-    prefect_flow_name: str = "taxifare lifecycle"
-    prefect_log_level: str = "WARNING"
-    prefect_home: Path = Path()
-    prefect_server_ephemeral_startup_timeout_seconds: float = 120.0
-    prefect_api_url: str = ""
-    # bigquery
-    gcp_project: str = ""
-    bq_dataset: str = ""
-    bq_table: str = "rides"
-    bq_location: str = "US"
-    bq_api_endpoint: str = ""
-    bq_storage_endpoint: str = ""
-    bq_timeout_seconds: float = 30.0
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Every setting of taxifare-flow (see `.env.sample`): the one list of their names. Each
+    field is named after its variable; no field has a default, so `load_settings` reads them
+    all."""
+
+    data_source: str = _setting("data")
+    local_data_path: Path = _setting("data")
+    source_format: str = _setting("data")
+    history_seed: int = _setting("data")
+    history_rows_per_month: int | None = _setting("data")
+    history_first_month: str = _setting("data")
+    history_last_month: str = _setting("data")
+    ridge_alpha: float = _setting("model & lifecycle")
+    half_life_months: float = _setting("model & lifecycle")
+    holdout_fraction: float = _setting("model & lifecycle")
+    promotion_policy: str = _setting("model & lifecycle")
+    promotion_margin: float = _setting("model & lifecycle")
+    promotion_min_rows: int = _setting("model & lifecycle")
+    lock_timeout_seconds: float = _setting("model & lifecycle")
+    notify_webhook_url: str = _setting("model & lifecycle")
+    mlflow_tracking_uri: str = _setting("MLflow")
+    mlflow_tracking_db: str = _setting("MLflow")
+    mlflow_experiment: str = _setting("MLflow")
+    mlflow_model_name: str = _setting("MLflow")
+    mlflow_db_user: str = _setting("MLflow")
+    mlflow_db_password: str = _setting("MLflow", secret=True)
+    mlflow_db_hostname: str = _setting("MLflow")
+    mlflow_db_port: int = _setting("MLflow")
+    mlflow_db_name: str = _setting("MLflow")
+    mlflow_db_sslmode: str = _setting("MLflow")
+    mlflow_db_sslrootcert: str = _setting("MLflow")
+    prefect_flow_name: str = _setting("Prefect")
+    prefect_log_level: str = _setting("Prefect")
+    prefect_home: Path = _setting("Prefect")
+    prefect_api_url: str = _setting("Prefect")
+    prefect_server_ephemeral_startup_timeout_seconds: float = _setting("Prefect")
+    gcp_project: str = _setting("BigQuery")
+    bq_dataset: str = _setting("BigQuery")
+    bq_table: str = _setting("BigQuery")
+    bq_location: str = _setting("BigQuery")
+    bq_api_endpoint: str = _setting("BigQuery")
+    bq_storage_endpoint: str = _setting("BigQuery")
+    bq_timeout_seconds: float = _setting("BigQuery")
 
     @property
     def pending_dir(self) -> Path:
@@ -249,10 +252,10 @@ def check_dsn_encoding(name: str, dsn: str) -> None:
 
 def _tls_setting(r: _Reader) -> tuple[str, str]:
     """MLFLOW_DB_SSLMODE and MLFLOW_DB_SSLROOTCERT (an absolute path, or libpq's `system`)."""
-    raw = r.str("MLFLOW_DB_SSLMODE")
+    raw = r.text("MLFLOW_DB_SSLMODE")
     if raw and raw.lower() not in SSL_MODES:
         raise SettingsError(f"MLFLOW_DB_SSLMODE={raw!r} is not one of {', '.join(SSL_MODES)}")
-    root = r.str("MLFLOW_DB_SSLROOTCERT")
+    root = r.text("MLFLOW_DB_SSLROOTCERT")
     if root and root != "system":
         path = Path(root).expanduser().resolve()
         if not path.is_file():
@@ -265,14 +268,14 @@ def _tracking_db(r: _Reader, tracking_uri: str) -> str:
     """The watermark DSN: MLFLOW_TRACKING_DB, else composed from the MLFLOW_DB_* parts, else
     derived from MLFLOW_TRACKING_URI; MLFLOW_DB_SSLMODE/SSLROOTCERT added where it names none."""
     sslmode, sslrootcert = _tls_setting(r)
-    whole = r.str("MLFLOW_TRACKING_DB")
+    whole = r.text("MLFLOW_TRACKING_DB")
     if whole:
         if not whole.startswith(("postgresql://", "postgres://", "sqlite:///")):
             # Only the scheme: what follows may be a password.
             raise SettingsError(f"MLFLOW_TRACKING_DB must be a postgresql:// or sqlite:/// URI, got {whole.split(':', 1)[0]}:…")
         check_dsn_encoding("MLFLOW_TRACKING_DB", whole)
         return with_tls_params(whole, sslmode, sslrootcert)
-    parts = {n: r.str(n) for n in ("MLFLOW_DB_USER", "MLFLOW_DB_PASSWORD", "MLFLOW_DB_HOSTNAME", "MLFLOW_DB_NAME")}
+    parts = {n: r.text(n) for n in ("MLFLOW_DB_USER", "MLFLOW_DB_PASSWORD", "MLFLOW_DB_HOSTNAME", "MLFLOW_DB_NAME")}
     port = r.port("MLFLOW_DB_PORT", 5432)
     if any(parts.values()):
         for required in ("MLFLOW_DB_USER", "MLFLOW_DB_HOSTNAME", "MLFLOW_DB_NAME"):
@@ -293,7 +296,7 @@ def _tracking_db(r: _Reader, tracking_uri: str) -> str:
 
 
 def _prefect_api_url(r: _Reader) -> str:
-    url = r.str("PREFECT_API_URL").rstrip("/")
+    url = r.text("PREFECT_API_URL").rstrip("/")
     if url and not url.startswith(("http://", "https://")):
         # Only the scheme is echoed: the rest may hold credentials.
         got = f"scheme {url.split('://', 1)[0]!r}" if "://" in url else "no scheme"
@@ -303,81 +306,70 @@ def _prefect_api_url(r: _Reader) -> str:
 
 def load_settings(dotenv_path: Path | None = None) -> Settings:
     """Reads and validates the settings."""
-    r = _Reader(_env(dotenv_path))
+    return settings_from(_env(dotenv_path))
+
+
+def settings_from(env: Mapping[str, str]) -> Settings:
+    """Validates the settings given as variables (`SETTING_VARS`)."""
+    r = _Reader(env)
     data_path = r.data_path("LOCAL_DATA_PATH", "data")
     default_uri = "sqlite:///" + str(data_path / "mlflow" / "mlflow.db")
-    tracking_uri = r.str("MLFLOW_TRACKING_URI", default_uri)
-    half_life_raw = r.str("HALF_LIFE_MONTHS", "inf").lower()
-    half_life = math.inf if half_life_raw in ("inf", "none", "") else r.float("HALF_LIFE_MONTHS", math.inf, minimum=1e-9)
-    rows = r.str("HISTORY_ROWS_PER_MONTH", "10000").lower()
-    rows_per_month = None if rows == "kaggle" else r.int("HISTORY_ROWS_PER_MONTH", 10000, minimum=1)
+    tracking_uri = r.text("MLFLOW_TRACKING_URI", default_uri)
+    half_life_raw = r.text("HALF_LIFE_MONTHS", "inf").lower()
+    half_life = math.inf if half_life_raw in ("inf", "none", "") else r.number("HALF_LIFE_MONTHS", math.inf, minimum=1e-9)
+    rows = r.text("HISTORY_ROWS_PER_MONTH", "10000").lower()
+    rows_per_month = None if rows == "kaggle" else r.integer("HISTORY_ROWS_PER_MONTH", 10000, minimum=1)
     sslmode, sslrootcert = _tls_setting(r)
     return Settings(
         data_source=r.choice("DATA_SOURCE", "local", DATA_SOURCES),
         local_data_path=data_path,
         source_format=r.choice("SOURCE_FORMAT", "parquet", SOURCE_FORMATS),
-        history_seed=r.int("HISTORY_SEED", 42, minimum=0) or 0,
+        history_seed=r.integer("HISTORY_SEED", 42, minimum=0) or 0,
         history_rows_per_month=rows_per_month,
         history_first_month=r.month("HISTORY_FIRST_MONTH", "2009-01"),
         history_last_month=r.month("HISTORY_LAST_MONTH", "2015-06"),
-        model_target=r.choice("MODEL_TARGET", "mlflow", MODEL_TARGETS),
-        ridge_alpha=r.float("RIDGE_ALPHA", 1e-3, minimum=0.0),
+        ridge_alpha=r.number("RIDGE_ALPHA", 1e-3, minimum=0.0),
         half_life_months=half_life,
-        holdout_fraction=r.float("HOLDOUT_FRACTION", 0.15, minimum=0.01, maximum=0.5),
+        holdout_fraction=r.number("HOLDOUT_FRACTION", 0.15, minimum=0.01, maximum=0.5),
         promotion_policy=r.choice("PROMOTION_POLICY", "paired", PROMOTION_POLICIES),
-        promotion_margin=r.float("PROMOTION_MARGIN", 0.0, minimum=0.0),
-        promotion_min_rows=r.int("PROMOTION_MIN_ROWS", 200, minimum=1) or 200,
-        lock_timeout_seconds=r.float("LOCK_TIMEOUT_SECONDS", 600.0, minimum=0.0),
-        notify_webhook_url=r.str("NOTIFY_WEBHOOK_URL"),
+        promotion_margin=r.number("PROMOTION_MARGIN", 0.0, minimum=0.0),
+        promotion_min_rows=r.integer("PROMOTION_MIN_ROWS", 200, minimum=1) or 200,
+        lock_timeout_seconds=r.number("LOCK_TIMEOUT_SECONDS", 600.0, minimum=0.0),
+        notify_webhook_url=r.text("NOTIFY_WEBHOOK_URL"),
         mlflow_tracking_uri=tracking_uri,
         mlflow_tracking_db=_tracking_db(r, tracking_uri),
         mlflow_experiment=r.name("MLFLOW_EXPERIMENT", "taxifare"),
         mlflow_model_name=r.name("MLFLOW_MODEL_NAME", "taxifare"),
-        mlflow_db_user=r.str("MLFLOW_DB_USER"),
-        mlflow_db_password=r.str("MLFLOW_DB_PASSWORD"),
-        mlflow_db_hostname=r.str("MLFLOW_DB_HOSTNAME"),
+        mlflow_db_user=r.text("MLFLOW_DB_USER"),
+        mlflow_db_password=r.text("MLFLOW_DB_PASSWORD"),
+        mlflow_db_hostname=r.text("MLFLOW_DB_HOSTNAME"),
         mlflow_db_port=r.port("MLFLOW_DB_PORT", 5432),
-        mlflow_db_name=r.str("MLFLOW_DB_NAME"),
+        mlflow_db_name=r.text("MLFLOW_DB_NAME"),
         mlflow_db_sslmode=sslmode,
         mlflow_db_sslrootcert=sslrootcert,
-        prefect_flow_name=r.str("PREFECT_FLOW_NAME", "taxifare lifecycle"),
+        prefect_flow_name=r.text("PREFECT_FLOW_NAME", "taxifare lifecycle"),
         prefect_log_level=r.choice("PREFECT_LOG_LEVEL", "WARNING", LOG_LEVELS, upper=True),
-        prefect_home=Path(r.str("PREFECT_HOME", str(data_path / "prefect"))).expanduser().resolve(),
+        prefect_home=Path(r.text("PREFECT_HOME", str(data_path / "prefect"))).expanduser().resolve(),
         # Prefect's own name for it (its default, 20 s, is missed on a loaded 2-core machine).
-        prefect_server_ephemeral_startup_timeout_seconds=r.float("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 120.0, minimum=1.0),
+        prefect_server_ephemeral_startup_timeout_seconds=r.number("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 120.0, minimum=1.0),
         prefect_api_url=_prefect_api_url(r),
-        gcp_project=r.str("GCP_PROJECT"),
-        bq_dataset=r.str("BQ_DATASET", "taxifare"),
-        bq_table=r.str("BQ_TABLE", "rides"),
-        bq_location=r.str("BQ_LOCATION", "US"),
-        bq_api_endpoint=r.str("BQ_API_ENDPOINT"),
-        bq_storage_endpoint=r.str("BQ_STORAGE_ENDPOINT"),
-        bq_timeout_seconds=r.float("BQ_TIMEOUT_SECONDS", 30.0, minimum=0.1),
+        gcp_project=r.text("GCP_PROJECT"),
+        bq_dataset=r.text("BQ_DATASET", "taxifare"),
+        bq_table=r.text("BQ_TABLE", "rides"),
+        bq_location=r.text("BQ_LOCATION", "US"),
+        bq_api_endpoint=r.text("BQ_API_ENDPOINT"),
+        bq_storage_endpoint=r.text("BQ_STORAGE_ENDPOINT"),
+        bq_timeout_seconds=r.number("BQ_TIMEOUT_SECONDS", 30.0, minimum=0.1),
     )
 
 
-SECRET_FIELDS = {"mlflow_db_password"}
-GROUPS: dict[str, tuple[str, ...]] = {
-    "data": (
-        "data_source", "local_data_path", "source_format", "history_seed", "history_rows_per_month",
-        "history_first_month", "history_last_month",
-    ),
-    "model & lifecycle": (
-        "model_target", "ridge_alpha", "half_life_months", "holdout_fraction", "promotion_policy",
-        "promotion_margin", "promotion_min_rows", "lock_timeout_seconds", "notify_webhook_url",
-    ),
-    "MLflow": (
-        "mlflow_tracking_uri", "mlflow_tracking_db", "mlflow_experiment", "mlflow_model_name", "mlflow_db_user",
-        "mlflow_db_password", "mlflow_db_hostname", "mlflow_db_port", "mlflow_db_name",
-        "mlflow_db_sslmode", "mlflow_db_sslrootcert",
-    ),
-    "Prefect": ("prefect_flow_name", "prefect_log_level", "prefect_home", "prefect_api_url",
-                "prefect_server_ephemeral_startup_timeout_seconds"),
-    "BigQuery": (
-        "gcp_project", "bq_dataset", "bq_table", "bq_location", "bq_api_endpoint", "bq_storage_endpoint",
-        "bq_timeout_seconds",
-    ),
-}
+def env_var(f: Field[Any]) -> str:
+    """The variable a `Settings` field is read from."""
+    return f.name.upper()
+
+
+#: Every variable of the settings, in `Settings` order.
+SETTING_VARS: tuple[str, ...] = tuple(env_var(f) for f in fields(Settings))
 
 
 def masked(settings: Settings) -> dict[str, list[tuple[str, str]]]:
@@ -385,16 +377,13 @@ def masked(settings: Settings) -> dict[str, list[tuple[str, str]]]:
     from taxifare_flow._core import mask_dsn
 
     out: dict[str, list[tuple[str, str]]] = {}
-    for group, names in GROUPS.items():
-        rows = []
-        for name in names:
-            value = getattr(settings, name)
-            if name in SECRET_FIELDS:
-                shown = "***" if value else ""
-            elif value is None:
-                shown = "kaggle size" if name == "history_rows_per_month" else ""
-            else:
-                shown = mask_dsn(str(value))
-            rows.append((name.upper(), shown))
-        out[group] = rows
+    for f in fields(settings):
+        value = getattr(settings, f.name)
+        if f.metadata["secret"]:
+            shown = "***" if value else ""
+        elif value is None:
+            shown = "kaggle size" if f.name == "history_rows_per_month" else ""
+        else:
+            shown = mask_dsn(str(value))
+        out.setdefault(f.metadata["group"], []).append((env_var(f), shown))
     return out

@@ -8,15 +8,11 @@ use std::path::{Path, PathBuf};
 
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
-use parquet::basic::Compression;
-use parquet::errors::ParquetError;
-use parquet::file::metadata::KeyValue;
-use parquet::file::properties::WriterProperties;
 
 use super::{MonthRides, MonthSummary};
 use crate::atomic::write_atomically;
 use crate::calendar::Month;
-use crate::schema;
+use crate::month_file::{month_metadata, writer_properties};
 
 /// Name of the noise-floor sidecar in the pending folder.
 pub const NOISE_FLOOR_FILE: &str = "noise_floor.csv";
@@ -75,36 +71,16 @@ pub type ProgressFn<'a> = dyn FnMut(Progress) -> bool + Send + 'a;
 /// Rows between two progress reports.
 pub const PROGRESS_EVERY_ROWS: u64 = 1 << 20;
 
-#[derive(Debug)]
-pub(crate) struct Wrapped(pub(crate) HistoryError);
-impl From<std::io::Error> for Wrapped {
-    fn from(e: std::io::Error) -> Self {
-        Self(HistoryError::Io { path: PathBuf::new(), source: e })
+impl HistoryError {
+    /// The I/O errors on `path`, for `map_err`.
+    fn io_at(path: &Path) -> impl Fn(std::io::Error) -> Self + '_ {
+        move |source| Self::Io { path: path.to_owned(), source }
     }
-}
-impl From<ParquetError> for Wrapped {
-    fn from(e: ParquetError) -> Self {
-        Self(HistoryError::Format { path: PathBuf::new(), reason: e.to_string() })
-    }
-}
-impl From<arrow::error::ArrowError> for Wrapped {
-    fn from(e: arrow::error::ArrowError) -> Self {
-        Self(HistoryError::Format { path: PathBuf::new(), reason: e.to_string() })
-    }
-}
-/// Adds the path to an error raised inside a writer closure.
-pub(crate) fn at(path: &Path) -> impl FnOnce(Wrapped) -> HistoryError + '_ {
-    move |Wrapped(e)| match e {
-        HistoryError::Io { source, .. } => HistoryError::Io { path: path.to_owned(), source },
-        HistoryError::Format { reason, .. } => HistoryError::Format { path: path.to_owned(), reason },
-        other => other,
-    }
-}
 
-/// Parquet settings of every file this project writes: row groups small enough to skip.
-#[must_use]
-pub fn writer_properties() -> WriterProperties {
-    WriterProperties::builder().set_compression(Compression::SNAPPY).set_max_row_group_row_count(Some(131_072)).build()
+    /// An Arrow or Parquet error on `path`.
+    fn format_at(path: &Path, e: impl std::fmt::Display) -> Self {
+        Self::Format { path: path.to_owned(), reason: e.to_string() }
+    }
 }
 
 /// The pending file of a month.
@@ -128,12 +104,6 @@ pub struct HistoryOptions {
     pub keep_existing: bool,
 }
 
-/// The key-value metadata recording the month of a month file's rows.
-#[must_use]
-pub fn month_metadata(month: Month) -> KeyValue {
-    KeyValue::new(schema::MONTH_METADATA_KEY.to_owned(), month.to_string())
-}
-
 /// Per-month result of [`generate_history`].
 #[derive(Clone, Debug)]
 pub struct GeneratedMonth {
@@ -154,8 +124,8 @@ fn planned_rows(opts: &HistoryOptions, m: Month) -> u64 {
 
 /// Rows of an existing Parquet file, from its footer.
 fn rows_in(path: &Path) -> Result<u64, HistoryError> {
-    let file = File::open(path).map_err(|e| HistoryError::Io { path: path.to_owned(), source: e })?;
-    let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| HistoryError::Format { path: path.to_owned(), reason: e.to_string() })?;
+    let file = File::open(path).map_err(HistoryError::io_at(path))?;
+    let b = ParquetRecordBatchReaderBuilder::try_new(file).map_err(|e| HistoryError::format_at(path, e))?;
     Ok(b.metadata().file_metadata().num_rows() as u64)
 }
 
@@ -166,7 +136,7 @@ pub fn generate_history(dir: &Path, opts: &HistoryOptions, progress: &mut Progre
     if opts.last < opts.first {
         return Err(HistoryError::Invalid(format!("last month {} is before first month {}", opts.last, opts.first)));
     }
-    std::fs::create_dir_all(dir).map_err(|e| HistoryError::Io { path: dir.to_owned(), source: e })?;
+    std::fs::create_dir_all(dir).map_err(HistoryError::io_at(dir))?;
     let mut months = Vec::new();
     let mut m = opts.first;
     while m <= opts.last {
@@ -185,23 +155,27 @@ pub fn generate_history(dir: &Path, opts: &HistoryOptions, progress: &mut Progre
         }
         let mut rides = MonthRides::new(opts.seed, m, planned_rows(opts, m), 65_536, false);
         let schema = rides.schema();
-        write_atomically(&path, |file| {
-            let mut w = ArrowWriter::try_new(file, schema, Some(writer_properties()))?;
-            w.append_key_value_metadata(month_metadata(m));
-            for batch in rides.by_ref() {
-                let batch = batch?;
-                w.write(&batch)?;
-                done += batch.num_rows() as u64;
-                if done - reported >= PROGRESS_EVERY_ROWS {
-                    reported = done;
-                    if !progress(Progress { done, total, rows: done }) {
-                        return Err(Wrapped(HistoryError::Cancelled));
+        let format = |e: &dyn std::fmt::Display| HistoryError::format_at(&path, e);
+        write_atomically(
+            &path,
+            |file| {
+                let mut w = ArrowWriter::try_new(file, schema, Some(writer_properties())).map_err(|e| format(&e))?;
+                w.append_key_value_metadata(month_metadata(m));
+                for batch in rides.by_ref() {
+                    let batch = batch.map_err(|e| format(&e))?;
+                    w.write(&batch).map_err(|e| format(&e))?;
+                    done += batch.num_rows() as u64;
+                    if done - reported >= PROGRESS_EVERY_ROWS {
+                        reported = done;
+                        if !progress(Progress { done, total, rows: done }) {
+                            return Err(HistoryError::Cancelled);
+                        }
                     }
                 }
-            }
-            Ok::<File, Wrapped>(w.into_inner()?)
-        })
-        .map_err(at(&path))?;
+                w.into_inner().map_err(|e| format(&e))
+            },
+            HistoryError::io_at(&path),
+        )?;
         log::info!("generated {m}: {} rows", rides.summary.rows);
         out.push(GeneratedMonth { month: m, rows: rides.summary.rows, summary: Some(rides.summary) });
     }
@@ -231,12 +205,16 @@ fn write_noise_floor(dir: &Path, months: &[GeneratedMonth]) -> Result<(), Histor
             );
         }
     }
-    write_atomically(&path, |mut f| {
-        writeln!(f, "month,rows,clean_rows,noise_floor_mae,noise_floor_rmse")?;
-        for line in rows.values() {
-            writeln!(f, "{line}")?;
-        }
-        Ok::<File, Wrapped>(f)
-    })
-    .map_err(at(&path))
+    let io = HistoryError::io_at(&path);
+    write_atomically(
+        &path,
+        |mut f| {
+            writeln!(f, "month,rows,clean_rows,noise_floor_mae,noise_floor_rmse").map_err(&io)?;
+            for line in rows.values() {
+                writeln!(f, "{line}").map_err(&io)?;
+            }
+            Ok(f)
+        },
+        &io,
+    )
 }

@@ -31,8 +31,9 @@ use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::schema::types::ColumnPath;
 use sha2::{Digest, Sha256};
 
-use super::history::{month_metadata, pending_file, writer_properties, HistoryError, Progress, ProgressFn, PROGRESS_EVERY_ROWS};
+use super::history::{pending_file, HistoryError, Progress, ProgressFn, PROGRESS_EVERY_ROWS};
 use crate::calendar::{self, Month};
+use crate::month_file::{month_metadata, writer_properties};
 use crate::schema;
 
 /// Options of [`import_kaggle_csv`].
@@ -438,7 +439,7 @@ mod tests {
         assert_eq!(s.sha256.len(), 64);
         let file = File::open(tmp.path().join("out/2013-05.parquet")).unwrap();
         let b = ParquetRecordBatchReaderBuilder::try_new(file).unwrap();
-        assert_eq!(crate::source::verify::recorded_month(b.metadata()), Some("2013-05"));
+        assert_eq!(crate::month_file::recorded_month(b.metadata()), Some("2013-05"));
         let batch = b.build().unwrap().next().unwrap().unwrap();
         assert_eq!(batch.schema(), schema::ride_schema());
         let f = |name: &str| batch.column_by_name(name).unwrap().as_primitive::<arrow::datatypes::Float64Type>().value(0);

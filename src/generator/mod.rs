@@ -2,7 +2,6 @@
 //! dirt of the real Kaggle file at documented rates (see [`dirt`]).
 
 pub mod dirt;
-pub mod fare_rules;
 pub mod history;
 pub mod import;
 pub mod rng;

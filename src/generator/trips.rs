@@ -1,8 +1,8 @@
 //! Where and when rides happen: zones, trip types, traffic speed and volume seasonality.
 
-use super::fare_rules::{self, FareKind, MeterTrip};
 use super::rng::Rng;
 use crate::calendar::{LocalTime, NyClock};
+use crate::fare_rules::{self, FareKind, MeterTrip};
 use crate::geo::{self, Point};
 
 /// A clean ride with what the meter saw and what it is expected to cost.

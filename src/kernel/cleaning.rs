@@ -7,6 +7,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use arrow::array::Array;
 
 use super::columns::{RideColumns, NO_TIME};
+use crate::fnv::fnv1a;
 use crate::geo::{self, Point};
 
 /// Fares at or above this are dropped (training and evaluation).
@@ -95,10 +96,7 @@ impl Hasher for Identity {
 
 fn hash_key(b: &[u8]) -> u64 {
     // FNV-1a then a final mix: collisions among 10^7 keys are ~10^-5 likely.
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for &c in b {
-        h = (h ^ u64::from(c)).wrapping_mul(0x0100_0000_01b3);
-    }
+    let h = fnv1a(b);
     h ^ (h >> 29)
 }
 

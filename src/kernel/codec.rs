@@ -12,14 +12,11 @@ use super::features::{FEATURE_VERSION, N_FEATURES};
 use super::model::{Model, Settings};
 use super::stats::{Coefficients, Stats};
 use super::KernelError;
+use crate::fnv::fnv1a;
 
 const MAGIC: &[u8; 4] = b"TXFM";
 /// Version of the byte format written.
 pub const FORMAT_VERSION: u16 = 1;
-
-fn fnv(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325u64, |h, &b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
-}
 
 /// Serialises a model.
 #[must_use]
@@ -46,7 +43,7 @@ pub fn to_bytes(m: &Model) -> Vec<u8> {
         }
         None => out.push(0),
     }
-    let sum = fnv(&out);
+    let sum = fnv1a(&out);
     out.extend_from_slice(&sum.to_le_bytes());
     out
 }
@@ -77,7 +74,7 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model, KernelError> {
     if format != FORMAT_VERSION {
         return Err(KernelError::Format(format!("unknown format version {format} (this build reads {FORMAT_VERSION})")));
     }
-    if sum.try_into().map(u64::from_le_bytes).ok() != Some(fnv(body)) {
+    if sum.try_into().map(u64::from_le_bytes).ok() != Some(fnv1a(body)) {
         return Err(KernelError::Format("checksum mismatch: the bytes are corrupt".into()));
     }
     let feature_version = u16::from_le_bytes(c.take()?);

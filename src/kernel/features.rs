@@ -1,5 +1,5 @@
-//! Feature set version 1: what the original package computed, corrected, plus the terms a
-//! linear model needs to express the TLC fare rules.
+//! Feature set version 1: when, where and how far a ride goes, plus the terms a linear model
+//! needs to express the TLC fare rules.
 //!
 //! Why each group is there (measured by `benches/quality.py`):
 //! - distances (haversine, true Manhattan) carry the metered part;
@@ -8,13 +8,14 @@
 //!   slope move at 2012-09-04 without waiting for months of new data to outweigh old ones;
 //! - `jfk_manhattan` (and its `×dist`, `×post`) let the flat fare cancel the metered slope;
 //! - airport proximity, `ewr×post`, night/peak and `mta_era` are the surcharges;
-//! - hour sin/cos in New York time, weekday/month one-hot, year trend and geohash cells
-//!   are the original package's features (hour now local, not UTC).
+//! - hour sin/cos, weekday and month one-hots, all in New York time (the surcharges follow the
+//!   local clock, daylight saving included), a year trend and the busiest geohash cells carry
+//!   demand and traffic.
 
 use super::columns::RideColumns;
 pub use super::model::features_of;
 use crate::calendar::{month_index_of, LocalTime, NyClock};
-use crate::generator::fare_rules::{is_night, is_peak, MTA_TAX_START, RATE_CHANGE};
+use crate::fare_rules::{is_night, is_peak, MTA_TAX_START, RATE_CHANGE};
 use crate::geo::{self, Point};
 
 /// Version of the feature set; a model records the version it was trained with.
@@ -221,6 +222,8 @@ mod tests {
         assert!((get(&before, "hour_sin") - angle(1.5)).abs() < 1e-12);
         assert!((get(&after, "hour_sin") - angle(3.5)).abs() < 1e-12);
         assert_eq!(get(&after, "weekday_sun"), 1.0);
-        assert!(timestamp(2013, 3, 10, 7, 0, 0) > 0);
+        // One hour of UTC apart, two hours of local time: a fixed UTC-5 offset would say 02:30.
+        assert_eq!(timestamp(2013, 3, 10, 7, 30, 0) - timestamp(2013, 3, 10, 6, 30, 0), 3600);
+        assert!((get(&after, "hour_sin") - angle(2.5)).abs() > 0.1);
     }
 }

@@ -154,12 +154,6 @@ impl Model {
         self.stats.n()
     }
 
-    /// The sufficient statistics.
-    #[must_use]
-    pub fn stats(&self) -> &Stats {
-        &self.stats
-    }
-
     fn forgetting(&self) -> bool {
         self.settings.half_life_months.is_finite()
     }

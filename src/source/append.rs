@@ -8,26 +8,13 @@ use std::sync::Arc;
 use arrow::array::{ArrayRef, Int64Array, RecordBatch};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
-use parquet::file::metadata::KeyValue;
 
 use super::layout::{self, Format, MonthFile};
 use super::{verify, SourceError};
 use crate::atomic::write_atomically;
 use crate::calendar::Month;
-use crate::generator::history::writer_properties;
+use crate::month_file::{month_metadata, recorded_month, writer_properties};
 use crate::schema;
-
-struct Failure(SourceError);
-impl From<std::io::Error> for Failure {
-    fn from(e: std::io::Error) -> Self {
-        Self(SourceError::Io { path: Default::default(), source: e })
-    }
-}
-impl From<SourceError> for Failure {
-    fn from(e: SourceError) -> Self {
-        Self(e)
-    }
-}
 
 /// Appends the pending month file `pending` (Kaggle columns, any order) to the source in
 /// `dir`, numbering its rows from the source's current end, and records the month in the new
@@ -55,7 +42,7 @@ pub fn append_month(pending: &Path, month: Month, dir: &Path, format: Format) ->
     if rows == 0 {
         return Err(SourceError::EmptyMonth { path: pending.to_owned(), month: month.to_string() });
     }
-    if let Some(recorded) = verify::recorded_month(builder.metadata()) {
+    if let Some(recorded) = recorded_month(builder.metadata()) {
         if recorded != month.to_string() {
             return Err(SourceError::MonthMismatch {
                 path: pending.to_owned(),
@@ -80,7 +67,7 @@ pub fn append_month(pending: &Path, month: Month, dir: &Path, format: Format) ->
     let target = dir.join(layout::file_name(month, first, end, format));
     let out_schema = schema::source_schema();
     let unwritten = |e: &(dyn std::error::Error + 'static)| write_failure(&target, e);
-    write_atomically(&target, |file| {
+    let write = |file: File| {
         let mut next = first as i64;
         let mut write_batch = |batch: RecordBatch, sink: &mut dyn FnMut(&RecordBatch) -> Result<(), SourceError>| {
             let n = batch.num_rows() as i64;
@@ -96,12 +83,12 @@ pub fn append_month(pending: &Path, month: Month, dir: &Path, format: Format) ->
         match format {
             Format::Parquet => {
                 let mut w = ArrowWriter::try_new(file, out_schema.clone(), Some(writer_properties())).map_err(|e| unwritten(&e))?;
-                w.append_key_value_metadata(KeyValue::new(schema::MONTH_METADATA_KEY.to_owned(), month.to_string()));
+                w.append_key_value_metadata(month_metadata(month));
                 for batch in reader {
                     let batch = batch.map_err(|e| corrupt(&e))?;
                     write_batch(batch, &mut |b| w.write(b).map_err(|e| unwritten(&e)))?;
                 }
-                Ok::<File, Failure>(w.into_inner().map_err(|e| unwritten(&e))?)
+                w.into_inner().map_err(|e| unwritten(&e))
             }
             Format::Csv => {
                 let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(file);
@@ -112,11 +99,8 @@ pub fn append_month(pending: &Path, month: Month, dir: &Path, format: Format) ->
                 Ok(w.into_inner())
             }
         }
-    })
-    .map_err(|Failure(e)| match e {
-        SourceError::Io { source, .. } => SourceError::Io { path: target.clone(), source },
-        other => other,
-    })?;
+    };
+    write_atomically(&target, write, |source| SourceError::Io { path: target.clone(), source })?;
     Ok(MonthFile { month, first, end, format, path: target })
 }
 
@@ -137,13 +121,18 @@ fn write_failure(target: &Path, e: &(dyn std::error::Error + 'static)) -> Source
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::generator::history::{generate_history, HistoryOptions};
+    use crate::generator::history::{generate_history, pending_file, HistoryOptions};
     use crate::source::verify;
     use crate::source::reader::read_rows;
     use arrow::array::AsArray;
     use arrow::datatypes::Int64Type;
+    use std::path::PathBuf;
 
-    fn history(dir: &Path, first: &str, last: &str, rows: u64) {
+    /// A temporary folder with a generated `pending/` history of `first..=last` and an empty
+    /// `source/` beside it.
+    fn history(first: &str, last: &str, rows: u64) -> (tempfile::TempDir, PathBuf, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let (pending, source) = (tmp.path().join("pending"), tmp.path().join("source"));
         let opts = HistoryOptions {
             seed: 42,
             first: Month::parse(first).unwrap(),
@@ -151,7 +140,8 @@ mod tests {
             rows_per_month: Some(rows),
             keep_existing: false,
         };
-        generate_history(dir, &opts, &mut |_| true).unwrap();
+        generate_history(&pending, &opts, &mut |_| true).unwrap();
+        (tmp, pending, source)
     }
 
     fn ids(dir: &Path, first: u64, count: Option<u64>, batch: usize) -> Vec<i64> {
@@ -164,12 +154,10 @@ mod tests {
     #[test]
     fn months_arrive_with_contiguous_row_ids_and_slice_exactly() {
         for format in [Format::Parquet, Format::Csv] {
-            let tmp = tempfile::tempdir().unwrap();
-            let (pending, source) = (tmp.path().join("pending"), tmp.path().join("source"));
-            history(&pending, "2012-08", "2012-10", 1000);
+            let (_tmp, pending, source) = history("2012-08", "2012-10", 1000);
             for m in ["2012-08", "2012-09", "2012-10"] {
                 let m = Month::parse(m).unwrap();
-                append_month(&crate::generator::history::pending_file(&pending, m), m, &source, format).unwrap();
+                append_month(&pending_file(&pending, m), m, &source, format).unwrap();
             }
             assert_eq!(layout::row_count(&source).unwrap(), 3000);
             assert_eq!(ids(&source, 0, None, 333), (0..3000).collect::<Vec<_>>());
@@ -180,10 +168,10 @@ mod tests {
             assert_eq!(ids(&source, 0, Some(1), 7), vec![0]);
             // The same month again is refused, an older one too.
             let m = Month::parse("2012-10").unwrap();
-            let again = append_month(&crate::generator::history::pending_file(&pending, m), m, &source, format);
+            let again = append_month(&pending_file(&pending, m), m, &source, format);
             assert!(matches!(again, Err(SourceError::AlreadyPresent { .. })));
             let old = Month::parse("2012-01").unwrap();
-            let older = append_month(&crate::generator::history::pending_file(&pending, m), old, &source, format);
+            let older = append_month(&pending_file(&pending, m), old, &source, format);
             assert!(matches!(older, Err(SourceError::OutOfOrder { .. })));
             assert_eq!(layout::row_count(&source).unwrap(), 3000);
         }
@@ -191,22 +179,18 @@ mod tests {
 
     #[test]
     fn slicing_skips_row_groups_in_big_files() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (pending, source) = (tmp.path().join("pending"), tmp.path().join("source"));
-        history(&pending, "2013-01", "2013-01", 300_000);
+        let (_tmp, pending, source) = history("2013-01", "2013-01", 300_000);
         let m = Month::parse("2013-01").unwrap();
-        append_month(&crate::generator::history::pending_file(&pending, m), m, &source, Format::Parquet).unwrap();
+        append_month(&pending_file(&pending, m), m, &source, Format::Parquet).unwrap();
         assert_eq!(ids(&source, 262_140, Some(10), 4), (262_140..262_150).collect::<Vec<_>>());
         assert_eq!(ids(&source, 131_071, Some(2), 4), vec![131_071, 131_072]);
     }
 
     #[test]
     fn bad_files_are_named() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (pending, source) = (tmp.path().join("pending"), tmp.path().join("source"));
-        history(&pending, "2012-08", "2012-08", 100);
+        let (tmp, pending, source) = history("2012-08", "2012-08", 100);
         let m = Month::parse("2012-08").unwrap();
-        let f = append_month(&crate::generator::history::pending_file(&pending, m), m, &source, Format::Parquet).unwrap();
+        let f = append_month(&pending_file(&pending, m), m, &source, Format::Parquet).unwrap();
         // Truncate the file: reading it must name it as corrupt.
         let bytes = std::fs::read(&f.path).unwrap();
         std::fs::write(&f.path, &bytes[..bytes.len() / 2]).unwrap();
@@ -214,7 +198,7 @@ mod tests {
         assert!(matches!(err, SourceError::Corrupt { .. }), "{err}");
         assert!(err.to_string().contains("2012-08_r"), "{err}");
         // A file without row_id is a schema error naming the column.
-        std::fs::copy(crate::generator::history::pending_file(&pending, m), &f.path).unwrap();
+        std::fs::copy(pending_file(&pending, m), &f.path).unwrap();
         let err = read_rows(&source, 0, None, 10).err().unwrap();
         assert!(err.to_string().contains("\"row_id\" is missing"), "{err}");
         assert!(matches!(read_rows(&tmp.path().join("nowhere"), 0, None, 10), Err(SourceError::Missing(_))));
@@ -222,11 +206,9 @@ mod tests {
 
     #[test]
     fn an_unsound_source_or_a_mislabelled_pending_file_refuses_the_next_month() {
-        let tmp = tempfile::tempdir().unwrap();
-        let (pending, source) = (tmp.path().join("pending"), tmp.path().join("source"));
-        history(&pending, "2012-08", "2012-10", 100);
+        let (_tmp, pending, source) = history("2012-08", "2012-10", 100);
         let m = |s: &str| Month::parse(s).unwrap();
-        let file = |s: &str| crate::generator::history::pending_file(&pending, m(s));
+        let file = |s: &str| pending_file(&pending, m(s));
         let aug = append_month(&file("2012-08"), m("2012-08"), &source, Format::Parquet).unwrap();
         // The arrived file records its month; relabel it as a later month.
         let relabelled = source.join(layout::file_name(m("2012-09"), 0, 100, Format::Parquet));

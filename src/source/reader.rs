@@ -175,12 +175,6 @@ fn open_part(p: &Part, batch_rows: usize) -> Result<(Open, Vec<usize>), SourceEr
 }
 
 impl SliceReader {
-    /// Rows still to come.
-    #[must_use]
-    pub fn remaining_rows(&self) -> u64 {
-        self.parts.iter().map(|p| p.hi - p.lo).sum()
-    }
-
     fn pull(&mut self) -> Result<Option<RecordBatch>, SourceError> {
         loop {
             if self.current.is_none() {

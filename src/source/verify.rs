@@ -22,6 +22,7 @@ use parquet::file::statistics::Statistics;
 use super::layout::{self, Format, MonthFile};
 use super::reader::check_types;
 use super::SourceError;
+use crate::month_file::recorded_month;
 use crate::schema;
 
 /// Bytes read at each end of a CSV file to find its first and last rows.
@@ -59,16 +60,6 @@ pub fn check_file(f: &MonthFile) -> Result<(), SourceError> {
         Format::Parquet => check_parquet(f),
         Format::Csv => check_csv(f),
     }
-}
-
-/// The month recorded in a Parquet file's key-value metadata, if any.
-#[must_use]
-pub fn recorded_month(meta: &ParquetMetaData) -> Option<&str> {
-    meta.file_metadata()
-        .key_value_metadata()?
-        .iter()
-        .find(|kv| kv.key == schema::MONTH_METADATA_KEY)
-        .and_then(|kv| kv.value.as_deref())
 }
 
 fn check_parquet(f: &MonthFile) -> Result<(), SourceError> {

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from taxifare_flow import _core
+    from taxifare_flow.core_types import CleaningCounts, Evaluation
     from taxifare_flow.settings import Settings
 
 
@@ -22,9 +24,9 @@ class DataSource(Protocol):
 
     def month_of_row(self, row: int) -> str | None: ...
 
-    def fit(self, model: Any, first_row: int, row_count: int) -> dict[str, int]: ...
+    def fit(self, model: _core.Model, first_row: int, row_count: int) -> CleaningCounts: ...
 
-    def evaluate(self, model: Any, first_row: int, row_count: int, return_errors: bool = False) -> dict[str, Any]: ...
+    def evaluate(self, model: _core.Model, first_row: int, row_count: int, return_errors: bool = False) -> Evaluation: ...
 
     def content_hash(self, first_row: int, row_count: int) -> str: ...
 

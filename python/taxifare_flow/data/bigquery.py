@@ -18,8 +18,9 @@ from __future__ import annotations
 import logging
 import tempfile
 from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -27,20 +28,26 @@ import pyarrow.parquet as pq
 
 from taxifare_flow import _core
 from taxifare_flow.data.history import ensure_history, history_months, pending_problems
-from taxifare_flow.settings import Settings, SettingsError
+from taxifare_flow.errors import SettingsError
+from taxifare_flow.settings import Settings
+
+if TYPE_CHECKING:
+    from google.api_core.retry import Retry
+    from google.cloud.bigquery import Client, SchemaField
+    from google.cloud.bigquery_storage import BigQueryReadClient
+
+    from taxifare_flow.core_types import CleaningCounts, Evaluation
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
-ARROW_TYPES = {"STRING": pa.string(), "FLOAT64": pa.float64(), "INT64": pa.int64()}
-RIDE_FIELDS = [
-    ("key", "STRING"), ("fare_amount", "FLOAT64"), ("pickup_datetime", "STRING"),
-    ("pickup_longitude", "FLOAT64"), ("pickup_latitude", "FLOAT64"),
-    ("dropoff_longitude", "FLOAT64"), ("dropoff_latitude", "FLOAT64"), ("passenger_count", "INT64"),
-]
-
-
-#: The Arrow schema of a slice (what the kernel reads), also for an empty one.
-SLICE_SCHEMA = pa.schema([pa.field("row_id", pa.int64(), nullable=False)] + [(n, ARROW_TYPES[k]) for n, k in RIDE_FIELDS])
+#: The Arrow schema of a slice (the core's data-source schema: `row_id`, then the ride
+#: columns), also for an empty one; the table's schema follows it.
+SLICE_SCHEMA = _core.source_schema()
+#: The ride columns, as a pending month file holds them.
+RIDE_COLUMNS = _core.ride_schema().names
+#: BigQuery's names of the Arrow types of those columns.
+BQ_TYPES = {pa.string(): "STRING", pa.float64(): "FLOAT64", pa.int64(): "INT64"}
 
 
 class BigQueryError(_core.DataSourceError):
@@ -55,12 +62,10 @@ class BqMonth:
     rows: int
 
 
-def _schema() -> list[Any]:
-    from google.cloud import bigquery
+def _schema() -> list[SchemaField]:
+    from google.cloud.bigquery import SchemaField
 
-    return [bigquery.SchemaField("row_id", "INT64", mode="REQUIRED")] + [
-        bigquery.SchemaField(name, kind, mode="NULLABLE") for name, kind in RIDE_FIELDS
-    ]
+    return [SchemaField(f.name, BQ_TYPES[f.type], mode="NULLABLE" if f.nullable else "REQUIRED") for f in SLICE_SCHEMA]
 
 
 class BigQuerySource:
@@ -73,54 +78,58 @@ class BigQuerySource:
             raise SettingsError("GCP_PROJECT is empty but DATA_SOURCE=bigquery needs it")
         self.settings = settings
         self.table_id = f"{settings.gcp_project}.{settings.bq_dataset}.{settings.bq_table}"
-        self._client: Any = None
-        self._read_client: Any = None
+        self._client: Client | None = None
+        self._read_client: BigQueryReadClient | None = None
         # The last range read: a lifecycle reads [w, t) and then sub-ranges of it several
         # times (evaluate, train, holdout, hash); slices of one read are zero-copy.
         self._cached: tuple[int, pa.Table] | None = None
 
     # -- clients ---------------------------------------------------------------------------
     @property
-    def client(self) -> Any:
+    def client(self) -> Client:
         if self._client is None:
             from google.api_core.client_options import ClientOptions
+            from google.auth.credentials import AnonymousCredentials
             from google.cloud import bigquery
 
             s = self.settings
-            kwargs: dict[str, Any] = {"project": s.gcp_project, "location": s.bq_location}
-            if s.bq_api_endpoint:
-                from google.auth.credentials import AnonymousCredentials
-
-                kwargs["credentials"] = AnonymousCredentials()
-                kwargs["client_options"] = ClientOptions(api_endpoint=s.bq_api_endpoint)
-            self._client = bigquery.Client(**kwargs)
+            emulated = bool(s.bq_api_endpoint)
+            self._client = bigquery.Client(
+                project=s.gcp_project,
+                location=s.bq_location,
+                # google-auth is unannotated.
+                credentials=AnonymousCredentials() if emulated else None,  # type: ignore[no-untyped-call]
+                client_options=ClientOptions(api_endpoint=s.bq_api_endpoint) if emulated else None,
+            )
         return self._client
 
     @property
-    def read_client(self) -> Any | None:
+    def read_client(self) -> BigQueryReadClient | None:
         """A Storage Read client, when an endpoint for it is configured or on real GCP."""
         if self._read_client is None:
             s = self.settings
             if s.bq_api_endpoint and not s.bq_storage_endpoint:
                 return None
-            from google.cloud import bigquery_storage
+            from google.cloud.bigquery_storage import BigQueryReadClient
 
+            # The generated client's __init__ carries no annotations.
             if s.bq_storage_endpoint:
-                import grpc
+                import grpc  # type: ignore[import-untyped]  # no stubs; one call
                 from google.cloud.bigquery_storage_v1.services.big_query_read.transports import BigQueryReadGrpcTransport
 
                 channel = grpc.insecure_channel(s.bq_storage_endpoint.removeprefix("http://"))
-                self._read_client = bigquery_storage.BigQueryReadClient(transport=BigQueryReadGrpcTransport(channel=channel))
+                transport = BigQueryReadGrpcTransport(channel=channel)
+                self._read_client = BigQueryReadClient(transport=transport)  # type: ignore[no-untyped-call]
             else:
-                self._read_client = bigquery_storage.BigQueryReadClient()
+                self._read_client = BigQueryReadClient()  # type: ignore[no-untyped-call]
         return self._read_client
 
-    def _retry(self) -> Any:
+    def _retry(self) -> Retry:
         from google.api_core.retry import Retry
 
         return Retry(timeout=self.settings.bq_timeout_seconds, initial=0.2, maximum=2.0)
 
-    def _call(self, what: str, fn: Any) -> Any:
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
         """Runs a BigQuery call, turning transport and API errors into `BigQueryError`."""
         from google.api_core import exceptions as gexc
 
@@ -210,8 +219,8 @@ class BigQuerySource:
             return None
         month = pending[0]
         first = self.row_count()
-        rides = pq.read_table(self.settings.pending_dir / f"{month}.parquet", columns=[n for n, _ in RIDE_FIELDS])
-        table = rides.add_column(0, pa.field("row_id", pa.int64(), nullable=False),
+        rides = pq.read_table(self.settings.pending_dir / f"{month}.parquet", columns=RIDE_COLUMNS)
+        table = rides.add_column(0, SLICE_SCHEMA.field("row_id"),
                                  pa.array(np.arange(first, first + rides.num_rows, dtype=np.int64)))
         # Checked right before the load (not from the month listing, which may be stale), and
         # the job id below is deterministic: BigQuery refuses a second job with the same id.
@@ -268,7 +277,7 @@ class BigQuerySource:
             table = self._call("storage read", lambda: self._storage_read(reader, first_row, end))
         else:
             table = self._query(
-                f"SELECT row_id, {', '.join(n for n, _ in RIDE_FIELDS)} FROM `{self.table_id}` "
+                f"SELECT {', '.join(SLICE_SCHEMA.names)} FROM `{self.table_id}` "
                 "WHERE row_id >= @first_row AND row_id < @end_row ORDER BY row_id",
                 {"first_row": first_row, "end_row": end},
             )
@@ -278,16 +287,16 @@ class BigQuerySource:
             raise BigQueryError(f"{self.table_id}: expected rows {first_row}..{end}, got {table.num_rows} rows")
         return table
 
-    def _storage_read(self, reader: Any, first: int, end: int) -> pa.Table:
-        from google.cloud.bigquery_storage import types
+    def _storage_read(self, reader: BigQueryReadClient, first: int, end: int) -> pa.Table:
+        from google.cloud.bigquery_storage import DataFormat, ReadSession
 
         s = self.settings
-        session = types.ReadSession(
+        session = ReadSession(
             table=f"projects/{s.gcp_project}/datasets/{s.bq_dataset}/tables/{s.bq_table}",
-            data_format=types.DataFormat.ARROW,
-            read_options=types.ReadSession.TableReadOptions(
+            data_format=DataFormat.ARROW,
+            read_options=ReadSession.TableReadOptions(
                 row_restriction=f"row_id >= {int(first)} AND row_id < {int(end)}",
-                selected_fields=["row_id", *(n for n, _ in RIDE_FIELDS)],
+                selected_fields=SLICE_SCHEMA.names,
             ),
         )
         session = reader.create_read_session(parent=f"projects/{s.gcp_project}", read_session=session,
@@ -296,14 +305,15 @@ class BigQuerySource:
             return SLICE_SCHEMA.empty_table()
         schema = pa.ipc.read_schema(pa.py_buffer(session.arrow_schema.serialized_schema))
         batches = []
-        for page in reader.read_rows(session.streams[0].name, timeout=s.bq_timeout_seconds):
+        pages = reader.read_rows(session.streams[0].name, timeout=s.bq_timeout_seconds)  # type: ignore[no-untyped-call]
+        for page in pages:
             batches.append(pa.ipc.read_record_batch(pa.py_buffer(page.arrow_record_batch.serialized_record_batch), schema))
         return pa.Table.from_batches(batches, schema=schema)
 
-    def fit(self, model: Any, first_row: int, row_count: int) -> dict[str, int]:
+    def fit(self, model: _core.Model, first_row: int, row_count: int) -> CleaningCounts:
         return model.partial_fit(self.read(first_row, row_count))
 
-    def evaluate(self, model: Any, first_row: int, row_count: int, return_errors: bool = False) -> dict[str, Any]:
+    def evaluate(self, model: _core.Model, first_row: int, row_count: int, return_errors: bool = False) -> Evaluation:
         return model.evaluate(self.read(first_row, row_count), return_errors)
 
     def content_hash(self, first_row: int, row_count: int) -> str:

@@ -32,7 +32,6 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 from taxifare_flow import _core
 from taxifare_flow.settings import Settings
@@ -95,7 +94,7 @@ class Provenance:
             f"{malformed:,} malformed values kept as nulls (cleaning drops their rows)",
         ]
 
-    def to_json(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, object]:
         keys = ("seed", "first_month", "last_month", "rows_per_month") if self.kind == "generated" else (
             "file", "path", "bytes", "sha256", "rows_read", "skipped", "malformed_values", "has_key")
         d = asdict(self)

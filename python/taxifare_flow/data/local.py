@@ -9,11 +9,16 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from taxifare_flow import _core
 from taxifare_flow.data.history import ProgressFn, ensure_history, history_months, pending_problems
 from taxifare_flow.settings import Settings
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from taxifare_flow.core_types import CleaningCounts, Evaluation, MonthFile
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +31,10 @@ class ArrivedMonth:
     rows: int
     bytes: int
     path: Path
+
+    @classmethod
+    def of(cls, f: MonthFile) -> ArrivedMonth:
+        return cls(f["month"], f["first_row"], f["end_row"], f["rows"], f["bytes"], f["path"])
 
 
 class LocalSource:
@@ -42,10 +51,7 @@ class LocalSource:
         """Months in the source, by `row_id` (gaps and overlaps raise `DataSourceError`)."""
         if not self.dir.is_dir():
             return []
-        return [
-            ArrivedMonth(f["month"], f["first_row"], f["end_row"], f["rows"], f["bytes"], Path(f["path"]))
-            for f in _core.source_files(self.dir)
-        ]
+        return [ArrivedMonth.of(f) for f in _core.source_files(self.dir)]
 
     def pending(self) -> list[str]:
         """Months of the pending history (its manifest's months, nothing else) that have not
@@ -100,17 +106,17 @@ class LocalSource:
             self.settings.pending_dir / f"{month}.parquet", month, self.dir, self.settings.source_format
         )
         log.info("month %s arrived: rows %d..%d", month, f["first_row"], f["end_row"])
-        return ArrivedMonth(f["month"], f["first_row"], f["end_row"], f["rows"], f["bytes"], Path(f["path"]))
+        return ArrivedMonth.of(f)
 
     # -- the kernel, fed in Rust ---------------------------------------------------------
-    def read(self, first_row: int, row_count: int | None = None, batch_rows: int = 65_536) -> Any:
+    def read(self, first_row: int, row_count: int | None = None, batch_rows: int = 65_536) -> pa.RecordBatchReader:
         """Rows `[first_row, first_row + row_count)` as a `pyarrow.RecordBatchReader`."""
         return _core.read_rows(self.dir, first_row, row_count, batch_rows)
 
-    def fit(self, model: Any, first_row: int, row_count: int) -> dict[str, int]:
+    def fit(self, model: _core.Model, first_row: int, row_count: int) -> CleaningCounts:
         return model.partial_fit_source(self.dir, first_row, row_count)
 
-    def evaluate(self, model: Any, first_row: int, row_count: int, return_errors: bool = False) -> dict[str, Any]:
+    def evaluate(self, model: _core.Model, first_row: int, row_count: int, return_errors: bool = False) -> Evaluation:
         return model.evaluate_source(self.dir, first_row, row_count, return_errors)
 
     def content_hash(self, first_row: int, row_count: int) -> str:

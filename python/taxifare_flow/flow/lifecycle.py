@@ -21,7 +21,7 @@ import urllib.request
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeVar
 
 import numpy as np
 
@@ -36,7 +36,15 @@ from taxifare_flow.ml_logic.watermark import get_latest_trained_row
 from taxifare_flow.model import Model
 from taxifare_flow.settings import Settings
 
+if TYPE_CHECKING:
+    from mlflow.entities.model_registry import ModelVersion
+
+    from taxifare_flow.core_types import Evaluation
+
 log = logging.getLogger(__name__)
+P = ParamSpec("P")
+R = TypeVar("R")
+
 
 def month_step(month: str | None) -> int:
     """Months since 2009-01: the `step` of metrics describing a month."""
@@ -67,7 +75,7 @@ class Outcome:
     seconds: float = 0.0
     notify_error: str | None = None
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> dict[str, object]:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
@@ -78,7 +86,7 @@ class Context:
     registry: Registry
     kernels: dict[str, Model] = field(default_factory=dict)
 
-    def kernel(self, version: Any) -> Model:
+    def kernel(self, version: ModelVersion) -> Model:
         """A fresh copy of the kernel of a version (loaded once per lifecycle)."""
         key = str(version.version)
         if key not in self.kernels:
@@ -92,9 +100,9 @@ class Context:
 
 @dataclass
 class Production:
-    version: Any | None
+    version: ModelVersion | None
     model: Model | None
-    metrics: dict[str, Any] | None
+    metrics: Evaluation | None
 
 
 @dataclass
@@ -148,7 +156,7 @@ def train_challenger(ctx: Context, run_id: str, w: int, t: int) -> Challenger:
     if w > 0 and head is None:
         raise RegistryError(f"no valid model version ends at row {w} (its run is FINISHED but the version is missing): "
                             "cannot continue the lineage; run `taxifare check`")
-    model = ctx.kernel(head) if head is not None else Model(s.ridge_alpha, None if np.isinf(s.half_life_months) else s.half_life_months)
+    model = ctx.kernel(head) if head is not None else Model(s.ridge_alpha, s.half_life_months)
     h = t - int((t - w) * s.holdout_fraction)
     start = time.perf_counter()
     counts = ctx.source.fit(model.core, w, h - w)
@@ -230,10 +238,13 @@ def notify(ctx: Context, outcome: Outcome) -> Outcome:
 
 # -- the machine ------------------------------------------------------------------------
 
-Step = Callable[..., Any]
+class Wrap(Protocol):
+    """What turns a step into a Prefect task (or leaves it plain): the step's own signature."""
+
+    def __call__(self, fn: Callable[P, R], name: str) -> Callable[P, R]: ...
 
 
-def _identity(fn: Step, name: str) -> Step:
+def _identity(fn: Callable[P, R], name: str) -> Callable[P, R]:
     return fn
 
 
@@ -244,7 +255,7 @@ def checks(ctx: Context, w: int) -> None:
     ctx.registry.reconcile_aliases(w)
 
 
-def lifecycle(settings: Settings, wrap: Callable[[Step, str], Step] = _identity, *, lock: bool = True) -> Outcome:
+def lifecycle(settings: Settings, wrap: Wrap = _identity, *, lock: bool = True) -> Outcome:
     """Runs one lifecycle; `wrap` turns each step into a Prefect task (or leaves it plain).
     `lock=False` when the caller already holds the lifecycle lock (the Prefect flow takes it
     before its API server starts)."""
@@ -252,7 +263,7 @@ def lifecycle(settings: Settings, wrap: Callable[[Step, str], Step] = _identity,
         return _locked_lifecycle(settings, wrap)
 
 
-def _locked_lifecycle(settings: Settings, wrap: Callable[[Step, str], Step]) -> Outcome:
+def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
     started = time.perf_counter()
     source = open_source(settings)
     registry = open_registry(settings)

@@ -12,16 +12,26 @@ import hashlib
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from taxifare_flow import _core
 from taxifare_flow.errors import LockTimeout, TrackingStoreError
 from taxifare_flow.settings import Settings
+
+if TYPE_CHECKING:
+    import psycopg
+    from psycopg.rows import TupleRow
 
 __all__ = ["LockTimeout", "lifecycle_lock"]
 
 
 def _key(name: str) -> int:
     return int.from_bytes(hashlib.sha256(f"taxifare-flow:{name}".encode()).digest()[:8], "big", signed=True)
+
+
+def _try_advisory_lock(conn: psycopg.Connection[TupleRow], key: int) -> bool:
+    row = conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()
+    return row is not None and bool(row[0])
 
 
 @contextmanager
@@ -42,7 +52,7 @@ def lifecycle_lock(settings: Settings, poll_seconds: float = 0.2, timeout_second
             raise TrackingStoreError(f"cannot take the lifecycle lock on {_core.mask_dsn(db)}: {_core.mask_dsn(cause)}") from None
         with conn:
             key = _key(settings.mlflow_experiment)
-            while not conn.execute("SELECT pg_try_advisory_lock(%s)", (key,)).fetchone()[0]:
+            while not _try_advisory_lock(conn, key):
                 if time.monotonic() > deadline:
                     raise LockTimeout(f"another lifecycle run holds the advisory lock on {_core.mask_dsn(db)}")
                 time.sleep(poll_seconds)

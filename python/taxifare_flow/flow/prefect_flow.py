@@ -6,10 +6,17 @@ from __future__ import annotations
 
 import os
 import urllib.request
-from typing import Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from taxifare_flow.errors import PrefectServerError
 from taxifare_flow.settings import Settings
+
+if TYPE_CHECKING:
+    from taxifare_flow.flow.lifecycle import Outcome
+
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def _default(name: str, value: str) -> None:
@@ -49,7 +56,7 @@ def _answers(api: str) -> None:
     raise PrefectServerError(f"the Prefect server at {mask_dsn(api)} is not healthy: check it, or unset PREFECT_API_URL")
 
 
-def run_flow(settings: Settings) -> Any:
+def run_flow(settings: Settings) -> Outcome:
     """Runs one lifecycle as a Prefect flow named `PREFECT_FLOW_NAME`; returns its `Outcome`.
     The lifecycle lock is taken before any Prefect server starts."""
     configure_prefect(settings)
@@ -62,12 +69,12 @@ def run_flow(settings: Settings) -> Any:
     from taxifare_flow.flow.prefect_server import local_api_url
     from taxifare_flow.ml_logic.store import ready_store
 
-    def as_task(fn: Any, name: str) -> Any:
+    def as_task(fn: Callable[P, R], name: str) -> Callable[P, R]:
         # Models are not hashable inputs and results stay in memory: no cache, no persistence.
-        return task(fn, name=name, cache_policy=NO_CACHE, persist_result=False)
+        return task(name=name, cache_policy=NO_CACHE, persist_result=False)(fn)
 
     @flow(name=settings.prefect_flow_name, persist_result=False, log_prints=False)
-    def taxifare_lifecycle() -> Any:
+    def taxifare_lifecycle() -> Outcome:
         return lifecycle(settings, as_task, lock=False)
 
     with lifecycle_lock(settings):

@@ -8,16 +8,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from taxifare_flow.settings import Settings
+
+if TYPE_CHECKING:
+    from taxifare_flow.flow.lifecycle import Outcome
 
 
 @dataclass
 class Tick:
     month: str
     rows: int
-    outcome: Any
+    outcome: Outcome
 
 
 def arrive(settings: Settings) -> tuple[str, int] | None:
@@ -50,7 +53,7 @@ def pending_work(settings: Settings) -> int:
     return int(w < t) + len(open_source(settings).pending())
 
 
-def simulate(settings: Settings, months: int | None = None, run: Callable[[Settings], Any] | None = None) -> Iterator[Tick]:
+def simulate(settings: Settings, months: int | None = None, run: Callable[[Settings], Outcome] | None = None) -> Iterator[Tick]:
     """Yields one `Tick` per lifecycle (a Prefect flow by default): first a catch-up over the
     arrived, untrained rows if there are any, then arrival + lifecycle per month."""
     from taxifare_flow.data import open_source

@@ -10,18 +10,19 @@ from typing import Any
 import pandas as pd
 
 import mlflow
-from mlflow.pyfunc import PythonModel
+from mlflow.pyfunc.model import PythonModel, PythonModelContext
 
 
 class TaxifarePyfunc(PythonModel):
-    def load_context(self, context: Any) -> None:
+    def load_context(self, context: PythonModelContext) -> None:
         from taxifare_flow.model import Model
 
         with open(context.artifacts["kernel"], "rb") as f:
             self._model = Model.from_bytes(f.read())
 
-    # A DataFrame hint: MLflow accepts it without imposing a column schema.
-    def predict(self, context, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:  # noqa: ANN001
+    # MLflow reads these hints: a DataFrame input imposes no column schema, and `Any` output
+    # none either.
+    def predict(self, context: PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> Any:
         return self._model.predict(model_input)
 
 

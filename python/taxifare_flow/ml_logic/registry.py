@@ -7,12 +7,17 @@ import logging
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from taxifare_flow import __version__
 from taxifare_flow.errors import RegistryError, TrackingStoreError
 from taxifare_flow.model import Model
 from taxifare_flow.settings import Settings
+
+if TYPE_CHECKING:
+    from mlflow.entities import Run
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
 
@@ -29,14 +34,14 @@ class Registry:
     """An MLflow client bound to the experiment and registered model of the settings."""
 
     settings: Settings
-    client: Any
+    client: MlflowClient
     experiment_id: str
 
     @property
     def model_name(self) -> str:
         return self.settings.mlflow_model_name
 
-    def version_by_alias(self, alias: str) -> Any | None:
+    def version_by_alias(self, alias: str) -> ModelVersion | None:
         from mlflow.exceptions import MlflowException
 
         try:
@@ -44,7 +49,7 @@ class Registry:
         except MlflowException:
             return None
 
-    def versions(self, tags: dict[str, str] | None = None) -> list[Any]:
+    def versions(self, tags: dict[str, str] | None = None) -> list[ModelVersion]:
         """Versions of the model (with these tag values), oldest first. The tag filter runs in
         the store, so finding the lineage head costs the same in month 70 as in month 2."""
         from mlflow.exceptions import MlflowException
@@ -70,27 +75,27 @@ class Registry:
             return "deleted"
         return "valid" if info.status == "FINISHED" else info.status
 
-    def is_valid(self, version: Any) -> bool:
+    def is_valid(self, version: ModelVersion) -> bool:
         """A version counts only while its training run is FINISHED and active: a crashed run's
         version, or one whose run was deleted or failed after the fact, is retracted."""
         return self.run_state(version.run_id) == "valid"
 
-    def _finished(self, versions: list[Any]) -> list[Any]:
+    def _finished(self, versions: list[ModelVersion]) -> list[ModelVersion]:
         return [v for v in versions if self.is_valid(v)]
 
-    def head_for(self, watermark: int) -> Any | None:
+    def head_for(self, watermark: int) -> ModelVersion | None:
         """The version that ends at `watermark`: the lineage head to continue from."""
         if watermark == 0:
             return None
         heads = self._finished(self.versions({"end_row": str(watermark)}))
         return heads[-1] if heads else None
 
-    def root(self) -> Any | None:
+    def root(self) -> ModelVersion | None:
         """The first model ever trained (the frozen baseline)."""
         roots = self._finished(self.versions({"first_row": "0"}))
         return roots[0] if roots else None
 
-    def load_kernel(self, version: Any) -> Model:
+    def load_kernel(self, version: ModelVersion) -> Model:
         """The kernel behind a model version, read from its artifacts."""
         import mlflow
 
@@ -101,7 +106,7 @@ class Registry:
                 raise RegistryError(f"model version {version.version} has no {KERNEL_FILE} artifact ({version.source})")
             return Model.from_bytes(found.read_bytes())
 
-    def log_model_version(self, run_id: str, model: Model, tags: dict[str, str]) -> Any:
+    def log_model_version(self, run_id: str, model: Model, tags: dict[str, str]) -> ModelVersion:
         """Saves the pyfunc model into the run's artifacts and registers it as a new version."""
         import mlflow
 
@@ -143,7 +148,7 @@ class Registry:
     def delete_alias(self, alias: str) -> None:
         self.client.delete_registered_model_alias(self.model_name, alias)
 
-    def training_runs(self) -> list[Any]:
+    def training_runs(self) -> list[Run]:
         """FINISHED, active training runs of the experiment: the ones the watermark counts."""
         return list(self.client.search_runs(
             [self.experiment_id], "params.context = 'train' and attributes.status = 'FINISHED'", max_results=50_000,

@@ -81,7 +81,7 @@ def ensure_sqlite_store(path: Path, artifact_root: str) -> None:
     try:
         from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
 
-        store = SqlAlchemyStore(f"sqlite:///{tmp}", artifact_root)
+        store = SqlAlchemyStore(f"sqlite:///{tmp}", artifact_root)  # type: ignore[no-untyped-call]  # unannotated in mlflow
         store.engine.dispose()
         try:
             os.link(tmp, path)

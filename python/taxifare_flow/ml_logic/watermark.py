@@ -6,7 +6,8 @@ This module never imports mlflow: the `taxifare watermark` command answers in mi
 from __future__ import annotations
 
 from taxifare_flow import _core
-from taxifare_flow.settings import Settings, SettingsError, load_settings
+from taxifare_flow.errors import SettingsError
+from taxifare_flow.settings import Settings, load_settings
 
 
 def tracking_db(settings: Settings) -> str:

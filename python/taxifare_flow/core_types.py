@@ -1,0 +1,78 @@
+"""The shapes of the dicts the Rust core (`taxifare_flow._core`) returns, for type checkers
+and readers; `_core.pyi` names them. Importing this module costs nothing (no numpy)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, NotRequired, Protocol, TypedDict, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
+    from numpy.typing import NDArray
+
+
+@runtime_checkable
+class ArrowArray(Protocol):
+    """Exports an Arrow array or record batch through the Arrow C data interface."""
+
+    def __arrow_c_array__(self, requested_schema: object | None = None) -> tuple[object, object]: ...
+
+
+@runtime_checkable
+class ArrowStream(Protocol):
+    """Exports an Arrow stream (a table, a reader) through the Arrow C stream interface."""
+
+    def __arrow_c_stream__(self, requested_schema: object | None = None) -> object: ...
+
+
+#: Any Arrow data the core reads: pyarrow, polars, pandas ≥ 2.2, … through the C interfaces.
+ArrowData = ArrowArray | ArrowStream
+
+#: Cleaning counts of a slice: `raw`, `kept`, and the rows dropped by each reason.
+CleaningCounts = dict[str, int]
+
+
+class Evaluation(TypedDict):
+    """Scores of a model on labelled rides (`Model.evaluate`)."""
+
+    n: int
+    mae: float
+    rmse: float
+    r2: float
+    cleaning: CleaningCounts
+    #: Per-row absolute errors in row order, when `return_errors` was asked.
+    abs_errors: NotRequired[NDArray[np.float64]]
+
+
+class GeneratedMonth(TypedDict):
+    """One month of `generate_history`."""
+
+    month: str
+    rows: int
+    #: False when an existing file was kept (then no statistics).
+    generated: bool
+    clean_rows: NotRequired[int]
+    noise_floor_mae: NotRequired[float]
+
+
+class ImportSummary(TypedDict):
+    """What `import_kaggle_csv` read and wrote: the provenance of an imported history."""
+
+    months: list[tuple[str, int]]
+    rows_read: int
+    skipped: dict[str, int]
+    malformed_values: dict[str, int]
+    has_key: bool
+    bytes: int
+    sha256: str
+
+
+class MonthFile(TypedDict):
+    """A month file of the source (`source_files`, `append_month`)."""
+
+    month: str
+    first_row: int
+    end_row: int
+    rows: int
+    path: Path
+    bytes: int
