@@ -143,3 +143,22 @@ def test_debug_shows_the_traceback(clean_env: Path) -> None:
     assert r.returncode != 0 and "Traceback" in r.stderr
     r = taxifare("run_flow", env={"HOLDOUT_FRACTION": "2", "TAXIFARE_DEBUG": "1"})
     assert r.returncode != 0 and "Traceback" in r.stderr
+
+
+@pytest.mark.parametrize("command", ["run_flow", "run_all_months", "report", "check"])
+def test_tracking_server_down(arrived: Path, command: str) -> None:
+    # MLflow's client would retry for minutes; the health check answers in seconds.
+    env = {"MLFLOW_TRACKING_URI": f"http://taxi:{ENCODED}@127.0.0.1:1",
+           "MLFLOW_TRACKING_DB": f"sqlite:///{arrived / 'mlflow' / 'mlflow.db'}"}
+    r = taxifare(command, env=env, timeout=120)
+    _assert_clean_failure(r, "TrackingStoreError", "does not answer")
+
+
+@pytest.mark.parametrize("command", ["run_flow", "check", "report"])
+def test_a_deleted_experiment_is_named(arrived: Path, command: str) -> None:
+    from taxifare_flow.ml_logic.registry import open_registry
+
+    reg = open_registry(load_settings())
+    reg.client.delete_experiment(reg.experiment_id)
+    r = taxifare(command)
+    _assert_clean_failure(r, "is deleted", "mlflow experiments restore")

@@ -158,3 +158,23 @@ def test_lifecycle_on_a_postgresql_store_with_its_advisory_lock(small_history: P
             run_lifecycle(settings)
     assert run_lifecycle(settings).end_row == 7500
     assert_tiles(_training_intervals(settings), 7500)
+
+
+def test_a_lost_advisory_lock_is_noticed_before_finishing(small_history: Path, postgres_db: str,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg
+
+    from taxifare_flow.errors import LockLost
+    from taxifare_flow.flow.lock import assert_lock_held, lifecycle_lock
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", postgres_db)
+    settings = load_settings()
+    with lifecycle_lock(settings):
+        assert_lock_held()
+        # The session holding the lock ends (an idle cut, a server restart): the lock is gone.
+        with psycopg.connect(postgres_db, autocommit=True) as admin:
+            admin.execute("SELECT pg_terminate_backend(l.pid) FROM pg_locks l JOIN pg_database d ON d.oid = l.database "
+                          "WHERE l.locktype = 'advisory' AND d.datname = current_database() AND l.pid <> pg_backend_pid()")
+        with pytest.raises(LockLost, match="was lost"):
+            assert_lock_held()
+    assert_lock_held()  # released: nothing left to check

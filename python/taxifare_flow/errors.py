@@ -15,6 +15,10 @@ class LockTimeout(TaxifareError):
     """Another lifecycle run holds the lifecycle lock."""
 
 
+class LockLost(TaxifareError):
+    """The lifecycle lock was lost while a lifecycle ran (its database session ended)."""
+
+
 class SourceBehindError(DataSourceError):
     """The data source holds fewer rows than the model was trained on."""
 

@@ -252,6 +252,18 @@ class BigQuerySource:
             except BigQueryError as e:
                 if not isinstance(e.__context__, Conflict) and "Already Exists" not in str(e):
                     raise
+                # BigQuery keeps job ids for months: after reset_bq_tables, or when that job
+                # failed, the id is taken but the rows are not in this table.
+                loaded = self._query(
+                    f"SELECT COUNT(*) AS n FROM `{self.table_id}` WHERE row_id >= @first_row AND row_id < @end_row",
+                    {"first_row": first, "end_row": first + table.num_rows},
+                ).column("n")[0].as_py()
+                if loaded != table.num_rows:
+                    raise BigQueryError(
+                        f"load job {job_id} already exists but {self.table_id} holds {loaded} of the {table.num_rows} rows of "
+                        f"{month}: the id belongs to an earlier table or a failed load; run reset_bq_tables with a new "
+                        "BQ_TABLE name, or load the month by hand"
+                    ) from None
                 log.warning("load job %s already ran: month %s not appended again", job_id, month)
         self._cached = None
         return BqMonth(month, first, first + table.num_rows, table.num_rows)

@@ -29,7 +29,7 @@ from taxifare_flow import _core
 from taxifare_flow.check import assert_sound, repair
 from taxifare_flow.data import DataSource, open_source
 from taxifare_flow.errors import RegistryError, SourceBehindError
-from taxifare_flow.flow.lock import lifecycle_lock
+from taxifare_flow.flow.lock import assert_lock_held, lifecycle_lock
 from taxifare_flow.ml_logic.promotion import Decision, decide
 from taxifare_flow.ml_logic.registry import PRODUCTION, Registry, open_registry
 from taxifare_flow.ml_logic.watermark import get_latest_trained_row
@@ -290,6 +290,7 @@ def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
         challenger = wrap(train_challenger, "train challenger")(ctx, run_id, w, t)
         decision = wrap(compare, "compare")(ctx, run_id, production, challenger, t, step)
         version = wrap(finalise, "finalise")(ctx, run_id, production, challenger, decision, w, t, month)
+        assert_lock_held()  # no other lifecycle can have taken these rows meanwhile
         client.set_terminated(run_id, "FINISHED")
     except BaseException:
         client.set_terminated(run_id, "FAILED")

@@ -25,7 +25,7 @@ from taxifare_flow.errors import PrefectServerError
 
 log = logging.getLogger(__name__)
 
-_PORT_IN_USE = 3  # uvicorn's exit status when it cannot bind
+_STARTUP_FAILED = 3  # uvicorn's exit status when it cannot start (a port taken, a failed lifespan)
 
 
 @dataclass
@@ -105,11 +105,12 @@ def local_api_url(prefect_home: Path, timeout_seconds: float) -> str:
     prefect_home.mkdir(parents=True, exist_ok=True)
     log_path = prefect_home / "server.log"
     deadline = time.monotonic() + timeout_seconds
-    server = _spawn(prefect_home, log_path)
+    server, respawns = _spawn(prefect_home, log_path), 0
     while not _healthy(server.url):
         code = server.process.poll()
-        if code == _PORT_IN_USE:  # another process took the free port first
-            server = _spawn(prefect_home, log_path)
+        # uvicorn says 3 for any start-up failure; a port taken meanwhile is worth two retries.
+        if code == _STARTUP_FAILED and respawns < 2:
+            server, respawns = _spawn(prefect_home, log_path), respawns + 1
         elif code is not None:
             raise PrefectServerError(f"the local Prefect server exited with status {code} while starting: see {log_path}")
         if time.monotonic() > deadline:

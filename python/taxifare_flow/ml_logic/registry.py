@@ -275,6 +275,11 @@ def open_registry(settings: Settings) -> Registry:
             direct = not uri.startswith(("http://", "https://", "databricks"))
             location = settings.artifact_location if direct else None
             experiment_id = client.create_experiment(settings.mlflow_experiment, artifact_location=location)
+        elif exp.lifecycle_stage != "active":
+            raise TrackingStoreError(
+                f"experiment {settings.mlflow_experiment!r} is deleted in {mask_dsn(uri)}: restore it "
+                f"(mlflow experiments restore -x {exp.experiment_id}) or choose another MLFLOW_EXPERIMENT"
+            )
         else:
             experiment_id = exp.experiment_id
     except (MlflowException, SQLAlchemyError) as e:

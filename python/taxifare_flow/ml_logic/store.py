@@ -122,4 +122,23 @@ def ready_store(settings: Settings) -> None:
     uri = settings.mlflow_tracking_uri
     if uri.startswith("sqlite:///"):
         ensure_sqlite_store(Path(uri.removeprefix("sqlite:///")), settings.artifact_location)
+    elif uri.startswith(("http://", "https://")):
+        _server_answers(uri)
     probe_tracking_db(settings)
+
+
+def _server_answers(uri: str) -> None:
+    """A tracking server answers its health check in seconds, where MLflow's client retries
+    for minutes before it gives up."""
+    import urllib.request
+
+    from taxifare_flow._core import mask_dsn
+
+    try:
+        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10) as r:
+            if r.status == 200:
+                return
+    except OSError as e:
+        raise TrackingStoreError(f"the MLflow tracking server {mask_dsn(uri)} does not answer ({mask_dsn(str(e))}): "
+                                 "start it, or check MLFLOW_TRACKING_URI") from None
+    raise TrackingStoreError(f"the MLflow tracking server {mask_dsn(uri)} is not healthy: check it")
