@@ -321,3 +321,14 @@ def test_kill_9_at_random_points_keeps_every_row_trained_once(small_history: Pat
     for alias in (PRODUCTION, CHALLENGER):
         v = reg.version_by_alias(alias)
         assert v is not None and reg.is_valid(v)
+
+
+def test_check_names_a_source_behind_the_watermark(small_history: Path) -> None:
+    settings = load_settings()
+    LocalSource(settings).reset()
+    arrive(1)
+    run_lifecycle(settings)
+    LocalSource(settings).reset()  # the source is reset, MLflow is not
+    r = taxifare("check", "--deep")
+    assert r.returncode == 1, r.stdout
+    assert f"the source holds 0 rows but the model was trained on rows up to {ROWS:,}" in r.stdout

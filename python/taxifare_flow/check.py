@@ -91,6 +91,11 @@ def _stale_runs(registry: Registry) -> list[str]:
         [registry.experiment_id], "params.context = 'train' and attributes.status = 'RUNNING'", max_results=50_000)]
 
 
+def _running_runs(registry: Registry) -> set[str]:
+    return {r.info.run_id for r in registry.client.search_runs(
+        [registry.experiment_id], "params.context = 'train' and attributes.status = 'RUNNING'", max_results=50_000)}
+
+
 def _lineage_problems(source: DataSource, registry: Registry) -> list[str]:
     problems = []
     for run in registry.training_runs():
@@ -115,26 +120,36 @@ def check(settings: Settings, deep: bool = False, repair_state: bool = False) ->
     findings = [Finding("the data source is what its names say", source.problems())]
     findings.append(Finding("the pending history has its provenance", source.pending_problems()))
     registry = open_registry(settings)
-    watermark = get_latest_trained_row(settings=settings)
     repaired: list[str] = []
-    # RUNNING runs are stale only while no lifecycle runs: judged (and repaired) under the lock.
+
+    def judge(lifecycle_running: bool) -> list[Finding]:
+        # Read in one go, under the lock when it is free: a lifecycle finishing between two
+        # reads would otherwise look like a broken tiling or an untagged orphan.
+        watermark = get_latest_trained_row(settings=settings)
+        rows = source.row_count()
+        running = lifecycle_running and _running_runs(registry)
+        return [
+            Finding(f"finished training runs tile [0, {watermark:,})", tiling_problems(training_intervals(registry), watermark)),
+            Finding("the source holds every trained row", [] if rows >= watermark else [
+                f"the source holds {rows:,} rows but the model was trained on rows up to {watermark:,} (the source was "
+                "reset, MLflow was not)"]),
+            Finding("no stale RUNNING training run", [] if lifecycle_running else _stale_runs(registry),
+                    "a lifecycle is running now: its RUNNING run is not stale" if lifecycle_running else ""),
+            Finding("versions of unfinished or deleted runs are tagged orphaned",
+                    [p for p in _orphan_problems(registry) if not (running and any(r in p for r in running))]),
+            Finding("aliases point at versions of finished, active runs", _alias_problems(registry)),
+        ] + ([Finding("each run's lineage hash matches the source rows", _lineage_problems(source, registry))]
+             if deep and rows >= watermark else [])
+
     try:
         with lifecycle_lock(settings, timeout_seconds=settings.lock_timeout_seconds if repair_state else 0):
             if repair_state:
                 repaired = repair(registry)
-            stale, note = _stale_runs(registry), ""
+            findings += judge(lifecycle_running=False)
     except LockTimeout:
         if repair_state:
             raise
-        stale, note = [], "a lifecycle is running now: its RUNNING run is not stale"
-    findings += [
-        Finding(f"finished training runs tile [0, {watermark:,})", tiling_problems(training_intervals(registry), watermark)),
-        Finding("no stale RUNNING training run", stale, note),
-        Finding("versions of unfinished or deleted runs are tagged orphaned", _orphan_problems(registry)),
-        Finding("aliases point at versions of finished, active runs", _alias_problems(registry)),
-    ]
-    if deep:
-        findings.append(Finding("each run's lineage hash matches the source rows", _lineage_problems(source, registry)))
+        findings += judge(lifecycle_running=True)
     if repaired:
         findings.insert(0, Finding("repairs", [], "; ".join(repaired)))
     return findings

@@ -308,13 +308,13 @@ def run_all_months(months: int = typer.Option(0, help="stop after N months (0 = 
     total = _guard(lambda: pending_work(s))
     if months:
         total = min(total, months)
-    rows, started = 0, time.perf_counter()
+    started = time.perf_counter()
     with Progress(TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   TextColumn("{task.fields[info]}"), console=console) as bar:
         job = bar.add_task("months", total=total, info="")
-        for tick in _guard(lambda: list(_iter(simulate(s, months or None), bar, job, started))):
-            rows += tick.rows
-    console.print(f"{total} lifecycles, {rows:,} rows in {time.perf_counter() - started:.1f} s")
+        ticks = _guard(lambda: list(_iter(simulate(s, months or None), bar, job, started)))
+        rows = sum(tick.rows for tick in ticks)
+    console.print(f"{len(ticks)} lifecycles, {rows:,} rows in {time.perf_counter() - started:.1f} s")
     _where_to_look(s)
 
 
