@@ -5,7 +5,6 @@ Prefect API this process starts (its state under `PREFECT_HOME`, see `prefect_se
 from __future__ import annotations
 
 import os
-import urllib.request
 from collections.abc import Callable
 from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
@@ -45,15 +44,12 @@ def _answers(api: str) -> None:
     """A configured Prefect server answers before the flow starts (else Prefect's own retries
     and tracebacks)."""
     from taxifare_flow._core import mask_dsn
+    from taxifare_flow.health import why_unhealthy
 
-    try:
-        with urllib.request.urlopen(f"{api}/health", timeout=10) as r:
-            if r.status == 200:
-                return
-    except OSError as e:
-        raise PrefectServerError(f"the Prefect server at {mask_dsn(api)} does not answer ({e}): start it, or unset "
-                                 "PREFECT_API_URL for a local one") from None
-    raise PrefectServerError(f"the Prefect server at {mask_dsn(api)} is not healthy: check it, or unset PREFECT_API_URL")
+    why = why_unhealthy(api)
+    if why is not None:
+        raise PrefectServerError(f"the Prefect server at {mask_dsn(api)} {mask_dsn(why)}: start it, or unset "
+                                 "PREFECT_API_URL for a local one")
 
 
 def run_flow(settings: Settings) -> Outcome:

@@ -17,11 +17,11 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from taxifare_flow.errors import PrefectServerError
+from taxifare_flow.health import why_unhealthy
 
 log = logging.getLogger(__name__)
 
@@ -59,11 +59,7 @@ def _free_port() -> int:
 
 
 def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as r:
-            return bool(r.status == 200)
-    except OSError:
-        return False
+    return why_unhealthy(url, timeout=2) is None
 
 
 def _spawn(prefect_home: Path, log_path: Path) -> _Server:

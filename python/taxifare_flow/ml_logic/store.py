@@ -130,15 +130,10 @@ def ready_store(settings: Settings) -> None:
 def _server_answers(uri: str) -> None:
     """A tracking server answers its health check in seconds, where MLflow's client retries
     for minutes before it gives up."""
-    import urllib.request
-
     from taxifare_flow._core import mask_dsn
+    from taxifare_flow.health import why_unhealthy
 
-    try:
-        with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=10) as r:
-            if r.status == 200:
-                return
-    except OSError as e:
-        raise TrackingStoreError(f"the MLflow tracking server {mask_dsn(uri)} does not answer ({mask_dsn(str(e))}): "
-                                 "start it, or check MLFLOW_TRACKING_URI") from None
-    raise TrackingStoreError(f"the MLflow tracking server {mask_dsn(uri)} is not healthy: check it")
+    why = why_unhealthy(uri)
+    if why is not None:
+        raise TrackingStoreError(f"the MLflow tracking server {mask_dsn(uri)} {mask_dsn(why)}: start it, or check "
+                                 "MLFLOW_TRACKING_URI")
