@@ -18,6 +18,10 @@ use crate::kernel::cleaning::CleaningCounts;
 use crate::kernel::model::{Evaluation, Model, Settings};
 use crate::kernel::{codec, features, KernelError};
 use crate::source::layout::{self, Format};
+use crate::kernel::pass::{self, PassModels, PassResult};
+use crate::kernel::metrics::Metrics;
+use crate::source::rows_read::{self, Counted};
+use crate::source::reader::SliceReader;
 use crate::source::{append, reader, verify, SourceError};
 use crate::watermark::{self, WatermarkError};
 
@@ -111,6 +115,117 @@ fn evaluation_dict<'py>(py: Python<'py>, ev: Evaluation) -> PyResult<Bound<'py, 
     Ok(d)
 }
 
+/// Rows of the local source, counted as read.
+fn source_rows(dir: &std::path::Path, first: u64, count: Option<u64>, batch_rows: usize) -> CoreResult<Counted<SliceReader>> {
+    Ok(Counted(reader::read_rows(dir, first, count, batch_rows)?))
+}
+
+fn scores_dict<'py>(py: Python<'py>, m: Option<Metrics>) -> PyResult<Option<Bound<'py, PyDict>>> {
+    let Some(m) = m else { return Ok(None) };
+    let d = PyDict::new(py);
+    d.set_item("n", m.n)?;
+    d.set_item("mae", m.mae())?;
+    d.set_item("rmse", m.rmse())?;
+    d.set_item("r2", m.r2())?;
+    Ok(Some(d))
+}
+
+fn pass_dict<'py>(py: Python<'py>, r: PassResult) -> PyResult<Bound<'py, PyDict>> {
+    let d = PyDict::new(py);
+    d.set_item("rows", r.rows)?;
+    d.set_item("cleaning", counts_dict(py, &r.counts)?)?;
+    d.set_item("train_kept", r.train_kept)?;
+    d.set_item("holdout_kept", r.holdout_kept)?;
+    d.set_item("production", scores_dict(py, r.production)?)?;
+    d.set_item("frozen", scores_dict(py, r.frozen)?)?;
+    d.set_item("holdout_challenger_errors", r.holdout_challenger.map(|e| e.into_pyarray(py)))?;
+    d.set_item("holdout_production_errors", r.holdout_production.map(|e| e.into_pyarray(py)))?;
+    d.set_item("lineage_hash", r.lineage_hash)?;
+    Ok(d)
+}
+
+/// Runs the one lifecycle pass with copies of the scored models (they are only read).
+fn run_pass<I>(
+    py: Python<'_>,
+    rows: impl FnOnce() -> CoreResult<I> + Send,
+    holdout_offset: u64,
+    challenger: &mut Model,
+    production: Option<PyRef<'_, PyModel>>,
+    frozen: Option<PyRef<'_, PyModel>>,
+) -> PyResult<PassResult>
+where
+    I: IntoIterator<Item = Result<arrow::array::RecordBatch, arrow::error::ArrowError>>,
+{
+    let mut production = production.map(|m| m.inner.clone());
+    let mut frozen = frozen.map(|m| m.inner.clone());
+    Ok(py
+        .detach(|| -> CoreResult<PassResult> {
+            let models = PassModels { challenger, production: production.as_mut(), frozen: frozen.as_mut() };
+            Ok(pass::lifecycle_pass(rows()?, holdout_offset, models)?)
+        })
+        .map_err(PyErr::from)?)
+}
+
+/// One lifecycle's pass over Arrow rows `[w, t)` whose holdout starts `holdout_offset` rows in:
+/// production and frozen scored, the challenger trained (ending with all the rows), the
+/// holdout scored row by row, the rows hashed. Each row is read once.
+#[pyfunction]
+#[pyo3(signature = (data, holdout_offset, challenger, production = None, frozen = None))]
+fn lifecycle_pass<'py>(
+    py: Python<'py>,
+    data: AnyRecordBatch,
+    holdout_offset: u64,
+    mut challenger: PyRefMut<'py, PyModel>,
+    production: Option<PyRef<'py, PyModel>>,
+    frozen: Option<PyRef<'py, PyModel>>,
+) -> PyResult<Bound<'py, PyDict>> {
+    let reader = Counted(data.into_reader()?);
+    let r = run_pass(py, move || Ok(reader), holdout_offset, &mut challenger.inner, production, frozen)?;
+    pass_dict(py, r)
+}
+
+/// `lifecycle_pass` over rows `[first_row, first_row + row_count)` of a local source, read in
+/// Rust; the holdout starts at row `holdout_start`.
+#[pyfunction]
+#[pyo3(signature = (source_dir, first_row, row_count, holdout_start, challenger, production = None, frozen = None, batch_rows = 65_536))]
+#[allow(clippy::too_many_arguments)]
+fn lifecycle_pass_source<'py>(
+    py: Python<'py>,
+    source_dir: PathBuf,
+    first_row: u64,
+    row_count: u64,
+    holdout_start: u64,
+    mut challenger: PyRefMut<'py, PyModel>,
+    production: Option<PyRef<'py, PyModel>>,
+    frozen: Option<PyRef<'py, PyModel>>,
+    batch_rows: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let offset = holdout_start
+        .checked_sub(first_row)
+        .filter(|o| *o <= row_count)
+        .ok_or_else(|| CoreError::Invalid(format!("holdout_start {holdout_start} is outside rows {first_row}..{}", first_row + row_count)))?;
+    let rows = move || source_rows(&source_dir, first_row, Some(row_count), batch_rows);
+    let r = run_pass(py, rows, offset, &mut challenger.inner, production, frozen)?;
+    pass_dict(py, r)
+}
+
+/// Rows the core has read since the process started (decoded from the local source, or
+/// received as Arrow from Python).
+#[pyfunction]
+fn rows_decoded() -> u64 {
+    rows_read::total()
+}
+
+/// The lineage hash of rows `[first_row, first_row + row_count)` of a local source.
+#[pyfunction]
+fn hash_source_rows(py: Python<'_>, source_dir: PathBuf, first_row: u64, row_count: u64) -> PyResult<String> {
+    py.detach(|| -> CoreResult<String> {
+        let r = source_rows(&source_dir, first_row, Some(row_count), 65_536)?;
+        crate::lineage::hash_rows(r).map_err(|e| CoreError::Kernel(KernelError::Input(e.to_string())))
+    })
+    .map_err(PyErr::from)
+}
+
 /// The taxi-fare model: exact incremental ridge regression over cleaned, featurised rides.
 #[pyclass(name = "Model", module = "taxifare_flow._core")]
 pub struct PyModel {
@@ -128,7 +243,7 @@ impl PyModel {
 
     /// Adds raw ride rows (any Arrow table, batch or stream); returns the cleaning counts.
     fn partial_fit<'py>(&mut self, py: Python<'py>, data: AnyRecordBatch) -> PyResult<Bound<'py, PyDict>> {
-        let reader = data.into_reader()?;
+        let reader = Counted(data.into_reader()?);
         let model = &mut self.inner;
         let counts = py.detach(|| model.partial_fit(reader)).map_err(CoreError::from)?;
         counts_dict(py, &counts)
@@ -147,7 +262,7 @@ impl PyModel {
         let model = &mut self.inner;
         let counts = py
             .detach(|| -> CoreResult<CleaningCounts> {
-                let r = reader::read_rows(&source_dir, first_row, row_count, batch_rows)?;
+                let r = source_rows(&source_dir, first_row, row_count, batch_rows)?;
                 Ok(model.partial_fit(r)?)
             })
             .map_err(PyErr::from)?;
@@ -162,7 +277,7 @@ impl PyModel {
 
     /// Predicted fares for raw rides; NaN where cleaning rejects the ride.
     fn predict<'py>(&mut self, py: Python<'py>, data: AnyRecordBatch) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        let reader = data.into_reader()?;
+        let reader = Counted(data.into_reader()?);
         let model = &mut self.inner;
         let out = py
             .detach(|| -> CoreResult<Vec<f64>> {
@@ -185,7 +300,7 @@ impl PyModel {
     /// MAE, RMSE, R², cleaning counts (and per-row absolute errors) on labelled raw rides.
     #[pyo3(signature = (data, return_errors = false))]
     fn evaluate<'py>(&mut self, py: Python<'py>, data: AnyRecordBatch, return_errors: bool) -> PyResult<Bound<'py, PyDict>> {
-        let reader = data.into_reader()?;
+        let reader = Counted(data.into_reader()?);
         let model = &mut self.inner;
         let ev = py.detach(|| model.evaluate(reader, return_errors)).map_err(CoreError::from)?;
         evaluation_dict(py, ev)
@@ -205,7 +320,7 @@ impl PyModel {
         let model = &mut self.inner;
         let ev = py
             .detach(|| -> CoreResult<Evaluation> {
-                let r = reader::read_rows(&source_dir, first_row, row_count, batch_rows)?;
+                let r = source_rows(&source_dir, first_row, row_count, batch_rows)?;
                 Ok(model.evaluate(r, return_errors)?)
             })
             .map_err(PyErr::from)?;
@@ -449,7 +564,7 @@ fn row_count(source_dir: PathBuf) -> PyResult<u64> {
 #[pyfunction]
 #[pyo3(signature = (source_dir, first_row, row_count = None, batch_rows = 65_536))]
 fn read_rows<'py>(py: Python<'py>, source_dir: PathBuf, first_row: u64, row_count: Option<u64>, batch_rows: usize) -> PyResult<Bound<'py, PyAny>> {
-    let r = reader::read_rows(&source_dir, first_row, row_count, batch_rows).map_err(CoreError::from)?;
+    let r = source_rows(&source_dir, first_row, row_count, batch_rows)?;
     PyRecordBatchReader::new(Box::new(r)).into_pyarrow(py)
 }
 
@@ -481,7 +596,7 @@ fn compute_features<'py>(py: Python<'py>, data: AnyRecordBatch) -> PyResult<(Bou
 /// Content hash of the rows of any Arrow stream (independent of batching).
 #[pyfunction]
 fn hash_rows(py: Python<'_>, data: AnyRecordBatch) -> PyResult<String> {
-    let reader = data.into_reader()?;
+    let reader = Counted(data.into_reader()?);
     Ok(py.detach(|| crate::lineage::hash_rows(reader)).map_err(|e| CoreError::Kernel(KernelError::Input(e.to_string())))?)
 }
 
@@ -495,8 +610,9 @@ fn log_hello(message: &str) {
 mod _core {
     #[pymodule_export]
     use super::{
-        append_month, compute_features, generate_history, generate_month, get_latest_trained_row, hash_rows, import_kaggle_csv, log_hello,
-        mask_dsn, read_rows, ride_schema, row_count, source_files, source_problems, source_schema, version, PyModel,
+        append_month, compute_features, generate_history, generate_month, get_latest_trained_row, hash_rows, hash_source_rows,
+        import_kaggle_csv, lifecycle_pass, lifecycle_pass_source, log_hello, mask_dsn, read_rows, ride_schema, row_count,
+        rows_decoded, source_files, source_problems, source_schema, version, PyModel,
     };
 
     #[pymodule_export]

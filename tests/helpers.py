@@ -34,7 +34,7 @@ def arrive(n: int, settings: Settings | None = None) -> None:
 
     src = LocalSource(settings or load_settings())
     for _ in range(n):
-        assert src.get_new_month() is not None
+        assert src.bring_next_month() is not None
 
 
 def training_intervals(settings: Settings) -> list[tuple[int, int]]:

@@ -42,7 +42,7 @@ def test_crash_between_write_and_rename_leaves_the_old_state(three_months: Path)
     # A crash mid-write leaves a hidden temporary file and no renamed month.
     (data / "source" / ".2012-09_r000000000300-000000000600.parquet.tmp-4242").write_bytes(b"half a month")
     r = taxifare("show_data_sources")
-    assert "1 months, 300 rows in the source; 2 months pending" in r.stdout
+    assert "1 month, 300 rows in the source; 2 months pending" in r.stdout
     r = taxifare("get_new_month")
     assert r.returncode == 0 and "2012-09 arrived: 300 rows, row_id 300..600" in r.stdout
     r = taxifare("reset_data_sources")

@@ -23,7 +23,7 @@ def arrived(small_history: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A small history with one month arrived, nothing trained."""
     monkeypatch.setenv("HISTORY_LAST_MONTH", "2012-07")
     LocalSource(load_settings()).reset()
-    LocalSource(load_settings()).get_new_month()
+    LocalSource(load_settings()).bring_next_month()
     return small_history
 
 

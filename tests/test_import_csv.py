@@ -245,4 +245,5 @@ def test_bigquery_trio_stands_on_its_own(data: Path, bigquery_env: None) -> None
     assert "2012-08 loaded: 200 rows, row_id 0..200" in r.stdout
     assert manifest(data)["kind"] == "generated"
     r = taxifare("show_bq_tables")
-    assert "2 months pending; next: 2012-09" in r.stdout
+    assert "1 month, 200 rows in the source; 2 months pending (2012-09 … 2012-10)" in r.stdout
+    assert "next month to arrive: 2012-09" in r.stdout

@@ -178,3 +178,36 @@ def test_a_lost_advisory_lock_is_noticed_before_finishing(small_history: Path, p
         with pytest.raises(LockLost, match="was lost"):
             assert_lock_held()
     assert_lock_held()  # released: nothing left to check
+
+
+def test_one_pass_reads_each_new_row_once_and_logs_in_two_batches(small_history: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A lifecycle reads `[w, t)` once (the core's counter), logs its run in two `log_batch`
+    calls and no single-value call, and its cleaned-row count is the run's."""
+    from mlflow.tracking import MlflowClient
+
+    from taxifare_flow import _core
+
+    settings = load_settings()
+    LocalSource(settings).reset()
+    _arrive(1)
+    run_lifecycle(settings)
+    _arrive(2)  # a catch-up over two months: production and the frozen model both exist
+    calls: list[str] = []
+    for name in ("log_batch", "log_param", "log_metric", "set_tag"):
+        original = getattr(MlflowClient, name)
+
+        def spy(self: MlflowClient, *args: object, _name: str = name, _original: object = original, **kwargs: object) -> object:
+            calls.append(_name)
+            return _original(self, *args, **kwargs)  # type: ignore[operator]
+
+        monkeypatch.setattr(MlflowClient, name, spy)
+    before = _core.rows_decoded()
+    outcome = run_lifecycle(settings)
+    assert (outcome.first_row, outcome.end_row) == (2500, 7500)
+    assert _core.rows_decoded() - before == 5000 == outcome.rows_decoded
+    assert calls == ["log_batch", "log_batch"]
+    run = open_registry(settings).client.get_run(outcome.run_id)
+    assert int(run.data.params["cleaned_row_count"]) == outcome.cleaned_rows
+    assert 4800 < outcome.cleaned_rows <= 5000
+    assert {"prequential_mae", "frozen_mae", "holdout_mae_challenger", "holdout_mae_production"} <= set(run.data.metrics)
+    assert run.data.tags["lineage_hash"] == _core.hash_source_rows(settings.source_dir, 2500, 5000)

@@ -135,25 +135,25 @@ def test_shifts_complete(data_source: str, small_history: Path, prefect_harness:
     source and on BigQuery (the emulator)."""
     if data_source == "bigquery":
         request.getfixturevalue("bigquery_env")
-    from taxifare_flow.data.local import LocalSource
+    from taxifare_flow.data import open_source
     from taxifare_flow.flow.prefect_flow import run_flow
     from taxifare_flow.flow.simulate import simulate
     from taxifare_flow.ml_logic import get_latest_trained_row
     from taxifare_flow.ml_logic.registry import PRODUCTION, open_registry
     from taxifare_flow.report import collect, write_report
 
-    from taxifare_flow.data import open_source
-
     settings = load_settings()
-    LocalSource(settings).reset()
-    if data_source == "bigquery":
-        from taxifare_flow.data.bigquery import BigQuerySource
-
-        BigQuerySource(settings).reset()
+    open_source(settings, "local").reset()
+    open_source(settings).reset()
+    read_before = _core.rows_decoded()
     ticks = list(simulate(settings))
+    read = _core.rows_decoded() - read_before
     assert [t.month for t in ticks] == [f"2012-{m:02d}" for m in range(5, 13)] + ["2013-01", "2013-02"]
     total = open_source(settings).row_count()
     assert total == 10 * 2500
+    # One pass per lifecycle: every row was read exactly once, whatever the source.
+    assert read == total, f"{read} rows read for {total} rows trained"
+    assert [t.outcome.rows_decoded for t in ticks] == [t.rows for t in ticks]
 
     assert_tiles(training_intervals(settings), total)
     assert get_latest_trained_row() == total
@@ -166,6 +166,10 @@ def test_shifts_complete(data_source: str, small_history: Path, prefect_harness:
     # Each month after the first has production's prequential MAE, with the month as step.
     runs = reg.client.search_runs([reg.experiment_id], "params.context = 'train'")
     history = {int(r.data.params["first_row"]): r for r in runs}
+    # One cleaned-row count: the run's param is the outcome's (the whole range).
+    by_first = {t.outcome.first_row: t.outcome for t in ticks}
+    assert {f: int(r.data.params["cleaned_row_count"]) for f, r in history.items()} == {
+        f: o.cleaned_rows for f, o in by_first.items()}
     for first, run in sorted(history.items())[1:]:
         logged = reg.client.get_metric_history(run.info.run_id, "prequential_mae")
         assert len(logged) == 1 and 0 < logged[0].value < 20

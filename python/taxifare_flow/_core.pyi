@@ -10,7 +10,7 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 from taxifare_flow.core_types import ArrowData as _ArrowData
-from taxifare_flow.core_types import CleaningCounts, Evaluation, GeneratedMonth, ImportSummary, MonthFile
+from taxifare_flow.core_types import CleaningCounts, Evaluation, GeneratedMonth, ImportSummary, MonthFile, PassResult
 
 _StrPath = str | os.PathLike[str]
 #: `progress(done, total, rows)`; an exception raised there stops the work, which cleans up.
@@ -23,8 +23,8 @@ __all__ = [
     "TrackingDbTlsNotOfferedError", "TrackingDbTlsRequiredError", "TrackingDbUnreachableError",
     "TrackingStoreNotFoundError", "__version__", "append_month", "compute_features",
     "generate_history", "generate_month", "get_latest_trained_row", "hash_rows",
-    "import_kaggle_csv", "log_hello", "mask_dsn", "read_rows", "ride_schema", "row_count",
-    "source_files", "source_problems", "source_schema", "version",
+    "hash_source_rows", "import_kaggle_csv", "lifecycle_pass", "lifecycle_pass_source", "log_hello",
+    "mask_dsn", "read_rows", "ride_schema", "row_count", "rows_decoded", "source_files", "source_problems", "source_schema", "version",
 ]
 
 __version__: str
@@ -116,4 +116,19 @@ def get_latest_trained_row(tracking_db: str, experiment: str) -> int: ...
 def mask_dsn(dsn: str) -> str: ...
 def compute_features(data: _ArrowData) -> tuple[NDArray[np.float64], NDArray[np.float64], CleaningCounts]: ...
 def hash_rows(data: _ArrowData) -> str: ...
+def hash_source_rows(source_dir: _StrPath, first_row: int, row_count: int) -> str: ...
+def lifecycle_pass(
+    data: _ArrowData, holdout_offset: int, challenger: Model, production: Model | None = None, frozen: Model | None = None
+) -> PassResult: ...
+def lifecycle_pass_source(
+    source_dir: _StrPath,
+    first_row: int,
+    row_count: int,
+    holdout_start: int,
+    challenger: Model,
+    production: Model | None = None,
+    frozen: Model | None = None,
+    batch_rows: int = 65536,
+) -> PassResult: ...
+def rows_decoded() -> int: ...
 def log_hello(message: str) -> None: ...

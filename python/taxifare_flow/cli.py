@@ -26,8 +26,7 @@ from taxifare_flow.settings import Settings, load_settings
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID
 
-    from taxifare_flow.data.bigquery import BqMonth
-    from taxifare_flow.data.local import ArrivedMonth
+    from taxifare_flow.data import DataSource, SourceMonth
     from taxifare_flow.flow.lifecycle import Outcome
     from taxifare_flow.flow.simulate import Tick
 
@@ -155,7 +154,7 @@ def reset_data_sources(
     fresh: bool = typer.Option(False, help="also delete the embedded MLflow store, Prefect state and reports"),
 ) -> None:
     """Empties the local source and generates the pending history if it is missing."""
-    from taxifare_flow.data.local import LocalSource
+    from taxifare_flow.data import open_source
 
     s = _settings()
 
@@ -170,31 +169,34 @@ def reset_data_sources(
                     if d.is_dir() and d.is_relative_to(s.local_data_path) and (d != s.mlflow_dir or s.tracking_is_embedded):
                         shutil.rmtree(d)
         started = time.perf_counter()
+        source = open_source(s, "local")
         with _RowsProgress("generating the history") as report:
-            removed = LocalSource(s).reset(progress=report)
-        console.print(f"source emptied ({removed} files removed); history ready in {time.perf_counter() - started:.1f} s")
-        _show_local(s)
+            done = source.reset(progress=report)
+        console.print(f"{done}; history ready in {time.perf_counter() - started:.1f} s", highlight=False)
+        _show(s, source)
 
     _guard(body)
 
 
-def _show_local(s: Settings) -> None:
+def _show(s: Settings, src: DataSource) -> None:
+    """The months of a source, its pending months, where they come from; a problem of the
+    source is raised after the table (so the user sees what is there)."""
     from taxifare_flow.data.history import provenance
-    from taxifare_flow.data.local import LocalSource
 
-    src = LocalSource(s)
-    arrived = src.arrived()
-    t = Table(title=f"source {s.source_dir}", title_justify="left")
-    for c in ("month", "rows", "row_id range", "bytes"):
+    present = src.months()
+    t = Table(title=src.where(), title_justify="left")
+    with_bytes = any(m.bytes is not None for m in present)
+    for c in ("month", "rows", "row_id range") + (("bytes",) if with_bytes else ()):
         t.add_column(c, justify="right")
-    for m in arrived:
-        t.add_row(m.month, f"{m.rows:,}", f"{m.first_row:,}..{m.end_row:,}", f"{m.bytes:,}")
+    for m in present:
+        t.add_row(m.month, f"{m.rows:,}", f"{m.first_row:,}..{m.end_row:,}", *([f"{m.bytes or 0:,}"] if with_bytes else []))
     console.print(t)
     origin = provenance(s.pending_dir)
     pending = src.pending()
-    total = arrived[-1].end_row if arrived else 0
+    total = present[-1].end_row if present else 0
     span = f"{pending[0]} … {pending[-1]}" if pending else "none"
-    console.print(f"{len(arrived)} months, {total:,} rows in the source; {len(pending)} months pending ({span})")
+    plural = "" if len(present) == 1 else "s"
+    console.print(f"{len(present)} month{plural}, {total:,} rows in the source; {len(pending)} months pending ({span})")
     for line in origin.describe() if origin else ["pending history: none (reset_data_sources generates one, import_csv imports one)"]:
         console.print(line, highlight=False)
     console.print(f"next month to arrive: {pending[0] if pending else 'none (no more data)'}")
@@ -209,20 +211,22 @@ def _show_local(s: Settings) -> None:
 @app.command("show_data_sources")
 def show_data_sources() -> None:
     """Months in the source (rows, row_id range, bytes), months pending, the next to arrive."""
+    from taxifare_flow.data import open_source
+
     s = _settings()
-    _guard(lambda: _show_local(s))
+    _guard(lambda: _show(s, open_source(s, "local")))
 
 
 @app.command("get_new_month")
 def get_new_month() -> None:
     """The next pending month arrives in the source. Exit status 3 when nothing is pending."""
-    from taxifare_flow.data.local import LocalSource
+    from taxifare_flow.data import open_source
 
     s = _settings()
-    _next_month(lambda: LocalSource(s).get_new_month(), "arrived", "has arrived")
+    _next_month(lambda: open_source(s, "local").bring_next_month(), "arrived", "has arrived")
 
 
-def _next_month(bring: Callable[[], ArrivedMonth | BqMonth | None], verb: str, where: str) -> None:
+def _next_month(bring: Callable[[], SourceMonth | None], verb: str, where: str) -> None:
     """Brings the next pending month and says so; exit status 3 when nothing is pending."""
     month = _guard(bring)
     if month is None:
@@ -414,41 +418,28 @@ def psql(ctx: typer.Context) -> None:
 @app.command("reset_bq_tables")
 def reset_bq_tables() -> None:
     """(Re)creates the BigQuery dataset and table with an explicit schema, empty."""
-    from taxifare_flow.data.bigquery import BigQuerySource
+    from taxifare_flow.data import open_source
 
     s = _settings()
-    table = _guard(lambda: BigQuerySource(s).reset())
-    console.print(f"{table} is empty and ready")
+    console.print(_guard(lambda: open_source(s, "bigquery").reset()))
 
 
 @app.command("show_bq_tables")
 def show_bq_tables() -> None:
     """Months in BigQuery (rows, row_id range) and months pending."""
-    from taxifare_flow.data.bigquery import BigQuerySource
+    from taxifare_flow.data import open_source
 
     s = _settings()
-
-    def body() -> None:
-        src = BigQuerySource(s)
-        t = Table(title=src.table_id, title_justify="left")
-        for c in ("month", "rows", "row_id range"):
-            t.add_column(c, justify="right")
-        for m in src.months():
-            t.add_row(m.month, f"{m.rows:,}", f"{m.first_row:,}..{m.end_row:,}")
-        console.print(t)
-        pending = src.pending()
-        console.print(f"{len(pending)} months pending; next: {pending[0] if pending else 'none (no more data)'}")
-
-    _guard(body)
+    _guard(lambda: _show(s, open_source(s, "bigquery")))
 
 
 @app.command("push_month_to_bq")
 def push_month_to_bq() -> None:
     """Loads the next pending month into BigQuery. Exit status 3 when nothing is pending."""
-    from taxifare_flow.data.bigquery import BigQuerySource
+    from taxifare_flow.data import open_source
 
     s = _settings()
-    _next_month(lambda: BigQuerySource(s).push_next_month(), "loaded", "is in BigQuery")
+    _next_month(lambda: open_source(s, "bigquery").bring_next_month(), "loaded", "is in BigQuery")
 
 
 class _OneLinePerFailure(logging.Filter):

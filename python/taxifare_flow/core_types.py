@@ -76,3 +76,33 @@ class MonthFile(TypedDict):
     rows: int
     path: Path
     bytes: int
+
+
+class Scores(TypedDict):
+    """MAE, RMSE and R² of a model over the clean rows it was scored on."""
+
+    n: int
+    mae: float
+    rmse: float
+    r2: float
+
+
+class PassResult(TypedDict):
+    """What one lifecycle pass over `[w, t)` found (`lifecycle_pass`, `lifecycle_pass_source`)."""
+
+    #: Rows read: each row of the range once.
+    rows: int
+    #: Cleaning of `[w, t)`, one state across the range.
+    cleaning: CleaningCounts
+    #: Clean rows of `[w, h)` and of the holdout `[h, t)`.
+    train_kept: int
+    holdout_kept: int
+    #: Production and the frozen model on `[w, t)`; `None` without such a model.
+    production: Scores | None
+    frozen: Scores | None
+    #: Absolute errors on the clean holdout rows, in row order: the challenger's (trained on
+    #: `[w, h)`; `None` when that left it without rows) and production's.
+    holdout_challenger_errors: NDArray[np.float64] | None
+    holdout_production_errors: NDArray[np.float64] | None
+    #: The lineage hash of the raw rows.
+    lineage_hash: str

@@ -22,6 +22,15 @@ impl Metrics {
         self.sum_yy += y * y;
     }
 
+    /// Adds the sums of other rows.
+    pub fn merge(&mut self, other: &Self) {
+        self.n += other.n;
+        self.sum_abs += other.sum_abs;
+        self.sum_sq += other.sum_sq;
+        self.sum_y += other.sum_y;
+        self.sum_yy += other.sum_yy;
+    }
+
     /// Mean absolute error (NaN when empty).
     #[must_use]
     pub fn mae(&self) -> f64 {

@@ -7,6 +7,7 @@ pub mod columns;
 pub mod features;
 pub mod metrics;
 pub mod model;
+pub mod pass;
 pub mod stats;
 
 /// Errors of the kernel.

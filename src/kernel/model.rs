@@ -70,7 +70,7 @@ const PARALLEL_MIN_ROWS: usize = 8192;
 
 /// Splits `rows` into one chunk per core and runs `work` on each, results in chunk order. Few
 /// rows run inline. A worker that panics re-raises here: no row is ever silently dropped.
-fn on_cores<T: Send>(rows: &[usize], work: impl Fn(&[usize]) -> T + Sync) -> Vec<T> {
+pub(crate) fn on_cores<T: Send>(rows: &[usize], work: impl Fn(&[usize]) -> T + Sync) -> Vec<T> {
     if rows.len() < PARALLEL_MIN_ROWS {
         return vec![work(rows)];
     }
@@ -134,7 +134,7 @@ where
     Ok(())
 }
 
-fn input(e: ArrowError) -> KernelError {
+pub(crate) fn input(e: ArrowError) -> KernelError {
     match e {
         ArrowError::ExternalError(inner) => KernelError::Input(inner.to_string()),
         other => KernelError::Input(other.to_string()),
@@ -154,12 +154,12 @@ impl Model {
         self.stats.n()
     }
 
-    fn forgetting(&self) -> bool {
+    pub(crate) fn forgetting(&self) -> bool {
         self.settings.half_life_months.is_finite()
     }
 
     /// Moves the model's clock to month `m`, decaying older weights.
-    fn advance_to(&mut self, m: i32) {
+    pub(crate) fn advance_to(&mut self, m: i32) {
         match self.last_month {
             Some(last) if m > last => {
                 if self.forgetting() {
@@ -171,6 +171,12 @@ impl Model {
             None => self.last_month = Some(m),
             _ => {}
         }
+    }
+
+    /// Adds what an accumulator summed (and empties it).
+    pub(crate) fn absorb(&mut self, acc: &mut SparseRows) {
+        self.stats.absorb(acc);
+        self.coef = None;
     }
 
     fn flush(&mut self, acc: &mut SparseRows, pending: &mut usize) {
@@ -270,7 +276,7 @@ impl Model {
         self.coef.as_ref().ok_or(KernelError::NotFitted)
     }
 
-    fn dot(c: &Coefficients, f: &[f64]) -> f64 {
+    pub(crate) fn dot(c: &Coefficients, f: &[f64]) -> f64 {
         c.intercept + c.beta.iter().zip(f).map(|(b, v)| b * v).sum::<f64>()
     }
 

@@ -5,6 +5,7 @@
 pub mod append;
 pub mod layout;
 pub mod reader;
+pub mod rows_read;
 pub mod verify;
 
 use std::path::PathBuf;

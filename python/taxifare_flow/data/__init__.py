@@ -1,34 +1,63 @@
-"""Data sources: the local Parquet/CSV source (default) and BigQuery."""
+"""Data sources: the local Parquet/CSV source (default) and BigQuery, behind one protocol.
+
+`open_source` is the only place that tells them apart: the commands, the simulation and the
+lifecycle see a `DataSource`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Literal, Protocol
 
 if TYPE_CHECKING:
+    import pyarrow as pa
+
     from taxifare_flow import _core
-    from taxifare_flow.core_types import CleaningCounts, Evaluation
+    from taxifare_flow.core_types import PassResult
+    from taxifare_flow.data.history import ProgressFn
     from taxifare_flow.settings import Settings
+
+#: The kinds of source `open_source` knows.
+SourceKind = Literal["local", "bigquery"]
+
+
+@dataclass(frozen=True)
+class SourceMonth:
+    """One month present in a source: its rows are `row_id` `first_row..end_row`."""
+
+    month: str
+    first_row: int
+    end_row: int
+    #: Bytes on disk where the source knows them (local files), else `None`.
+    bytes: int | None = None
+
+    @property
+    def rows(self) -> int:
+        return self.end_row - self.first_row
 
 
 class DataSource(Protocol):
-    """What the lifecycle needs of a data source: row counts, month names, and the kernel
-    fed with a `row_id` range."""
+    """Everything the commands and the lifecycle need of a data source."""
 
+    #: `local` or `bigquery`: recorded with every training run.
     name: str
+
+    def where(self) -> str:
+        """The folder or table, for messages."""
+        ...
+
+    # -- state ---------------------------------------------------------------------------
+    def months(self) -> list[SourceMonth]:
+        """Months present, in `row_id` order."""
+        ...
 
     def row_count(self) -> int: ...
 
     def pending(self) -> list[str]:
-        """Months of the history not yet in the source, oldest first."""
+        """Months of the pending history not yet in the source, oldest first."""
         ...
 
     def month_of_row(self, row: int) -> str | None: ...
-
-    def fit(self, model: _core.Model, first_row: int, row_count: int) -> CleaningCounts: ...
-
-    def evaluate(self, model: _core.Model, first_row: int, row_count: int, return_errors: bool = False) -> Evaluation: ...
-
-    def content_hash(self, first_row: int, row_count: int) -> str: ...
 
     def problems(self) -> list[str]:
         """Where the source is not what its names say (empty when sound)."""
@@ -38,10 +67,34 @@ class DataSource(Protocol):
         """Where the pending history lacks its provenance (empty when sound)."""
         ...
 
+    # -- the data engineer's commands ----------------------------------------------------
+    def reset(self, progress: ProgressFn | None = None) -> str:
+        """Empties the source and makes sure the pending history exists; says what was done."""
+        ...
 
-def open_source(settings: Settings) -> DataSource:
-    """The data source the settings name."""
-    if settings.data_source == "bigquery":
+    def bring_next_month(self) -> SourceMonth | None:
+        """The next pending month arrives; `None` when nothing is pending."""
+        ...
+
+    # -- rows ----------------------------------------------------------------------------
+    def read(self, first_row: int, row_count: int) -> pa.RecordBatchReader:
+        """Rows `[first_row, first_row + row_count)` in `row_id` order."""
+        ...
+
+    def content_hash(self, first_row: int, row_count: int) -> str:
+        """The lineage hash of a range (as a training run records it)."""
+        ...
+
+    def learn(self, first_row: int, row_count: int, holdout_start: int, challenger: _core.Model,
+              production: _core.Model | None, frozen: _core.Model | None) -> PassResult:
+        """One lifecycle's pass over `[first_row, first_row + row_count)`, reading each row once
+        (`_core.lifecycle_pass`): `challenger` ends trained on the whole range."""
+        ...
+
+
+def open_source(settings: Settings, kind: SourceKind | None = None) -> DataSource:
+    """The source `kind` names (default: `DATA_SOURCE`)."""
+    if (kind or settings.data_source) == "bigquery":
         from taxifare_flow.data.bigquery import BigQuerySource
 
         return BigQuerySource(settings)

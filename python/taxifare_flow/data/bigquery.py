@@ -2,11 +2,12 @@
 
 - `reset`: the dataset and the table, with an explicit schema (ride columns + `row_id INT64
   NOT NULL`), clustered by `row_id` so that a `row_id` range reads only the blocks it needs.
-- `push_next_month`: the next pending month as one Parquet load job with a deterministic job
+- `bring_next_month` (`push_month_to_bq`): the next pending month as one Parquet load job with a deterministic job
   id (month + first row), so a retried or repeated push never appends a month twice.
 - reading `[first, end)`: the Storage Read API with a `row_restriction` where an endpoint for
   it is known, else a parametrised query (`@first_row`, `@end_row`) read with `to_arrow`;
   the Arrow data goes to the Rust kernel as is, sorted by `row_id` in Arrow (no Python loop).
+  A lifecycle reads its range once (`learn`): one read, one pass in the kernel, no cache.
 
 Credentials: Application Default Credentials; anonymous only when an emulator endpoint is set.
 Every call has a bounded timeout and retry deadline, so an unreachable endpoint fails in
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from dataclasses import dataclass
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -27,7 +27,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from taxifare_flow import _core
-from taxifare_flow.data.history import ensure_history, history_months, pending_problems
+from taxifare_flow.data import SourceMonth
+from taxifare_flow.data.history import ProgressFn, ensure_history, history_months, pending_problems
 from taxifare_flow.errors import SettingsError
 from taxifare_flow.settings import Settings
 
@@ -36,7 +37,7 @@ if TYPE_CHECKING:
     from google.cloud.bigquery import Client, SchemaField
     from google.cloud.bigquery_storage import BigQueryReadClient
 
-    from taxifare_flow.core_types import CleaningCounts, Evaluation
+    from taxifare_flow.core_types import PassResult
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -48,18 +49,14 @@ SLICE_SCHEMA = _core.source_schema()
 RIDE_COLUMNS = _core.ride_schema().names
 #: BigQuery's names of the Arrow types of those columns.
 BQ_TYPES = {pa.string(): "STRING", pa.float64(): "FLOAT64", pa.int64(): "INT64"}
+#: gRPC's default cap on a received message is 4 MiB; a Storage Read page of a month's rows is
+#: larger (real BigQuery's pages reach ~128 MiB). The library's own channel lifts the cap; a
+#: channel made here must too.
+GRPC_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
 
 
 class BigQueryError(_core.DataSourceError):
     """BigQuery is unreachable or refused a request; the message says which and why."""
-
-
-@dataclass(frozen=True)
-class BqMonth:
-    month: str
-    first_row: int
-    end_row: int
-    rows: int
 
 
 def _schema() -> list[SchemaField]:
@@ -80,9 +77,9 @@ class BigQuerySource:
         self.table_id = f"{settings.gcp_project}.{settings.bq_dataset}.{settings.bq_table}"
         self._client: Client | None = None
         self._read_client: BigQueryReadClient | None = None
-        # The last range read: a lifecycle reads [w, t) and then sub-ranges of it several
-        # times (evaluate, train, holdout, hash); slices of one read are zero-copy.
-        self._cached: tuple[int, pa.Table] | None = None
+
+    def where(self) -> str:
+        return self.table_id
 
     # -- clients ---------------------------------------------------------------------------
     @property
@@ -117,7 +114,7 @@ class BigQuerySource:
                 import grpc  # type: ignore[import-untyped]  # no stubs; one call
                 from google.cloud.bigquery_storage_v1.services.big_query_read.transports import BigQueryReadGrpcTransport
 
-                channel = grpc.insecure_channel(s.bq_storage_endpoint.removeprefix("http://"))
+                channel = grpc.insecure_channel(s.bq_storage_endpoint.removeprefix("http://"), options=GRPC_OPTIONS)
                 transport = BigQueryReadGrpcTransport(channel=channel)
                 self._read_client = BigQueryReadClient(transport=transport)  # type: ignore[no-untyped-call]
             else:
@@ -157,13 +154,13 @@ class BigQuerySource:
         return self._call("query", run)
 
     # -- data-engineer commands -----------------------------------------------------------
-    def reset(self) -> str:
+    def reset(self, progress: ProgressFn | None = None) -> str:
         """(Re)creates the dataset and an empty table with the explicit schema, and makes sure
         the pending history exists (as the local reset does), so that pushes can follow."""
         from google.cloud import bigquery
 
         s = self.settings
-        ensure_history(s)
+        ensure_history(s, progress=progress)
         t = s.bq_timeout_seconds
         dataset = bigquery.Dataset(f"{s.gcp_project}.{s.bq_dataset}")
         dataset.location = s.bq_location
@@ -172,16 +169,15 @@ class BigQuerySource:
         table = bigquery.Table(self.table_id, schema=_schema())
         table.clustering_fields = ["row_id"]
         self._call("create table", lambda: self.client.create_table(table, retry=self._retry(), timeout=t))
-        self._cached = None
-        return self.table_id
+        return f"{self.table_id} is empty and ready"
 
-    def months(self) -> list[BqMonth]:
+    def months(self) -> list[SourceMonth]:
         """Months present, by `row_id`."""
         t = self._query(
             f"SELECT SUBSTR(pickup_datetime, 1, 7) AS month, MIN(row_id) AS first_row, MAX(row_id) + 1 AS end_row, "
             f"COUNT(*) AS n FROM `{self.table_id}` GROUP BY month ORDER BY first_row"
         )
-        return [BqMonth(r["month"], r["first_row"], r["end_row"], r["n"]) for r in t.to_pylist()]
+        return [SourceMonth(r["month"], r["first_row"], r["end_row"]) for r in t.to_pylist()]
 
     def pending(self) -> list[str]:
         present = self.months()
@@ -209,7 +205,7 @@ class BigQuerySource:
         t = self._query(f"SELECT SUBSTR(pickup_datetime, 1, 7) AS m FROM `{self.table_id}` WHERE row_id = @row", {"row": row})
         return t.column("m")[0].as_py() if t.num_rows else None
 
-    def push_next_month(self) -> BqMonth | None:
+    def bring_next_month(self) -> SourceMonth | None:
         """Loads the next pending month with the next `row_id`s, as one Parquet load job."""
         from google.api_core.exceptions import Conflict
         from google.cloud import bigquery
@@ -265,20 +261,21 @@ class BigQuerySource:
                         "BQ_TABLE name, or load the month by hand"
                     ) from None
                 log.warning("load job %s already ran: month %s not appended again", job_id, month)
-        self._cached = None
-        return BqMonth(month, first, first + table.num_rows, table.num_rows)
+        return SourceMonth(month, first, first + table.num_rows)
 
-    # -- the kernel -----------------------------------------------------------------------
-    def read(self, first_row: int, row_count: int) -> pa.Table:
+    # -- rows ------------------------------------------------------------------------------
+    def read(self, first_row: int, row_count: int) -> pa.RecordBatchReader:
         """Rows `[first_row, first_row + row_count)` ordered by `row_id`, as Arrow."""
-        end = first_row + row_count
-        if self._cached is not None:
-            start, cached = self._cached
-            if start <= first_row and end <= start + cached.num_rows:
-                return cached.slice(first_row - start, row_count)
-        table = self._read(first_row, end)
-        self._cached = (first_row, table)
-        return table
+        table = self._read(first_row, first_row + row_count)
+        return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
+
+    def content_hash(self, first_row: int, row_count: int) -> str:
+        return _core.hash_rows(self._read(first_row, first_row + row_count))
+
+    def learn(self, first_row: int, row_count: int, holdout_start: int, challenger: _core.Model,
+              production: _core.Model | None, frozen: _core.Model | None) -> PassResult:
+        table = self._read(first_row, first_row + row_count)
+        return _core.lifecycle_pass(table, holdout_start - first_row, challenger, production, frozen)
 
     def _read(self, first_row: int, end: int) -> pa.Table:
         row_count = end - first_row
@@ -321,12 +318,3 @@ class BigQuerySource:
         for page in pages:
             batches.append(pa.ipc.read_record_batch(pa.py_buffer(page.arrow_record_batch.serialized_record_batch), schema))
         return pa.Table.from_batches(batches, schema=schema)
-
-    def fit(self, model: _core.Model, first_row: int, row_count: int) -> CleaningCounts:
-        return model.partial_fit(self.read(first_row, row_count))
-
-    def evaluate(self, model: _core.Model, first_row: int, row_count: int, return_errors: bool = False) -> Evaluation:
-        return model.evaluate(self.read(first_row, row_count), return_errors)
-
-    def content_hash(self, first_row: int, row_count: int) -> str:
-        return _core.hash_rows(self.read(first_row, row_count))

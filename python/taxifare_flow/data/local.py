@@ -7,34 +7,23 @@ orchestrates the data-engineer commands around it.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from taxifare_flow import _core
+from taxifare_flow.data import SourceMonth
 from taxifare_flow.data.history import ProgressFn, ensure_history, history_months, pending_problems
 from taxifare_flow.settings import Settings
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from taxifare_flow.core_types import CleaningCounts, Evaluation, MonthFile
+    from taxifare_flow.core_types import MonthFile, PassResult
 
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class ArrivedMonth:
-    month: str
-    first_row: int
-    end_row: int
-    rows: int
-    bytes: int
-    path: Path
-
-    @classmethod
-    def of(cls, f: MonthFile) -> ArrivedMonth:
-        return cls(f["month"], f["first_row"], f["end_row"], f["rows"], f["bytes"], f["path"])
+def _month(f: MonthFile) -> SourceMonth:
+    return SourceMonth(f["month"], f["first_row"], f["end_row"], f["bytes"])
 
 
 class LocalSource:
@@ -46,17 +35,20 @@ class LocalSource:
         self.settings = settings
         self.dir = settings.source_dir
 
+    def where(self) -> str:
+        return str(self.dir)
+
     # -- state ---------------------------------------------------------------------------
-    def arrived(self) -> list[ArrivedMonth]:
+    def months(self) -> list[SourceMonth]:
         """Months in the source, by `row_id` (gaps and overlaps raise `DataSourceError`)."""
         if not self.dir.is_dir():
             return []
-        return [ArrivedMonth.of(f) for f in _core.source_files(self.dir)]
+        return [_month(f) for f in _core.source_files(self.dir)]
 
     def pending(self) -> list[str]:
         """Months of the pending history (its manifest's months, nothing else) that have not
-        arrived, oldest first: what `get_new_month` will bring, in order."""
-        arrived = self.arrived()
+        arrived, oldest first: what `bring_next_month` will bring, in order."""
+        arrived = self.months()
         newest = arrived[-1].month if arrived else ""
         present = {m.month for m in arrived}
         return [m for m in history_months(self.settings.pending_dir) if m not in present and m > newest]
@@ -73,17 +65,16 @@ class LocalSource:
         return pending_problems(self.settings)
 
     def month_of_row(self, row: int) -> str | None:
-        for m in self.arrived():
+        for m in self.months():
             if m.first_row <= row < m.end_row:
                 return m.month
         return None
 
     # -- data-engineer commands -----------------------------------------------------------
-    def reset(self, progress: ProgressFn | None = None) -> int:
+    def reset(self, progress: ProgressFn | None = None) -> str:
         """Empties the source (its month files and leftover temporaries only) and makes sure the
         pending history exists: an imported one is kept, a generated one is regenerated when it
-        disagrees with the settings (nothing depends on it once the source is empty). Returns
-        the number of files removed."""
+        disagrees with the settings (nothing depends on it once the source is empty)."""
         removed = 0
         if self.dir.is_dir():
             for p in self.dir.iterdir():
@@ -92,9 +83,9 @@ class LocalSource:
                     removed += 1
         self.dir.mkdir(parents=True, exist_ok=True)
         ensure_history(self.settings, regenerate=True, progress=progress)
-        return removed
+        return f"{self.dir} emptied ({removed} files removed)"
 
-    def get_new_month(self) -> ArrivedMonth | None:
+    def bring_next_month(self) -> SourceMonth | None:
         """Moves the next pending month into the source; `None` when nothing is pending. The
         core refuses (`DataSourceError` naming the file, nothing changed) when the source is
         unsound: see `problems`."""
@@ -106,18 +97,16 @@ class LocalSource:
             self.settings.pending_dir / f"{month}.parquet", month, self.dir, self.settings.source_format
         )
         log.info("month %s arrived: rows %d..%d", month, f["first_row"], f["end_row"])
-        return ArrivedMonth.of(f)
+        return _month(f)
 
-    # -- the kernel, fed in Rust ---------------------------------------------------------
+    # -- rows, read in Rust ----------------------------------------------------------------
     def read(self, first_row: int, row_count: int | None = None, batch_rows: int = 65_536) -> pa.RecordBatchReader:
         """Rows `[first_row, first_row + row_count)` as a `pyarrow.RecordBatchReader`."""
         return _core.read_rows(self.dir, first_row, row_count, batch_rows)
 
-    def fit(self, model: _core.Model, first_row: int, row_count: int) -> CleaningCounts:
-        return model.partial_fit_source(self.dir, first_row, row_count)
-
-    def evaluate(self, model: _core.Model, first_row: int, row_count: int, return_errors: bool = False) -> Evaluation:
-        return model.evaluate_source(self.dir, first_row, row_count, return_errors)
-
     def content_hash(self, first_row: int, row_count: int) -> str:
-        return _core.hash_rows(self.read(first_row, row_count))
+        return _core.hash_source_rows(self.dir, first_row, row_count)
+
+    def learn(self, first_row: int, row_count: int, holdout_start: int, challenger: _core.Model,
+              production: _core.Model | None, frozen: _core.Model | None) -> PassResult:
+        return _core.lifecycle_pass_source(self.dir, first_row, row_count, holdout_start, challenger, production, frozen)

@@ -1,7 +1,13 @@
 """One lifecycle run, as a state machine (README, "One lifecycle"): watermark → checks →
-evaluate production → train challenger → compare → finalise → notify, under a lock so two
-runs never train the same rows. Each step is a Prefect task in `prefect_flow`; `run_lifecycle`
-runs the same steps without Prefect (for tests of the logic and for embedding).
+learn → compare → finalise → notify, under a lock so two runs never train the same rows. Each
+step is a Prefect task in `prefect_flow`; `run_lifecycle` runs the same steps without Prefect
+(for tests of the logic and for embedding).
+
+One pass: `learn` reads each new row once (`DataSource.learn` → `_core.lifecycle_pass`). That
+pass scores production and the frozen model on `[w, t)`, trains the challenger on `[w, h)`,
+scores it and production row by row on the holdout `[h, t)`, hashes the rows for lineage, and
+leaves the challenger trained on all of `[w, t)`. MLflow gets the run's params, metrics and
+tags in two batches (`log_batch`): when the run starts, and when it is finalised.
 
 Crash safety: the MLflow run is created RUNNING and only marked FINISHED after its model
 version is registered, so the watermark (FINISHED runs only) never moves past rows whose model
@@ -38,8 +44,9 @@ from taxifare_flow.settings import Settings
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
+    from mlflow.tracking import MlflowClient
 
-    from taxifare_flow.core_types import Evaluation
+    from taxifare_flow.core_types import PassResult
 
 log = logging.getLogger(__name__)
 P = ParamSpec("P")
@@ -71,7 +78,11 @@ class Outcome:
     holdout_mae_production: float | None = None
     decision: str | None = None
     reason: str | None = None
+    #: Clean rows of `[first_row, end_row)`: what the new version learnt (as MLflow's `cleaned_row_count`).
     cleaned_rows: int = 0
+    #: Rows the pass read (each row of the range once).
+    rows_decoded: int = 0
+    learn_seconds: float = 0.0
     seconds: float = 0.0
     notify_error: str | None = None
 
@@ -80,10 +91,37 @@ class Outcome:
 
 
 @dataclass
+class RunRecord:
+    """What a run logs, sent to MLflow in batches: params, metrics (with their step), tags."""
+
+    params: dict[str, object] = field(default_factory=dict)
+    metrics: dict[str, tuple[float, int]] = field(default_factory=dict)
+    tags: dict[str, str] = field(default_factory=dict)
+
+    def metric(self, key: str, value: float | None, step: int) -> None:
+        if value is not None and np.isfinite(value):
+            self.metrics[key] = (float(value), step)
+
+    def send(self, client: MlflowClient, run_id: str) -> None:
+        """One `log_batch` (MLflow caps a batch at 100 params and 1,000 metrics; a run has ~15 of each)."""
+        from mlflow.entities import Metric, Param, RunTag
+
+        now = int(time.time() * 1000)
+        client.log_batch(
+            run_id,
+            metrics=[Metric(k, v, now, step) for k, (v, step) in self.metrics.items()],
+            params=[Param(k, str(v)) for k, v in self.params.items()],
+            tags=[RunTag(k, v) for k, v in self.tags.items()],
+        )
+        self.params, self.metrics, self.tags = {}, {}, {}
+
+
+@dataclass
 class Context:
     settings: Settings
     source: DataSource
     registry: Registry
+    record: RunRecord = field(default_factory=RunRecord)
     kernels: dict[str, Model] = field(default_factory=dict)
 
     def kernel(self, version: ModelVersion) -> Model:
@@ -93,25 +131,22 @@ class Context:
             self.kernels[key] = self.registry.load_kernel(version)
         return self.kernels[key].copy()
 
-    def log_metric(self, run_id: str, key: str, value: float | None, step: int) -> None:
-        if value is not None and np.isfinite(value):
-            self.registry.client.log_metric(run_id, key, float(value), step=step)
-
 
 @dataclass
-class Production:
-    version: ModelVersion | None
-    model: Model | None
-    metrics: Evaluation | None
+class Learned:
+    """What the one pass over `[w, t)` gave."""
 
-
-@dataclass
-class Challenger:
-    model: Model
+    challenger: Model  # trained on all of [w, t)
     parent_version: str | None
+    production_version: ModelVersion | None
     holdout_start: int
-    cleaned: int
+    result: PassResult
     seconds: float
+
+    @property
+    def prequential_mae(self) -> float | None:
+        production = self.result["production"]
+        return production["mae"] if production is not None else None
 
 
 # -- the steps --------------------------------------------------------------------------
@@ -129,81 +164,64 @@ def watermark(ctx: Context) -> tuple[int, int]:
     return w, t
 
 
-def evaluate_production(ctx: Context, run_id: str, w: int, t: int, step: int) -> Production:
-    """Production scored on all new rows before any training on them (prequential error)."""
-    version = ctx.registry.version_by_alias(PRODUCTION)
-    root = ctx.registry.root()
-    if root is not None:
-        frozen = ctx.source.evaluate(ctx.kernel(root).core, w, t - w)
-        ctx.log_metric(run_id, "frozen_mae", frozen["mae"], step)
-    if version is None:
-        ctx.registry.client.set_tag(run_id, "production_evaluated", "absent")
-        return Production(None, None, None)
-    model = ctx.kernel(version)
-    metrics = ctx.source.evaluate(model.core, w, t - w)
-    ctx.registry.client.set_tag(run_id, "production_evaluated", str(version.version))
-    ctx.log_metric(run_id, "prequential_mae", metrics["mae"], step)
-    ctx.log_metric(run_id, "prequential_rmse", metrics["rmse"], step)
-    ctx.log_metric(run_id, "prequential_r2", metrics["r2"], step)
-    return Production(version, model, metrics)
-
-
-def train_challenger(ctx: Context, run_id: str, w: int, t: int) -> Challenger:
-    """Continues the lineage head (the model that ends at `w`) on `[w, h)`; the newest rows
-    `[h, t)` are held out for the comparison."""
+def learn(ctx: Context, w: int, t: int, step: int) -> Learned:
+    """The one pass: production (prequential) and the frozen first model scored on `[w, t)`;
+    the lineage head continued on `[w, h)` as the challenger, both scored on the holdout
+    `[h, t)`, then the holdout added, so the challenger consumed exactly `[w, t)`."""
     s = ctx.settings
+    production = ctx.registry.version_by_alias(PRODUCTION)
+    root = ctx.registry.root()
     head = ctx.registry.head_for(w)
     if w > 0 and head is None:
         raise RegistryError(f"no valid model version ends at row {w} (its run is FINISHED but the version is missing): "
                             "cannot continue the lineage; run `taxifare check`")
-    model = ctx.kernel(head) if head is not None else Model(s.ridge_alpha, s.half_life_months)
+    challenger = ctx.kernel(head) if head is not None else Model(s.ridge_alpha, s.half_life_months)
     h = t - int((t - w) * s.holdout_fraction)
-    start = time.perf_counter()
-    counts = ctx.source.fit(model.core, w, h - w)
-    seconds = time.perf_counter() - start
-    client = ctx.registry.client
-    client.log_param(run_id, "parent_version", str(head.version) if head is not None else "none")
-    client.log_param(run_id, "holdout_start", h)
-    ctx.log_metric(run_id, "train_rows_per_second", (h - w) / seconds if seconds > 0 else None, 0)
-    return Challenger(model, str(head.version) if head is not None else None, h, counts["kept"], seconds)
+    started = time.perf_counter()
+    result = ctx.source.learn(
+        w, t - w, h, challenger.core,
+        ctx.kernel(production).core if production is not None else None,
+        ctx.kernel(root).core if root is not None else None,
+    )
+    seconds = time.perf_counter() - started
+    rec = ctx.record
+    rec.params.update(parent_version=str(head.version) if head is not None else "none", holdout_start=h,
+                      cleaned_row_count=result["cleaning"]["kept"])
+    rec.tags.update(lineage_hash=result["lineage_hash"],
+                    production_evaluated=str(production.version) if production is not None else "absent")
+    rec.metric("pass_rows_per_second", (t - w) / seconds if seconds > 0 else None, step)
+    if result["frozen"] is not None:
+        rec.metric("frozen_mae", result["frozen"]["mae"], step)
+    if result["production"] is not None:
+        for key in ("mae", "rmse", "r2"):
+            rec.metric(f"prequential_{key}", result["production"][key], step)
+    return Learned(challenger, str(head.version) if head is not None else None, production, h, result, seconds)
 
 
-def compare(ctx: Context, run_id: str, production: Production, challenger: Challenger, t: int, step: int) -> Decision:
-    """Both models on the same holdout rows; the policy decides."""
+def compare(ctx: Context, learned: Learned, step: int) -> Decision:
+    """Both models on the same holdout rows (scored in the pass); the policy decides."""
     s = ctx.settings
-    h = challenger.holdout_start
-    if challenger.model.n_rows <= 0:
+    challenger_errors = learned.result["holdout_challenger_errors"]
+    if challenger_errors is None:
         decision = Decision(False, "the challenger saw no clean rows", 0, float("nan"), None)
     else:
-        chal = ctx.source.evaluate(challenger.model.core, h, t - h, True)
-        prod = ctx.source.evaluate(production.model.core, h, t - h, True) if production.model is not None else None
-        decision = decide(
-            chal["abs_errors"], prod["abs_errors"] if prod is not None else None,
-            s.promotion_policy, s.promotion_margin, s.promotion_min_rows,
-        )
-    ctx.log_metric(run_id, "holdout_mae_challenger", decision.challenger_mae, step)
-    ctx.log_metric(run_id, "holdout_mae_production", decision.production_mae, step)
-    ctx.log_metric(run_id, "promotion_z", decision.z, step)
-    ctx.registry.client.set_tag(run_id, "decision", decision.label)
-    ctx.registry.client.set_tag(run_id, "decision_reason", decision.reason)
+        decision = decide(challenger_errors, learned.result["holdout_production_errors"],
+                          s.promotion_policy, s.promotion_margin, s.promotion_min_rows)
+    rec = ctx.record
+    rec.metric("holdout_mae_challenger", decision.challenger_mae, step)
+    rec.metric("holdout_mae_production", decision.production_mae, step)
+    rec.metric("promotion_z", decision.z, step)
+    rec.tags.update(decision=decision.label, decision_reason=decision.reason)
     return decision
 
 
-def finalise(ctx: Context, run_id: str, production: Production, challenger: Challenger, decision: Decision,
-             w: int, t: int, month: str | None) -> str:
-    """Adds the holdout to the challenger (the run consumed exactly `[w, t)`), logs and
-    registers it. Returns the new version."""
-    h = challenger.holdout_start
-    counts = ctx.source.fit(challenger.model.core, h, t - h)
-    cleaned = challenger.cleaned + counts["kept"]
-    client = ctx.registry.client
-    client.log_param(run_id, "cleaned_row_count", cleaned)
-    lineage = ctx.source.content_hash(w, t - w)
-    client.set_tag(run_id, "lineage_hash", lineage)
-    evaluated = str(production.version.version) if production.version is not None else "none"
+def finalise(ctx: Context, run_id: str, learned: Learned, decision: Decision, w: int, t: int, month: str | None) -> str:
+    """Logs the run's record in one batch and registers the challenger. Returns the new version."""
+    ctx.record.send(ctx.registry.client, run_id)
+    evaluated = str(learned.production_version.version) if learned.production_version is not None else "none"
     version = ctx.registry.log_model_version(
         run_id,
-        challenger.model,
+        learned.challenger,
         {
             "first_row": str(w),
             "end_row": str(t),
@@ -211,9 +229,9 @@ def finalise(ctx: Context, run_id: str, production: Production, challenger: Chal
             "decision": decision.label,
             "decision_reason": decision.reason,
             "evaluated_production": evaluated,
-            "parent_version": challenger.parent_version or "none",
-            "lineage_hash": lineage,
-            "cleaned_row_count": str(cleaned),
+            "parent_version": learned.parent_version or "none",
+            "lineage_hash": learned.result["lineage_hash"],
+            "cleaned_row_count": str(learned.result["cleaning"]["kept"]),
         },
     )
     return str(version.version)
@@ -279,17 +297,16 @@ def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
     run = client.create_run(registry.experiment_id, run_name=f"train {month} rows {w}..{t}")
     run_id = run.info.run_id
     try:
-        for key, value in {
+        ctx.record.params.update({
             "context": "train", "first_row": w, "row_count": t - w, "data_source": source.name,
             "feature_version": _core.FEATURE_VERSION, "ridge_alpha": settings.ridge_alpha,
             "half_life_months": settings.half_life_months, "holdout_fraction": settings.holdout_fraction,
             "promotion_policy": settings.promotion_policy, "data_month": month,
-        }.items():
-            client.log_param(run_id, key, value)
-        production = wrap(evaluate_production, "evaluate production")(ctx, run_id, w, t, step)
-        challenger = wrap(train_challenger, "train challenger")(ctx, run_id, w, t)
-        decision = wrap(compare, "compare")(ctx, run_id, production, challenger, t, step)
-        version = wrap(finalise, "finalise")(ctx, run_id, production, challenger, decision, w, t, month)
+        })
+        ctx.record.send(client, run_id)
+        learned = wrap(learn, "learn")(ctx, w, t, step)
+        decision = wrap(compare, "compare")(ctx, learned, step)
+        version = wrap(finalise, "finalise")(ctx, run_id, learned, decision, w, t, month)
         assert_lock_held()  # no other lifecycle can have taken these rows meanwhile
         client.set_terminated(run_id, "FINISHED")
     except BaseException:
@@ -300,10 +317,12 @@ def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
     outcome = Outcome(
         "trained", w, t, month, run_id, version,
         production_version=str(prod_now.version) if prod_now is not None else None,
-        prequential_mae=production.metrics["mae"] if production.metrics else None,
+        prequential_mae=learned.prequential_mae,
+        frozen_mae=learned.result["frozen"]["mae"] if learned.result["frozen"] is not None else None,
         holdout_mae_challenger=decision.challenger_mae,
         holdout_mae_production=decision.production_mae,
-        decision=decision.label, reason=decision.reason, cleaned_rows=challenger.cleaned,
+        decision=decision.label, reason=decision.reason, cleaned_rows=learned.result["cleaning"]["kept"],
+        rows_decoded=learned.result["rows"], learn_seconds=learned.seconds,
     )
     outcome.seconds = time.perf_counter() - started
     return wrap(notify, "notify")(ctx, outcome)

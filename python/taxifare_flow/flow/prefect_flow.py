@@ -58,7 +58,7 @@ def run_flow(settings: Settings) -> Outcome:
     configure_prefect(settings)
     from prefect import flow, task
     from prefect.cache_policies import NO_CACHE
-    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from taxifare_flow.flow.lifecycle import lifecycle
     from taxifare_flow.flow.lock import lifecycle_lock
@@ -80,9 +80,15 @@ def run_flow(settings: Settings) -> Outcome:
         # A server configured (the settings, or a test harness in Prefect's own context); an
         # empty value, as `.env.sample` has it, is none.
         api = settings.prefect_api_url or PREFECT_API_URL.value() or ""
+        updates: dict[object, object] = {PREFECT_API_URL: api}
         if api:
             _answers(api)
         else:
-            api = local_api_url(settings.prefect_home, settings.prefect_server_ephemeral_startup_timeout_seconds)
-        with temporary_settings({PREFECT_API_URL: api}):
+            api = updates[PREFECT_API_URL] = local_api_url(settings.prefect_home,
+                                                           settings.prefect_server_ephemeral_startup_timeout_seconds)
+            # Heartbeats tell a server that a flow run crashed; the local API lives and dies
+            # with this process, and the next lifecycle's checks repair a crashed run. They
+            # cost up to a second a flow (the engine joins the heartbeat thread's 1 s sleep).
+            updates[PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
+        with temporary_settings(updates):
             return taxifare_lifecycle()

@@ -25,14 +25,9 @@ class Tick:
 
 def arrive(settings: Settings) -> tuple[str, int] | None:
     """The next month arrives in the configured source; `None` when nothing is pending."""
-    if settings.data_source == "bigquery":
-        from taxifare_flow.data.bigquery import BigQuerySource
+    from taxifare_flow.data import open_source
 
-        pushed = BigQuerySource(settings).push_next_month()
-        return (pushed.month, pushed.rows) if pushed else None
-    from taxifare_flow.data.local import LocalSource
-
-    arrived = LocalSource(settings).get_new_month()
+    arrived = open_source(settings).bring_next_month()
     return (arrived.month, arrived.rows) if arrived else None
 
 

@@ -1,0 +1,370 @@
+//! One pass over a lifecycle's new rows `[w, t)`: every row is decoded, cleaned and featurised
+//! once, and that one featurisation feeds everything the lifecycle needs —
+//! - the production and frozen models scored on `[w, t)` (prequential error),
+//! - the challenger's statistics on `[w, h)`,
+//! - the holdout `[h, t)`: production's errors, its statistics (kept apart), and its cleaned
+//!   feature rows, kept sparse, to score the challenger once `[w, h)` is in,
+//! - the lineage hash of the raw rows, on its own thread.
+//!
+//! Then the challenger is scored on the kept holdout rows and the holdout's statistics are
+//! merged in, so the challenger ends trained on exactly `[w, t)` — the same model as one
+//! `partial_fit` of `[w, t)` (up to summation order), with one cleaning state across the range.
+
+use std::sync::mpsc;
+
+use arrow::array::{Float64Array, RecordBatch};
+use arrow::error::ArrowError;
+
+use super::cleaning::{Cleaner, CleaningCounts};
+use super::columns::RideColumns;
+use super::features::{Featurizer, N_FEATURES};
+use super::metrics::Metrics;
+use super::model::{on_cores, Model};
+use super::stats::{Coefficients, SparseRows};
+use super::KernelError;
+use crate::calendar::month_index_of;
+use crate::lineage;
+
+/// The models of one lifecycle.
+pub struct PassModels<'a> {
+    /// Continues the lineage: trained on `[w, h)`, scored on `[h, t)`, then given `[h, t)`.
+    pub challenger: &'a mut Model,
+    /// Scored on `[w, t)` and on `[h, t)` row by row (the paired comparison).
+    pub production: Option<&'a mut Model>,
+    /// Scored on `[w, t)` (the never-retrained baseline).
+    pub frozen: Option<&'a mut Model>,
+}
+
+/// What one pass found.
+#[derive(Debug, Default)]
+pub struct PassResult {
+    /// Rows of `[w, t)` read.
+    pub rows: u64,
+    /// Cleaning of `[w, t)` (one state: a key seen in `[w, h)` is a duplicate in `[h, t)`).
+    pub counts: CleaningCounts,
+    /// Clean rows of `[w, h)`.
+    pub train_kept: u64,
+    /// Clean rows of `[h, t)`.
+    pub holdout_kept: u64,
+    /// Production on `[w, t)`.
+    pub production: Option<Metrics>,
+    /// The frozen model on `[w, t)`.
+    pub frozen: Option<Metrics>,
+    /// The challenger's absolute errors on the clean holdout rows, in row order; `None` when
+    /// `[w, h)` left it without rows (nothing to score).
+    pub holdout_challenger: Option<Vec<f64>>,
+    /// Production's absolute errors on the same rows.
+    pub holdout_production: Option<Vec<f64>>,
+    /// The lineage hash of the raw rows (as [`lineage::hash_rows`]).
+    pub lineage_hash: String,
+}
+
+/// Clean holdout rows, kept sparse: most features are one-hot zeros.
+#[derive(Default)]
+struct KeptRows {
+    y: Vec<f64>,
+    ends: Vec<u32>,
+    idx: Vec<u16>,
+    val: Vec<f64>,
+}
+
+impl KeptRows {
+    fn push(&mut self, f: &[f64], y: f64) {
+        for (j, &v) in f.iter().enumerate() {
+            if v != 0.0 {
+                self.idx.push(j as u16);
+                self.val.push(v);
+            }
+        }
+        self.ends.push(self.idx.len() as u32);
+        self.y.push(y);
+    }
+
+    fn append(&mut self, other: Self) {
+        let base = self.idx.len() as u32;
+        self.ends.extend(other.ends.iter().map(|e| e + base));
+        self.y.extend(other.y);
+        self.idx.extend(other.idx);
+        self.val.extend(other.val);
+    }
+
+    fn abs_errors(&self, c: &Coefficients) -> Vec<f64> {
+        let mut start = 0usize;
+        self.ends
+            .iter()
+            .zip(&self.y)
+            .map(|(&end, &y)| {
+                let end = end as usize;
+                let p = c.intercept + self.idx[start..end].iter().zip(&self.val[start..end]).map(|(&j, v)| c.beta[j as usize] * v).sum::<f64>();
+                start = end;
+                (p - y).abs()
+            })
+            .collect()
+    }
+}
+
+/// What one core computed over a chunk of clean rows.
+struct Part {
+    acc: SparseRows,
+    production: Metrics,
+    frozen: Metrics,
+    kept: KeptRows,
+    production_errors: Vec<f64>,
+}
+
+/// Scores the reference models on one chunk and accumulates it (`holdout`: also keep the rows
+/// and production's errors).
+fn work(cols: &RideColumns, fares: &Float64Array, rows: &[usize], refs: &Refs, holdout: bool) -> Part {
+    let mut feat = Featurizer::new();
+    let mut f = [0.0; N_FEATURES];
+    let mut part = Part {
+        acc: SparseRows::new(N_FEATURES),
+        production: Metrics::default(),
+        frozen: Metrics::default(),
+        kept: KeptRows::default(),
+        production_errors: Vec::new(),
+    };
+    for &i in rows {
+        feat.write(cols, i, &mut f);
+        let y = fares.value(i);
+        part.acc.add(&f, y);
+        if let Some(c) = &refs.production {
+            let p = Model::dot(c, &f);
+            part.production.add(y, p);
+            if holdout {
+                part.production_errors.push((p - y).abs());
+            }
+        }
+        if let Some(c) = &refs.frozen {
+            part.frozen.add(y, Model::dot(c, &f));
+        }
+        if holdout {
+            part.kept.push(&f, y);
+        }
+    }
+    part
+}
+
+/// The coefficients of the models that are only scored.
+struct Refs {
+    production: Option<Coefficients>,
+    frozen: Option<Coefficients>,
+}
+
+/// Totals over the whole pass.
+#[derive(Default)]
+struct Totals {
+    production: Metrics,
+    frozen: Metrics,
+    kept: KeptRows,
+    production_errors: Vec<f64>,
+}
+
+/// Adds clean rows `rows` of a batch to `model`, on every core, in segments within which no
+/// weight decays (a newer month under forgetting starts a segment).
+fn feed(model: &mut Model, cols: &RideColumns, fares: &Float64Array, rows: &[usize], refs: &Refs, holdout: bool, totals: &mut Totals) {
+    let mut start = 0;
+    while start < rows.len() {
+        let end = if model.forgetting() {
+            let first = month_index_of(cols.ts[rows[start]]);
+            model.advance_to(first);
+            let last = model.last_month;
+            rows[start..].iter().position(|&i| Some(month_index_of(cols.ts[i])) > last).map_or(rows.len(), |p| start + p)
+        } else {
+            if let Some(m) = rows.iter().map(|&i| month_index_of(cols.ts[i])).max() {
+                model.advance_to(m);
+            }
+            rows.len()
+        };
+        for mut part in on_cores(&rows[start..end], |chunk| work(cols, fares, chunk, refs, holdout)) {
+            model.absorb(&mut part.acc);
+            totals.production.merge(&part.production);
+            totals.frozen.merge(&part.frozen);
+            totals.kept.append(part.kept);
+            totals.production_errors.extend(part.production_errors);
+        }
+        start = end;
+    }
+}
+
+/// Runs the pass over a raw stream of `[w, t)` whose holdout starts `holdout_offset` rows in.
+pub fn lifecycle_pass<I>(batches: I, holdout_offset: u64, models: PassModels<'_>) -> Result<PassResult, KernelError>
+where
+    I: IntoIterator<Item = Result<RecordBatch, ArrowError>>,
+{
+    let PassModels { challenger, production, frozen } = models;
+    let refs = Refs {
+        production: production.map(|m| m.coefficients().cloned()).transpose()?,
+        frozen: frozen.map(|m| m.coefficients().cloned()).transpose()?,
+    };
+    let mut holdout_model = Model::new(challenger.settings)?;
+    let mut totals = Totals::default();
+    let mut result = PassResult::default();
+    let mut cleaner = Cleaner::for_training();
+    let mut kept = Vec::new();
+    let (tx, rx) = mpsc::sync_channel::<RecordBatch>(4);
+    let hash = std::thread::scope(|s| -> Result<String, KernelError> {
+        let hasher = s.spawn(move || lineage::hash_rows(rx.into_iter().map(Ok)));
+        let fed = (|| -> Result<(), KernelError> {
+            for batch in batches {
+                let batch = batch.map_err(super::model::input)?;
+                let first = result.rows;
+                result.rows += batch.num_rows() as u64;
+                // The hasher thread reads the raw rows while this one featurises them.
+                tx.send(batch.clone()).map_err(|_| KernelError::Input("the lineage hasher stopped".into()))?;
+                let cols = RideColumns::from_batch(&batch, true)?;
+                let Some(fares) = cols.fare.as_ref() else { continue };
+                kept.clear();
+                cleaner.clean(&cols, &mut result.counts, &mut kept);
+                let split = kept.partition_point(|&i| first + (i as u64) < holdout_offset);
+                let (train, hold) = kept.split_at(split);
+                result.train_kept += train.len() as u64;
+                result.holdout_kept += hold.len() as u64;
+                feed(challenger, &cols, fares, train, &refs, false, &mut totals);
+                feed(&mut holdout_model, &cols, fares, hold, &refs, true, &mut totals);
+            }
+            Ok(())
+        })();
+        drop(tx);
+        let hash = hasher.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
+        fed?;
+        hash.map_err(super::model::input)
+    })?;
+    result.lineage_hash = hash;
+    if refs.production.is_some() {
+        result.production = Some(totals.production);
+        result.holdout_production = Some(totals.production_errors);
+    }
+    if refs.frozen.is_some() {
+        result.frozen = Some(totals.frozen);
+    }
+    if challenger.n_rows() > 0.0 {
+        let c = challenger.coefficients()?;
+        result.holdout_challenger = Some(totals.kept.abs_errors(c));
+    }
+    challenger.merge(&holdout_model)?;
+    Ok(result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calendar::Month;
+    use crate::generator::MonthRides;
+    use crate::kernel::model::Settings;
+
+    fn rows(months: &[&str], n: u64) -> Vec<Result<RecordBatch, ArrowError>> {
+        months.iter().flat_map(|m| MonthRides::new(5, Month::parse(m).unwrap(), n, 1000, false)).collect()
+    }
+
+    fn ok(batches: &[RecordBatch]) -> Vec<Result<RecordBatch, ArrowError>> {
+        batches.iter().cloned().map(Ok).collect()
+    }
+
+    fn close(a: f64, b: f64, tol: f64) -> bool {
+        (a - b).abs() <= tol * a.abs().max(b.abs()).max(1.0)
+    }
+
+    /// The pass gives what the separate calls of the old lifecycle gave: the same challenger as
+    /// one fit of `[w, t)`, the same scores as `evaluate`, the same hash as `hash_rows`.
+    fn same_as_separate_calls(settings: Settings) {
+        let mut production = Model::new(settings).unwrap();
+        production.partial_fit(rows(&["2012-01", "2012-02"], 3000)).unwrap();
+        let mut frozen = Model::new(settings).unwrap();
+        frozen.partial_fit(rows(&["2012-01"], 3000)).unwrap();
+        let new: Vec<RecordBatch> = rows(&["2012-03", "2012-04"], 6000).into_iter().map(Result::unwrap).collect();
+        let n: u64 = new.iter().map(|b| b.num_rows() as u64).sum();
+        let h = n - n * 15 / 100;
+
+        let mut challenger = production.clone();
+        let mut p = production.clone();
+        let mut fz = frozen.clone();
+        let r = lifecycle_pass(
+            ok(&new),
+            h,
+            PassModels { challenger: &mut challenger, production: Some(&mut p), frozen: Some(&mut fz) },
+        )
+        .unwrap();
+
+        assert_eq!(r.rows, n);
+        let mut one = production.clone();
+        let counts = one.partial_fit(ok(&new)).unwrap();
+        assert_eq!(r.counts, counts);
+        assert_eq!(r.train_kept + r.holdout_kept, counts.kept);
+        let (a, b) = (challenger.coefficients().unwrap().clone(), one.coefficients().unwrap().clone());
+        for (x, y) in a.beta.iter().zip(&b.beta) {
+            assert!(close(*x, *y, 1e-7), "{x} vs {y}");
+        }
+        assert!(close(challenger.n_rows(), one.n_rows(), 1e-12));
+        let ev = production.clone().evaluate(ok(&new), false).unwrap();
+        assert!(close(r.production.unwrap().mae(), ev.metrics.mae(), 1e-12));
+        assert_eq!(r.production.unwrap().n, ev.metrics.n);
+        let fev = frozen.clone().evaluate(ok(&new), false).unwrap();
+        assert!(close(r.frozen.unwrap().rmse(), fev.metrics.rmse(), 1e-12));
+        assert_eq!(r.lineage_hash, lineage::hash_rows(ok(&new)).unwrap());
+
+        // The holdout: the challenger trained on [w, h) only, scored row by row.
+        let mut head = production.clone();
+        let skip_rows = |from: u64, to: u64| -> Vec<Result<RecordBatch, ArrowError>> {
+            let mut out = Vec::new();
+            let mut at = 0u64;
+            for b in &new {
+                let (lo, hi) = (at, at + b.num_rows() as u64);
+                let (s, e) = (from.max(lo), to.min(hi));
+                if s < e {
+                    out.push(Ok(b.slice((s - lo) as usize, (e - s) as usize)));
+                }
+                at = hi;
+            }
+            out
+        };
+        head.partial_fit(skip_rows(0, h)).unwrap();
+        let hold_errors = r.holdout_challenger.unwrap();
+        assert_eq!(hold_errors.len() as u64, r.holdout_kept);
+        let reference = head.evaluate(skip_rows(h, n), true).unwrap();
+        // The generated rows have no duplicate keys across the split, so the rows are the same.
+        let errs = reference.abs_errors.unwrap();
+        assert_eq!(errs.len(), hold_errors.len());
+        for (x, y) in errs.iter().zip(&hold_errors) {
+            assert!(close(*x, *y, 1e-7), "{x} vs {y}");
+        }
+        let prod_errs = production.clone().evaluate(skip_rows(h, n), true).unwrap().abs_errors.unwrap();
+        for (x, y) in prod_errs.iter().zip(r.holdout_production.as_ref().unwrap()) {
+            assert!(close(*x, *y, 1e-12), "{x} vs {y}");
+        }
+    }
+
+    #[test]
+    fn one_pass_equals_the_separate_calls() {
+        same_as_separate_calls(Settings::default());
+    }
+
+    #[test]
+    fn one_pass_equals_the_separate_calls_with_forgetting() {
+        same_as_separate_calls(Settings { ridge_alpha: 1e-3, half_life_months: 2.0 });
+    }
+
+    #[test]
+    fn a_first_lifecycle_has_no_reference_and_an_empty_head() {
+        let mut challenger = Model::new(Settings::default()).unwrap();
+        let new = rows(&["2010-01"], 2000);
+        let r = lifecycle_pass(new, 1700, PassModels { challenger: &mut challenger, production: None, frozen: None }).unwrap();
+        assert!(r.production.is_none() && r.holdout_production.is_none() && r.frozen.is_none());
+        assert!(r.holdout_challenger.as_ref().is_some_and(|e| e.len() as u64 == r.holdout_kept && !e.is_empty()));
+        assert!(close(challenger.n_rows(), r.counts.kept as f64, 0.0));
+        // Nothing before the holdout: the challenger cannot be scored.
+        let mut empty = Model::new(Settings::default()).unwrap();
+        let r = lifecycle_pass(rows(&["2010-01"], 100), 0, PassModels { challenger: &mut empty, production: None, frozen: None }).unwrap();
+        assert!(r.holdout_challenger.is_none());
+        assert_eq!(r.train_kept, 0);
+    }
+
+    #[test]
+    fn a_failing_stream_is_an_error_and_the_hasher_stops() {
+        let mut challenger = Model::new(Settings::default()).unwrap();
+        let mut new = rows(&["2010-01"], 500);
+        new.push(Err(ArrowError::ComputeError("disk gone".into())));
+        let err = lifecycle_pass(new, 400, PassModels { challenger: &mut challenger, production: None, frozen: None }).unwrap_err();
+        assert!(err.to_string().contains("disk gone"), "{err}");
+    }
+}
