@@ -14,6 +14,7 @@ margins), always and never promote, and the oracle, which promotes exactly when 
 head beats production on the NEXT month's rows (unattainable; the bound to aim at).
 
     OMP_NUM_THREADS=1 python benches/policy_backtest.py [--rows-per-month 10000 20000] [--seeds 11 12 13] [--trace]
+    OMP_NUM_THREADS=1 python benches/policy_backtest.py --basis v2   # the same with the v2 prototype basis
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+import features_v2_proto as v2
 from common import months_from
 from taxifare_flow import _core
 from taxifare_flow.ml_logic.promotion import decide
@@ -46,20 +48,58 @@ class Month:
     holdout: pa.Table
 
 
+class ProtoV2:
+    """The recommended v2 basis (`features_v2_proto`) on the kernel's exact ridge, with the part
+    of `_core.Model`'s API the backtest uses: to see whether the policy still matters once
+    the features are fixed. Designs are computed once per table (the months keep them alive)."""
+
+    _designs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+    def __init__(self, stats: v2.ExactRidge | None = None) -> None:
+        self.stats = stats
+
+    @classmethod
+    def _design(cls, t: pa.Table) -> tuple[np.ndarray, np.ndarray]:
+        if id(t) not in cls._designs:
+            r = v2.cleaned_rides(t)
+            cls._designs[id(t)] = (v2.design(r, v2.V2_GROUPS, v2.V2_DROP_V1)[0], r.y)
+        return cls._designs[id(t)]
+
+    def copy(self) -> ProtoV2:
+        if self.stats is None:
+            return ProtoV2()
+        s = v2.ExactRidge(self.stats.xtx.shape[0] - 1)
+        s.xtx, s.xty = self.stats.xtx.copy(), self.stats.xty.copy()
+        return ProtoV2(s)
+
+    def partial_fit(self, t: pa.Table) -> None:
+        x, y = self._design(t)
+        if self.stats is None:
+            self.stats = v2.ExactRidge(x.shape[1])
+        self.stats.add(x, y)
+
+    def evaluate(self, t: pa.Table, return_errors: bool = True) -> dict[str, np.ndarray]:
+        x, y = self._design(t)
+        assert self.stats is not None
+        a, b = self.stats.solve()
+        return {"abs_errors": np.abs(a + x @ b - y)}
+
+
 @dataclass
 class Lineage:
     """Head snapshots: `heads[k]` has learnt months 0..k; `challengers[k]` is the head of k-1
     continued on month k's first 85 % (what the policy compares at month k)."""
 
     months: list[Month]
-    heads: list[_core.Model] = field(default_factory=list)
-    challengers: list[_core.Model] = field(default_factory=list)
+    new_model: Callable[[], _core.Model | ProtoV2] = _core.Model
+    heads: list[_core.Model | ProtoV2] = field(default_factory=list)
+    challengers: list[_core.Model | ProtoV2] = field(default_factory=list)
     _cache: dict[tuple[str, int, int, str], np.ndarray] = field(default_factory=dict)
 
     def build(self) -> None:
-        head: _core.Model | None = None
+        head: _core.Model | ProtoV2 | None = None
         for m in self.months:
-            chal = head.copy() if head is not None else _core.Model()
+            chal = head.copy() if head is not None else self.new_model()
             chal.partial_fit(m.train)
             self.challengers.append(chal.copy())
             chal.partial_fit(m.holdout)
@@ -172,9 +212,9 @@ def policies() -> dict[str, Policy]:
     }
 
 
-def backtest(history: Path, rows: int, seed: int, trace: bool) -> dict[str, tuple[float, float, float, int]]:
+def backtest(history: Path, rows: int, seed: int, trace: bool, basis: str) -> dict[str, tuple[float, float, float, int]]:
     """Prints one history's table; returns policy -> (mean MAE, mean from 2010, worst/floor, promotions)."""
-    lin = Lineage(load(history, rows, seed))
+    lin = Lineage(load(history, rows, seed), _core.Model if basis == "v1" else ProtoV2)
     lin.build()
     with (history / f"seed{seed}-{rows}" / "noise_floor.csv").open() as f:
         floor = {r["month"]: float(r["noise_floor_mae"]) for r in csv.DictReader(f)}
@@ -187,7 +227,7 @@ def backtest(history: Path, rows: int, seed: int, trace: bool) -> dict[str, tupl
     bound = hindsight_bound(lin)
     out["best version in hindsight"] = (float(np.mean(list(bound.values()))),
                                         float(np.mean([v for m, v in bound.items() if m >= "2010-01"])), np.nan, -1)
-    print(f"\n{rows:,} rows a month, seed {seed}, 78 months; production's prequential MAE ($)")
+    print(f"\n{rows:,} rows a month, seed {seed}, 78 months, features {basis}; production's prequential MAE ($)")
     print_table(out)
     if trace:
         names = list(results)
@@ -210,9 +250,11 @@ def main() -> None:
     ap.add_argument("--rows-per-month", type=int, nargs="+", default=[20_000])
     ap.add_argument("--seeds", type=int, nargs="+", default=[11])
     ap.add_argument("--history-dir", type=Path, default=Path("/tmp/taxifare-quality"))
+    ap.add_argument("--basis", choices=("v1", "v2"), default="v1",
+                    help="v1: the Rust kernel; v2: the numpy prototype of the recommended v2 basis")
     ap.add_argument("--trace", action="store_true", help="print the month-by-month production MAE of each policy")
     a = ap.parse_args()
-    runs = [backtest(a.history_dir, rows, seed, a.trace) for rows in a.rows_per_month for seed in a.seeds]
+    runs = [backtest(a.history_dir, rows, seed, a.trace, a.basis) for rows in a.rows_per_month for seed in a.seeds]
     if len(runs) > 1:
         print(f"\nmean over the {len(runs)} histories above (rows a month {a.rows_per_month}, seeds {a.seeds})")
         print_table({k: tuple(float(np.mean([r[k][i] for r in runs])) for i in range(4)) for k in runs[0]})
