@@ -77,7 +77,7 @@ def kept_mask(table: pa.Table) -> np.ndarray:
     fare = table.column("fare_amount").to_numpy(zero_copy_only=False).astype(float)
     ok &= (fare > 0) & (fare < 400)
     seen: set[str] = set()
-    keys = table.column("key").to_pylist()
+    keys = [str(k) for k in table.column("key").to_pylist()]
     for i in np.flatnonzero(ok):
         if keys[i] in seen:
             ok[i] = False
@@ -441,11 +441,11 @@ class ExactRidge:
         self.xtx += aw.T @ a
         self.xty += aw.T @ y.reshape(len(x), -1)
 
-    def solve(self, cols: Sequence[int] | None = None, alpha: float = 1e-3, target: int = 0) -> tuple[float, np.ndarray]:
+    def solve(self, cols: Sequence[int] | np.ndarray | None = None, alpha: float = 1e-3, target: int = 0) -> tuple[float, np.ndarray]:
         """Intercept and coefficients for the feature columns `cols` (all when None)."""
         p = self.xtx.shape[0] - 1
-        cols = np.arange(p) if cols is None else np.asarray(cols)
-        idx = np.concatenate([[0], cols + 1])
+        c = np.arange(p) if cols is None else np.asarray(cols)
+        idx = np.concatenate([[0], c + 1])
         s, b = self.xtx[np.ix_(idx, idx)], self.xty[idx, target]
         n = s[0, 0]
         mean, ybar = s[0, 1:] / n, b[0] / n
@@ -455,7 +455,7 @@ class ExactRidge:
         m, d = mean[act], sd[act]
         a = (s[np.ix_(act + 1, act + 1)] / n - np.outer(m, m)) / np.outer(d, d) + alpha * np.eye(len(act))
         rhs = (b[act + 1] / n - m * ybar) / d
-        beta = np.zeros(len(cols))
+        beta = np.zeros(len(c))
         beta[act] = np.linalg.solve(a, rhs) / d
         return float(ybar - beta @ mean), beta
 

@@ -124,7 +124,7 @@ def from_decide(policy: str, margin: float = 0.0, min_rows: int = 200) -> Policy
     def run(lin: Lineage, k: int, prod: int | None) -> bool:
         chal = lin.errors("challenger", k, k, "holdout")
         prod_err = lin.errors("head", prod, k, "holdout") if prod is not None else None
-        return decide(chal, prod_err, policy, margin, min_rows).promote
+        return bool(decide(chal, prod_err, policy, margin, min_rows).promote)
 
     return run
 
@@ -212,7 +212,10 @@ def policies() -> dict[str, Policy]:
     }
 
 
-def backtest(history: Path, rows: int, seed: int, trace: bool, basis: str) -> dict[str, tuple[float, float, float, int]]:
+Row = tuple[float, float, float, float]  # mean MAE, mean from 2010, worst MAE/floor, promotions
+
+
+def backtest(history: Path, rows: int, seed: int, trace: bool, basis: str) -> dict[str, Row]:
     """Prints one history's table; returns policy -> (mean MAE, mean from 2010, worst/floor, promotions)."""
     lin = Lineage(load(history, rows, seed), _core.Model if basis == "v1" else ProtoV2)
     lin.build()
@@ -223,10 +226,10 @@ def backtest(history: Path, rows: int, seed: int, trace: bool, basis: str) -> di
     for name, r in results.items():
         after = [v for m, v in r.prequential.items() if m >= "2010-01"]
         worst = max(v / floor[m] for m, v in r.prequential.items())
-        out[name] = (float(np.mean(list(r.prequential.values()))), float(np.mean(after)), worst, r.promotions)
+        out[name] = (float(np.mean(list(r.prequential.values()))), float(np.mean(after)), worst, float(r.promotions))
     bound = hindsight_bound(lin)
     out["best version in hindsight"] = (float(np.mean(list(bound.values()))),
-                                        float(np.mean([v for m, v in bound.items() if m >= "2010-01"])), np.nan, -1)
+                                        float(np.mean([v for m, v in bound.items() if m >= "2010-01"])), np.nan, -1.0)
     print(f"\n{rows:,} rows a month, seed {seed}, 78 months, features {basis}; production's prequential MAE ($)")
     print_table(out)
     if trace:
@@ -237,7 +240,7 @@ def backtest(history: Path, rows: int, seed: int, trace: bool, basis: str) -> di
     return out
 
 
-def print_table(rows: dict[str, tuple[float, float, float, float]]) -> None:
+def print_table(rows: dict[str, Row]) -> None:
     print(f"{'policy':<26}{'all months':>11}{'from 2010':>11}{'worst/floor':>12}{'promotions':>11}")
     for name, (mae, after, worst, promotions) in rows.items():
         w = f"{worst:>12.2f}" if np.isfinite(worst) else f"{'–':>12}"
@@ -257,7 +260,8 @@ def main() -> None:
     runs = [backtest(a.history_dir, rows, seed, a.trace, a.basis) for rows in a.rows_per_month for seed in a.seeds]
     if len(runs) > 1:
         print(f"\nmean over the {len(runs)} histories above (rows a month {a.rows_per_month}, seeds {a.seeds})")
-        print_table({k: tuple(float(np.mean([r[k][i] for r in runs])) for i in range(4)) for k in runs[0]})
+        mean = lambda k, i: float(np.mean([r[k][i] for r in runs]))  # noqa: E731
+        print_table({k: (mean(k, 0), mean(k, 1), mean(k, 2), mean(k, 3)) for k in runs[0]})
 
 
 if __name__ == "__main__":

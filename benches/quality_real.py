@@ -23,6 +23,7 @@ import csv
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pyarrow as pa
@@ -34,6 +35,9 @@ import features_v2_proto as v2
 from common import months_from
 from taxifare_flow import _core
 from taxifare_flow.model import Model
+
+if TYPE_CHECKING:
+    from sklearn.ensemble import HistGradientBoostingRegressor
 
 HERE = Path(__file__).resolve().parent
 SAMPLE = HERE / "data" / "kaggle_sample_5k.csv"
@@ -150,7 +154,7 @@ def segments(r: v2.Rides) -> dict[str, np.ndarray]:
     }
 
 
-def hgb(x: np.ndarray, y: np.ndarray) -> object:
+def hgb(x: np.ndarray, y: np.ndarray) -> HistGradientBoostingRegressor:
     from sklearn.ensemble import HistGradientBoostingRegressor
 
     # absolute_error: the metric is MAE, so the tree baseline is given the loss that suits it
