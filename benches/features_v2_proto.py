@@ -6,7 +6,8 @@ function `group_*(r: Rides) -> Group` whose docstring gives its columns, formula
 Distances are haversine km (`geo::haversine_km`), times New York local (`NyClock::local`),
 airports and Manhattan as in `geo.rs` (`near`: < 2 km, `in_manhattan`: the 1.5 km spine band).
 
-Not a script: imported by `quality_real.py` (ablation, real rows) and usable from a REPL.
+Not a script: imported by `quality_real.py` (ablation, real rows) and `policy_backtest.py`
+(`--basis v2`), and usable from a REPL.
 """
 
 from __future__ import annotations
@@ -395,10 +396,9 @@ GROUPS: dict[str, Callable[[Rides], Group]] = {
     "airport_dm_x_hour_weekend": group_airport_dm_x_hour_weekend,
 }
 
-#: The recommended feature version 2: v1, then these groups in this order (see the evidence in
-#: docs/features_v2_evidence.md). Filled in from the ablation.
-#: v1 columns the recommended v2 drops (by index into v1's names): `year`, replaced by
-#: `year_index`.
+#: The recommended feature version 2 (p = 192), chosen by the ablation of quality_real.py (see
+#: docs/features_v2_evidence.md): v1 without the `V2_DROP_V1` columns (`year`, index 20 in
+#: v1's names, replaced by `year_index`), then these groups in this order.
 V2_DROP_V1: tuple[int, ...] = (20,)
 V2_GROUPS: tuple[str, ...] = (
     "dm_x_hour_weekend", "airport_dm_x_hour_weekend", "river_crossing", "jfk_peak_post", "zone_pair_dist",
