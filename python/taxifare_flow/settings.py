@@ -332,7 +332,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         half_life_months=half_life,
         holdout_fraction=r.number("HOLDOUT_FRACTION", 0.15, minimum=0.01, maximum=0.5),
         promotion_policy=r.choice("PROMOTION_POLICY", "paired", PROMOTION_POLICIES),
-        promotion_margin=r.number("PROMOTION_MARGIN", 0.0, minimum=0.0),
+        promotion_margin=r.number("PROMOTION_MARGIN", 0.01, minimum=0.0),
         promotion_min_rows=r.integer("PROMOTION_MIN_ROWS", 200, minimum=1) or 200,
         lock_timeout_seconds=r.number("LOCK_TIMEOUT_SECONDS", 600.0, minimum=0.0),
         notify_webhook_url=r.text("NOTIFY_WEBHOOK_URL"),
