@@ -36,14 +36,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         *since = now;
     };
     let (started, cpu0) = (Instant::now(), cpu());
-    let mut reader = reader::read_rows(std::path::Path::new(&dir), 0, rows, batch_rows)?;
+    let reader = reader::read_rows(std::path::Path::new(&dir), 0, rows, batch_rows)?;
     let (mut cleaner, mut counts, mut kept) = (Cleaner::for_training(), CleaningCounts::default(), Vec::new());
     let mut feat = Featurizer::new();
     let mut acc = SparseRows::new(N_FEATURES);
     let mut stats = Stats::new(N_FEATURES);
     let mut x = Vec::new();
     let mut now = cpu();
-    while let Some(batch) = reader.next() {
+    for batch in reader {
         let batch = batch?;
         lap(0, &mut now, &mut t);
         let cols = RideColumns::from_batch(&batch, true)?;

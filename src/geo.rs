@@ -170,7 +170,7 @@ mod tests {
         // Every cell bound of the NYC region and the floats either side of it.
         for j in -20..=20 {
             for (lat0, lon0) in [(40.5, -74.3), (40.9, -73.7), (0.0, 0.0), (-90.0, -180.0), (90.0, 180.0)] {
-                let (lat_b, lon_b) = (((lat0 * 1024.0 / 45.0) as f64).floor() + f64::from(j), ((lon0 * 1024.0 / 45.0) as f64).floor() + f64::from(j));
+                let (lat_b, lon_b) = ((lat0 * 1024.0 / 45.0_f64).floor() + f64::from(j), (lon0 * 1024.0 / 45.0_f64).floor() + f64::from(j));
                 for lat in [lat_b * 45.0 / 1024.0, lat0] {
                     for lon in [lon_b * 45.0 / 1024.0, lon0] {
                         for (dl, dn) in [(0.0, 0.0), (1.0, 1.0), (-1.0, -1.0), (1.0, -1.0)] {
