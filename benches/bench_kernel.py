@@ -1,37 +1,44 @@
 """Kernel throughput: slice → clean → features → accumulate, in Rust, versus the equivalent
 pandas + scikit-learn pipeline (ColumnTransformer + Ridge) on the same rows, each in its own
-process so peak RSS is its own. Prints rows/s, peak RSS and the ratios.
+process so peak RSS is its own. Prints rows/s, CPU seconds, peak RSS and the ratios.
 
-    python benches/bench_kernel.py [--rows-per-month 720000] [--months 7] [--pandas-rows N]
+The machine may be shared: the Rust kernel runs `--repeat` times and the table shows the
+median (and the range), with the load average before the runs. Where the time goes inside the
+kernel, phase by phase: `cargo run --profile dev-fast --example profile_kernel -- SOURCE_DIR`.
+
+    python benches/bench_kernel.py [--rows-per-month 720000] [--months 7] [--pandas-rows N] [--repeat 5]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import tempfile
 from pathlib import Path
 
 from common import build_source, child, months_from
 
+CPU = "sum(getattr(resource.getrusage(resource.RUSAGE_SELF), f) for f in ('ru_utime', 'ru_stime'))"
 RUST = """
-import time
+import resource, time
 from taxifare_flow import _core
 m = _core.Model()
-t = time.perf_counter()
+t, c0 = time.perf_counter(), {cpu}
 c = m.partial_fit_source({src!r}, 0, {rows})
 m.coefficients()
 s = time.perf_counter() - t
-RESULT = {{'rows': {rows}, 'seconds': s, 'kept': c['kept']}}
+RESULT = {{'rows': {rows}, 'seconds': s, 'kept': c['kept'], 'cpu': {cpu} - c0}}
 """
 
 PANDAS = """
-import time
+import resource, time
 import numpy as np, pandas as pd, pyarrow.dataset as ds
 from sklearn.compose import ColumnTransformer
 from sklearn.linear_model import Ridge
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
-t = time.perf_counter()
+t, c0 = time.perf_counter(), {cpu}
 df = ds.dataset({src!r}).to_table(filter=ds.field('row_id') < {rows}).to_pandas()
 df = df.dropna()
 df = df[(df.fare_amount > 0) & (df.fare_amount < 400) & df.passenger_count.between(1, 7)]
@@ -54,7 +61,7 @@ pipe = Pipeline([('ct', ColumnTransformer([('oh', OneHotEncoder(handle_unknown='
                  ('ridge', Ridge(alpha=1e-6))])
 pipe.fit(X, df.fare_amount)
 s = time.perf_counter() - t
-RESULT = {{'rows': {rows}, 'seconds': s, 'kept': len(df)}}
+RESULT = {{'rows': {rows}, 'seconds': s, 'kept': len(df), 'cpu': {cpu} - c0}}
 """
 
 
@@ -64,16 +71,24 @@ def main() -> None:
     ap.add_argument("--months", type=int, default=7)
     ap.add_argument("--pandas-rows", type=int, default=0, help="rows for pandas (default: the same rows)")
     ap.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "taxifare-bench-kernel"))
+    ap.add_argument("--repeat", type=int, default=5, help="runs of the Rust kernel (median shown)")
     a = ap.parse_args()
     src, _ = build_source(Path(a.dir), months_from("2012-01", a.months), a.rows_per_month)
     rows = a.months * a.rows_per_month
-    rust = child(RUST.format(src=str(src), rows=rows))
+    load = os.getloadavg()
+    runs = [child(RUST.format(src=str(src), rows=rows, cpu=CPU)) for _ in range(a.repeat)]
+    secs = [r["seconds"] for r in runs]
+    rust = runs[0] | {"seconds": statistics.median(secs), "cpu": statistics.median(r["cpu"] for r in runs),
+                      "peak_mib": statistics.median(r["peak_mib"] for r in runs)}
     prow = a.pandas_rows or rows
-    pd_ = child(PANDAS.format(src=str(src), rows=prow))
+    pd_ = child(PANDAS.format(src=str(src), rows=prow, cpu=CPU))
     r_rate, p_rate = rust["rows"] / rust["seconds"], pd_["rows"] / pd_["seconds"]
-    print(f"{'pipeline':<34}{'rows':>12}{'seconds':>10}{'rows/s':>14}{'peak RSS MiB':>14}")
-    print(f"{'Rust kernel (slice→fit)':<34}{rust['rows']:>12,}{rust['seconds']:>10.2f}{r_rate:>14,.0f}{rust['peak_mib']:>14.0f}")
-    print(f"{'pandas + scikit-learn Ridge':<34}{pd_['rows']:>12,}{pd_['seconds']:>10.2f}{p_rate:>14,.0f}{pd_['peak_mib']:>14.0f}")
+    print(f"{'pipeline':<34}{'rows':>12}{'seconds':>10}{'rows/s':>14}{'CPU s':>8}{'rows/CPU-s':>12}{'peak RSS MiB':>14}")
+    for name, r, rate in (("Rust kernel (slice→fit)", rust, r_rate), ("pandas + scikit-learn Ridge", pd_, p_rate)):
+        print(f"{name:<34}{r['rows']:>12,}{r['seconds']:>10.2f}{rate:>14,.0f}{r['cpu']:>8.2f}{r['rows'] / r['cpu']:>12,.0f}"
+              f"{r['peak_mib']:>14.0f}")
+    print(f"Rust: median of {a.repeat} runs, {min(secs):.2f}–{max(secs):.2f} s; load average before: "
+          f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
     print(f"ratio: Rust is {r_rate / p_rate:.1f}x faster with {pd_['peak_mib'] / rust['peak_mib']:.1f}x less peak memory "
           f"(Rust uses 80 features, the pandas pipeline 25)")
 

@@ -163,13 +163,20 @@ fn sunday(y: i32, m: u32, n: u32) -> u32 {
     }
 }
 
-/// Converts UTC instants to New York wall-clock time, caching the DST bounds of one year so
-/// that a stream of rides costs two comparisons each.
+/// Converts UTC instants to New York wall-clock time, caching the DST bounds of one year and
+/// the local day of the last instant, so that a stream of rides in time order costs two
+/// comparisons and a subtraction each.
 #[derive(Clone, Debug, Default)]
 pub struct NyClock {
     year: i32,
     dst_start: i64,
     dst_end: i64,
+    /// UTC instants `[lo, hi)` sharing the local date and the offset of `day`.
+    span: (i64, i64),
+    /// The UTC instant at which the cached local day began (under its offset).
+    midnight: i64,
+    /// The cached local day (its `second_of_day` unused).
+    day: Option<LocalTime>,
 }
 
 /// New York wall-clock fields of an instant.
@@ -201,10 +208,48 @@ impl NyClock {
 
     /// Wall-clock fields of an instant in New York.
     pub fn local(&mut self, ts: i64) -> LocalTime {
-        let lt = ts + self.offset(ts);
+        if let Some(day) = self.day.filter(|_| ts >= self.span.0 && ts < self.span.1) {
+            return LocalTime { second_of_day: ts - self.midnight, ..day };
+        }
+        let offset = self.offset(ts);
+        let lt = ts + offset;
         let days = lt.div_euclid(DAY);
         let (year, month, _) = civil_from_days(days);
-        LocalTime { second_of_day: lt.rem_euclid(DAY), weekday: weekday(days), month, year }
+        let local = LocalTime { second_of_day: lt.rem_euclid(DAY), weekday: weekday(days), month, year };
+        // The offset holds from the UTC year's start to DST, during DST, and from its end to
+        // the next UTC year (where `offset` reloads the bounds).
+        let (lo, hi) = if ts < self.dst_start {
+            (timestamp(self.year, 1, 1, 0, 0, 0), self.dst_start)
+        } else if ts < self.dst_end {
+            (self.dst_start, self.dst_end)
+        } else {
+            (self.dst_end, timestamp(self.year + 1, 1, 1, 0, 0, 0))
+        };
+        self.midnight = days * DAY - offset;
+        self.span = (lo.max(self.midnight), hi.min(self.midnight + DAY));
+        self.day = Some(local);
+        local
+    }
+}
+
+/// Months since 2009-01 of UTC instants, remembering the bounds of the last month so that a
+/// stream in time order costs two comparisons each. Same values as [`month_index_of`].
+#[derive(Clone, Debug, Default)]
+pub struct MonthIndexCache {
+    /// UTC instants `[lo, hi)` of the cached month, empty at first.
+    span: (i64, i64),
+    index: i32,
+}
+
+impl MonthIndexCache {
+    /// Months since 2009-01 of the UTC instant `ts`.
+    pub fn of(&mut self, ts: i64) -> i32 {
+        if ts < self.span.0 || ts >= self.span.1 {
+            self.index = month_index_of(ts);
+            let m = Month::from_index(self.index);
+            self.span = (m.start(), m.next().start());
+        }
+        self.index
     }
 }
 
@@ -240,6 +285,42 @@ mod tests {
         assert_eq!(Month::from_index(44), m);
         assert_eq!(Month::parse("2012-12").unwrap().next().to_string(), "2013-01");
         assert_eq!(month_index_of(timestamp(2015, 6, 30, 23, 59, 59)), 77);
+    }
+
+    #[test]
+    fn cached_local_time_and_month_equal_the_direct_computation() {
+        fn direct(ts: i64) -> LocalTime {
+            let lt = ts + NyClock::default().offset(ts);
+            let days = lt.div_euclid(DAY);
+            let (year, month, _) = civil_from_days(days);
+            LocalTime { second_of_day: lt.rem_euclid(DAY), weekday: weekday(days), month, year }
+        }
+        let (mut clock, mut months) = (NyClock::default(), MonthIndexCache::default());
+        let mut check = |ts: i64| {
+            assert_eq!(clock.local(ts), direct(ts), "at {ts}");
+            assert_eq!(months.of(ts), month_index_of(ts), "at {ts}");
+        };
+        // Forwards in small steps (the cache hits), across DST changes and new years, then
+        // seconds around every transition, then jumps back and forth (the cache misses).
+        let mut ts = timestamp(2006, 12, 30, 0, 0, 0);
+        while ts < timestamp(2013, 1, 2, 0, 0, 0) {
+            check(ts);
+            ts += 599;
+        }
+        for y in 2005..2016 {
+            for (m, d) in [(1, 1), (3, 1), (4, 1), (10, 20), (11, 1), (12, 31)] {
+                let day = timestamp(y, m, d, 0, 0, 0);
+                for s in (-DAY..3 * DAY).step_by(1800) {
+                    for e in [-1, 0, 1] {
+                        check(day + s + e);
+                    }
+                }
+            }
+        }
+        let mut rng = crate::generator::rng::Rng::new(8, 0);
+        for _ in 0..100_000 {
+            check(timestamp(1990, 1, 1, 0, 0, 0) + rng.below(40 * 365 * DAY as u64) as i64);
+        }
     }
 
     #[test]

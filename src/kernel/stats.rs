@@ -54,8 +54,9 @@ impl Stats {
     pub fn absorb(&mut self, acc: &mut SparseRows) {
         let d = self.xty.len();
         for a in 0..d {
+            let row = &acc.upper[SparseRows::row_start(d, a)..];
             for b in a..d {
-                let v = acc.upper[a * d + b];
+                let v = row[b - a];
                 if v != 0.0 {
                     self.xtx[[a, b]] += v;
                     if a != b {
@@ -129,6 +130,8 @@ impl Stats {
 #[derive(Clone, Debug)]
 pub struct SparseRows {
     d: usize,
+    /// The upper triangle, packed row after row (row `a` holds columns `a..d`): 26 KB for 80
+    /// features, which stays in L1 where the square (52 KB) did not.
     upper: Vec<f64>,
     xty: Vec<f64>,
     syy: f64,
@@ -141,7 +144,7 @@ impl SparseRows {
     #[must_use]
     pub fn new(p: usize) -> Self {
         let d = p + 1;
-        Self { d, upper: vec![0.0; d * d], xty: vec![0.0; d], syy: 0.0, nz: Vec::with_capacity(d), vals: Vec::with_capacity(d) }
+        Self { d, upper: vec![0.0; d * (d + 1) / 2], xty: vec![0.0; d], syy: 0.0, nz: Vec::with_capacity(d), vals: Vec::with_capacity(d) }
     }
 
     /// Adds one row of features `f` (length p) with label `y`.
@@ -150,22 +153,33 @@ impl SparseRows {
         self.vals.clear();
         self.nz.push(0);
         self.vals.push(1.0);
-        for (j, &v) in f.iter().enumerate() {
-            if v != 0.0 {
-                self.nz.push(j + 1);
-                self.vals.push(v);
+        // Non-zeros found eight at a time as a bit mask (vector compares), then visited bit by
+        // bit: no branch per value, whose outcome varies from row to row.
+        for (c, chunk) in f.chunks(8).enumerate() {
+            let mut mask = chunk.iter().enumerate().fold(0u32, |m, (k, &v)| m | (u32::from(v != 0.0) << k));
+            while mask != 0 {
+                let k = mask.trailing_zeros() as usize;
+                mask &= mask - 1;
+                self.nz.push(c * 8 + k + 1);
+                self.vals.push(chunk[k]);
             }
         }
         let d = self.d;
         for (i, &a) in self.nz.iter().enumerate() {
             let va = self.vals[i];
-            let row = &mut self.upper[a * d..(a + 1) * d];
-            for (k, &b) in self.nz[i..].iter().enumerate() {
-                row[b] += va * self.vals[i + k];
+            // Row `a` from its diagonal on, so column `b` is at `b - a`.
+            let row = &mut self.upper[Self::row_start(d, a)..];
+            for (&b, &vb) in self.nz[i..].iter().zip(&self.vals[i..]) {
+                row[b - a] += va * vb;
             }
             self.xty[a] += va * y;
         }
         self.syy += y * y;
+    }
+
+    /// Where row `a` of the packed triangle starts.
+    fn row_start(d: usize, a: usize) -> usize {
+        a * d - a * a.saturating_sub(1) / 2
     }
 
     fn clear(&mut self) {
