@@ -1,9 +1,8 @@
 //! Where the kernel's time goes: decode, columns (incl. timestamp parsing), cleaning,
 //! features and accumulation of a source slice, timed separately on one thread. Phases are
 //! measured in CPU time of the thread (from /proc/thread-self/schedstat), which a shared,
-//! loaded machine disturbs much less than wall time. Parquet decoding runs on the reader's
-//! worker threads: `decode` is only what this thread spends waiting for or receiving batches
-//! (the process's total CPU is in `benches/bench_kernel.py`).
+//! loaded machine disturbs much less than wall time (the process's total CPU is in
+//! `benches/bench_kernel.py`).
 //!
 //!     cargo run --profile dev-fast --example profile_kernel -- SOURCE_DIR [ROWS] [BATCH_ROWS]
 
