@@ -4,6 +4,7 @@
 pub mod cleaning;
 pub mod codec;
 pub mod columns;
+pub mod feature_set;
 pub mod features;
 pub mod metrics;
 pub mod model;
