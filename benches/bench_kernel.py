@@ -3,6 +3,9 @@ pandas + scikit-learn pipeline (ColumnTransformer + Ridge) on the same rows, eac
 process so peak RSS is its own. Prints rows/s, peak RSS and the ratios.
 
     python benches/bench_kernel.py [--rows-per-month 720000] [--months 7] [--pandas-rows N]
+        [--feature-version 1 [2]] [--no-pandas]
+
+With several feature versions, one Rust child runs per version (v1 has 80 features, v2 192).
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ import tempfile
 from pathlib import Path
 
 from common import build_source, child, months_from
+from taxifare_flow import _core
 
 RUST = """
 import time
 from taxifare_flow import _core
-m = _core.Model()
+m = _core.Model(feature_version={version})
 t = time.perf_counter()
 c = m.partial_fit_source({src!r}, 0, {rows})
 m.coefficients()
@@ -63,19 +67,32 @@ def main() -> None:
     ap.add_argument("--rows-per-month", type=int, default=720_000)
     ap.add_argument("--months", type=int, default=7)
     ap.add_argument("--pandas-rows", type=int, default=0, help="rows for pandas (default: the same rows)")
+    ap.add_argument("--feature-version", type=int, nargs="+", default=[1], help="feature versions of the Rust kernel")
+    ap.add_argument("--no-pandas", action="store_true", help="time the Rust kernel only")
     ap.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "taxifare-bench-kernel"))
     a = ap.parse_args()
     src, _ = build_source(Path(a.dir), months_from("2012-01", a.months), a.rows_per_month)
     rows = a.months * a.rows_per_month
-    rust = child(RUST.format(src=str(src), rows=rows))
+    runs = {v: child(RUST.format(src=str(src), rows=rows, version=v)) for v in a.feature_version}
+    print(f"{'pipeline':<34}{'rows':>12}{'seconds':>10}{'rows/s':>14}{'peak RSS MiB':>14}")
+    for v, run in runs.items():
+        rate = run["rows"] / run["seconds"]
+        print(f"{f'Rust kernel v{v} (slice→fit)':<34}{run['rows']:>12,}{run['seconds']:>10.2f}{rate:>14,.0f}{run['peak_mib']:>14.0f}")
+    if len(runs) > 1:
+        first = a.feature_version[0]
+        base = runs[first]["rows"] / runs[first]["seconds"]
+        for v, run in runs.items():
+            print(f"v{v} rows/s: {run['rows'] / run['seconds'] / base:.2f}x v{first}")
+    if a.no_pandas:
+        return
+    rust = runs[a.feature_version[0]]
+    r_rate = rust["rows"] / rust["seconds"]
     prow = a.pandas_rows or rows
     pd_ = child(PANDAS.format(src=str(src), rows=prow))
-    r_rate, p_rate = rust["rows"] / rust["seconds"], pd_["rows"] / pd_["seconds"]
-    print(f"{'pipeline':<34}{'rows':>12}{'seconds':>10}{'rows/s':>14}{'peak RSS MiB':>14}")
-    print(f"{'Rust kernel (slice→fit)':<34}{rust['rows']:>12,}{rust['seconds']:>10.2f}{r_rate:>14,.0f}{rust['peak_mib']:>14.0f}")
+    p_rate = pd_["rows"] / pd_["seconds"]
     print(f"{'pandas + scikit-learn Ridge':<34}{pd_['rows']:>12,}{pd_['seconds']:>10.2f}{p_rate:>14,.0f}{pd_['peak_mib']:>14.0f}")
     print(f"ratio: Rust is {r_rate / p_rate:.1f}x faster with {pd_['peak_mib'] / rust['peak_mib']:.1f}x less peak memory "
-          f"(Rust uses 80 features, the pandas pipeline 25)")
+          f"(Rust v{a.feature_version[0]} uses {len(_core.Model.feature_names(a.feature_version[0]))} features, the pandas pipeline 25)")
 
 
 if __name__ == "__main__":

@@ -61,7 +61,7 @@ def assert_same_as_prototype(table: pa.Table) -> int:
     np.testing.assert_array_equal(y2, rides.y)
     for j, name in enumerate(names):
         np.testing.assert_allclose(x2[:, j], xp[:, j], rtol=1e-12, atol=1e-12, err_msg=name)
-    return rides.n
+    return int(rides.n)
 
 
 def test_v2_equals_the_prototype_on_real_rides() -> None:
