@@ -2,11 +2,15 @@
 pandas + scikit-learn pipeline (ColumnTransformer + Ridge) on the same rows, each in its own
 process so peak RSS is its own. Prints rows/s, CPU seconds, peak RSS and the ratios.
 
-The machine may be shared: the Rust kernel runs `--repeat` times and the table shows the
-median (and the range), with the load average before the runs. Where the time goes inside the
-kernel, phase by phase: `cargo run --profile dev-fast --example profile_kernel -- SOURCE_DIR`.
+The machine may be shared: the Rust kernel runs `--repeat` times per feature version and the
+table shows the median (and the range), with the load average before the runs. Where the time
+goes inside the kernel, phase by phase: `cargo run --profile dev-fast --example profile_kernel
+-- SOURCE_DIR`.
 
     python benches/bench_kernel.py [--rows-per-month 720000] [--months 7] [--pandas-rows N] [--repeat 5]
+        [--feature-version 1 [2]] [--no-pandas]
+
+With several feature versions, one Rust child runs per version (v1 has 80 features, v2 192).
 """
 
 from __future__ import annotations
@@ -18,12 +22,13 @@ import tempfile
 from pathlib import Path
 
 from common import build_source, child, months_from
+from taxifare_flow import _core
 
 CPU = "sum(getattr(resource.getrusage(resource.RUSAGE_SELF), f) for f in ('ru_utime', 'ru_stime'))"
 RUST = """
 import resource, time
 from taxifare_flow import _core
-m = _core.Model()
+m = _core.Model(feature_version={version})
 t, c0 = time.perf_counter(), {cpu}
 c = m.partial_fit_source({src!r}, 0, {rows})
 m.coefficients()
@@ -70,27 +75,45 @@ def main() -> None:
     ap.add_argument("--rows-per-month", type=int, default=720_000)
     ap.add_argument("--months", type=int, default=7)
     ap.add_argument("--pandas-rows", type=int, default=0, help="rows for pandas (default: the same rows)")
+    ap.add_argument("--feature-version", type=int, nargs="+", default=[1], help="feature versions of the Rust kernel")
+    ap.add_argument("--no-pandas", action="store_true", help="time the Rust kernel only")
     ap.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "taxifare-bench-kernel"))
     ap.add_argument("--repeat", type=int, default=5, help="runs of the Rust kernel (median shown)")
     a = ap.parse_args()
     src, _ = build_source(Path(a.dir), months_from("2012-01", a.months), a.rows_per_month)
     rows = a.months * a.rows_per_month
     load = os.getloadavg()
-    runs = [child(RUST.format(src=str(src), rows=rows, cpu=CPU)) for _ in range(a.repeat)]
-    secs = [r["seconds"] for r in runs]
-    rust = runs[0] | {"seconds": statistics.median(secs), "cpu": statistics.median(r["cpu"] for r in runs),
-                      "peak_mib": statistics.median(r["peak_mib"] for r in runs)}
+    runs = {}
+    for v in a.feature_version:
+        reps = [child(RUST.format(src=str(src), rows=rows, cpu=CPU, version=v)) for _ in range(a.repeat)]
+        secs = [r["seconds"] for r in reps]
+        runs[v] = reps[0] | {"seconds": statistics.median(secs), "cpu": statistics.median(r["cpu"] for r in reps),
+                             "peak_mib": statistics.median(r["peak_mib"] for r in reps), "range": (min(secs), max(secs))}
+    header = f"{'pipeline':<34}{'rows':>12}{'seconds':>10}{'rows/s':>14}{'CPU s':>8}{'rows/CPU-s':>12}{'peak RSS MiB':>14}"
+
+    def line(name: str, r: dict) -> str:
+        return (f"{name:<34}{r['rows']:>12,}{r['seconds']:>10.2f}{r['rows'] / r['seconds']:>14,.0f}{r['cpu']:>8.2f}"
+                f"{r['rows'] / r['cpu']:>12,.0f}{r['peak_mib']:>14.0f}")
+
+    print(header)
+    for v, r in runs.items():
+        print(line(f"Rust kernel v{v} (slice→fit)", r))
+    first = a.feature_version[0]
+    for v, r in runs.items():
+        lo, hi = r["range"]
+        rel = f", {runs[first]['seconds'] / r['seconds']:.2f}x v{first}'s rows/s" if v != first else ""
+        print(f"Rust v{v}: median of {a.repeat} runs, {lo:.2f}–{hi:.2f} s{rel}")
+    print(f"load average before: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
+    if a.no_pandas:
+        return
+    rust = runs[first]
+    r_rate = rust["rows"] / rust["seconds"]
     prow = a.pandas_rows or rows
     pd_ = child(PANDAS.format(src=str(src), rows=prow, cpu=CPU))
-    r_rate, p_rate = rust["rows"] / rust["seconds"], pd_["rows"] / pd_["seconds"]
-    print(f"{'pipeline':<34}{'rows':>12}{'seconds':>10}{'rows/s':>14}{'CPU s':>8}{'rows/CPU-s':>12}{'peak RSS MiB':>14}")
-    for name, r, rate in (("Rust kernel (slice→fit)", rust, r_rate), ("pandas + scikit-learn Ridge", pd_, p_rate)):
-        print(f"{name:<34}{r['rows']:>12,}{r['seconds']:>10.2f}{rate:>14,.0f}{r['cpu']:>8.2f}{r['rows'] / r['cpu']:>12,.0f}"
-              f"{r['peak_mib']:>14.0f}")
-    print(f"Rust: median of {a.repeat} runs, {min(secs):.2f}–{max(secs):.2f} s; load average before: "
-          f"{load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores")
+    p_rate = pd_["rows"] / pd_["seconds"]
+    print(line("pandas + scikit-learn Ridge", pd_))
     print(f"ratio: Rust is {r_rate / p_rate:.1f}x faster with {pd_['peak_mib'] / rust['peak_mib']:.1f}x less peak memory "
-          f"(Rust uses 80 features, the pandas pipeline 25)")
+          f"(Rust v{a.feature_version[0]} uses {len(_core.Model.feature_names(a.feature_version[0]))} features, the pandas pipeline 25)")
 
 
 if __name__ == "__main__":

@@ -16,7 +16,8 @@ use crate::generator::history::{self, HistoryError, HistoryOptions, Progress};
 use crate::generator::import::{self, ImportOptions};
 use crate::kernel::cleaning::CleaningCounts;
 use crate::kernel::model::{Evaluation, Model, Settings};
-use crate::kernel::{codec, features, KernelError};
+use crate::kernel::feature_set::FeatureSet;
+use crate::kernel::{codec, model, KernelError};
 use crate::source::layout::{self, Format};
 use crate::kernel::pass::{self, PassModels, PassResult};
 use crate::kernel::metrics::Metrics;
@@ -234,11 +235,14 @@ pub struct PyModel {
 
 #[pymethods]
 impl PyModel {
+    // The literal defaults `feature_version = 1` are `FeatureSet::DEFAULT` (checked by its test),
+    // spelt out so that the Python signature shows them.
     #[new]
-    #[pyo3(signature = (ridge_alpha = 1e-3, half_life_months = f64::INFINITY))]
-    fn new(ridge_alpha: f64, half_life_months: f64) -> PyResult<Self> {
+    #[pyo3(signature = (ridge_alpha = 1e-3, half_life_months = f64::INFINITY, feature_version = 1))]
+    fn new(ridge_alpha: f64, half_life_months: f64, feature_version: u16) -> PyResult<Self> {
         let settings = Settings { ridge_alpha, half_life_months };
-        Ok(Self { inner: Model::new(settings).map_err(CoreError::from)? })
+        let set = FeatureSet::from_version(feature_version).map_err(CoreError::from)?;
+        Ok(Self { inner: Model::with_features(settings, set).map_err(CoreError::from)? })
     }
 
     /// Adds raw ride rows (any Arrow table, batch or stream); returns the cleaning counts.
@@ -354,10 +358,11 @@ impl PyModel {
         Ok(Self { inner: codec::from_bytes(data).map_err(CoreError::from)? })
     }
 
-    /// Names of the features, in column order.
+    /// Names of the features of a version (default: `FEATURE_VERSION`), in column order.
     #[staticmethod]
-    fn feature_names() -> Vec<String> {
-        features::names()
+    #[pyo3(signature = (feature_version = 1))]
+    fn feature_names(feature_version: u16) -> PyResult<Vec<String>> {
+        Ok(FeatureSet::from_version(feature_version).map_err(CoreError::from)?.names())
     }
 
     /// Total weight of the rows learnt.
@@ -369,7 +374,7 @@ impl PyModel {
     /// Feature-set version.
     #[getter]
     fn feature_version(&self) -> u16 {
-        self.inner.feature_version
+        self.inner.feature_version()
     }
 
     /// Ridge penalty.
@@ -580,14 +585,17 @@ fn mask_dsn(dsn: &str) -> String {
     watermark::mask_dsn(dsn)
 }
 
-/// `(X, y, cleaning)`: the features and labels of the rows of `data` that pass cleaning.
+/// `(X, y, cleaning)`: the features of version `feature_version` and the labels of the rows of
+/// `data` that pass cleaning.
 #[pyfunction]
-fn compute_features<'py>(py: Python<'py>, data: AnyRecordBatch) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>, Bound<'py, PyDict>)> {
+#[pyo3(signature = (data, feature_version = 1))]
+fn compute_features<'py>(py: Python<'py>, data: AnyRecordBatch, feature_version: u16) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>, Bound<'py, PyDict>)> {
+    let set = FeatureSet::from_version(feature_version).map_err(CoreError::from)?;
     let (batches, schema) = data.into_table()?.into_inner();
     let (x, y, c) = py
         .detach(|| -> CoreResult<_> {
             let batch = arrow::compute::concat_batches(&schema, &batches).map_err(|e| CoreError::Kernel(KernelError::Input(e.to_string())))?;
-            Ok(features::features_of(&batch)?)
+            Ok(model::features_of(&batch, set)?)
         })
         .map_err(PyErr::from)?;
     Ok((x.into_pyarray(py), y.into_pyarray(py), counts_dict(py, &c)?))
@@ -629,7 +637,12 @@ mod _core {
         // No level cache: Python may change logging levels at any time (tests, CLI flags).
         let _ = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::Nothing)?.filter(log::LevelFilter::Info).install();
         m.add("__version__", crate::version())?;
-        m.add("FEATURE_VERSION", crate::kernel::features::FEATURE_VERSION)?;
+        // FEATURE_VERSION: what a new Model gets by default (what the lifecycle trains and
+        // logs); FEATURE_VERSIONS: every version this build trains, predicts with and loads.
+        use crate::kernel::feature_set::FeatureSet;
+        m.add("FEATURE_VERSION", FeatureSet::DEFAULT.version())?;
+        let versions = pyo3::types::PyTuple::new(m.py(), FeatureSet::ALL.map(FeatureSet::version))?;
+        m.add("FEATURE_VERSIONS", versions)?;
         Ok(())
     }
 }

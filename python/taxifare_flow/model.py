@@ -44,13 +44,16 @@ class Model:
     `predict` returns fares (NaN for rides that cleaning rejects), `evaluate` scores labelled
     rides, `to_bytes`/`from_bytes` (de)serialise. Heavy work runs in Rust without the GIL.
     `half_life_months` is the forgetting half-life in months of ride time (inf: none, exact).
+    `feature_version` is the feature set (`_core.FEATURE_VERSIONS`); a model keeps the version
+    it was created with (in its bytes too), and models of different versions cannot merge.
+    `feature_names(feature_version)` names the columns of a version.
     """
 
     feature_names = staticmethod(_core.Model.feature_names)
 
     def __init__(self, ridge_alpha: float = 1e-3, half_life_months: float = math.inf, *,
-                 _core_model: _core.Model | None = None) -> None:
-        self._m = _core_model if _core_model is not None else _core.Model(ridge_alpha, half_life_months)
+                 feature_version: int = _core.FEATURE_VERSION, _core_model: _core.Model | None = None) -> None:
+        self._m = _core_model if _core_model is not None else _core.Model(ridge_alpha, half_life_months, feature_version)
 
     @property
     def core(self) -> _core.Model:
@@ -63,7 +66,7 @@ class Model:
 
     def fit(self, data: Rides) -> Model:
         """Forgets everything, then learns `data`."""
-        self._m = _core.Model(self._m.ridge_alpha, self._m.half_life_months)
+        self._m = _core.Model(self._m.ridge_alpha, self._m.half_life_months, self._m.feature_version)
         self.partial_fit(data)
         return self
 
@@ -111,6 +114,6 @@ class Model:
         return self._m.last_month
 
 
-def features(data: Rides) -> tuple[NDArray[np.float64], NDArray[np.float64], CleaningCounts]:
-    """`(X, y, cleaning)` for the rows of `data` that pass cleaning."""
-    return _core.compute_features(as_arrow(data))
+def features(data: Rides, feature_version: int = _core.FEATURE_VERSION) -> tuple[NDArray[np.float64], NDArray[np.float64], CleaningCounts]:
+    """`(X, y, cleaning)` for the rows of `data` that pass cleaning, features of `feature_version`."""
+    return _core.compute_features(as_arrow(data), feature_version)

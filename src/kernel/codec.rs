@@ -8,7 +8,7 @@
 
 use ndarray::{Array1, Array2};
 
-use super::features::{FEATURE_VERSION, N_FEATURES};
+use super::feature_set::FeatureSet;
 use super::model::{Model, Settings};
 use super::stats::{Coefficients, Stats};
 use super::KernelError;
@@ -25,7 +25,7 @@ pub fn to_bytes(m: &Model) -> Vec<u8> {
     let mut out = Vec::with_capacity(64 + 8 * (p + 1) * (p + 3));
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-    out.extend_from_slice(&m.feature_version.to_le_bytes());
+    out.extend_from_slice(&m.feature_version().to_le_bytes());
     out.extend_from_slice(&(p as u32).to_le_bytes());
     out.extend_from_slice(&m.settings.ridge_alpha.to_le_bytes());
     out.extend_from_slice(&m.settings.half_life_months.to_le_bytes());
@@ -77,13 +77,10 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model, KernelError> {
     if sum.try_into().map(u64::from_le_bytes).ok() != Some(fnv1a(body)) {
         return Err(KernelError::Format("checksum mismatch: the bytes are corrupt".into()));
     }
-    let feature_version = u16::from_le_bytes(c.take()?);
-    if feature_version != FEATURE_VERSION {
-        return Err(KernelError::Format(format!("feature set version {feature_version} is unknown to this build (it has {FEATURE_VERSION})")));
-    }
+    let feature_set = FeatureSet::from_version(u16::from_le_bytes(c.take()?)).map_err(|e| KernelError::Format(e.to_string()))?;
     let p = u32::from_le_bytes(c.take()?) as usize;
-    if p != N_FEATURES {
-        return Err(KernelError::Format(format!("{p} features, expected {N_FEATURES}")));
+    if p != feature_set.p() {
+        return Err(KernelError::Format(format!("{p} features, feature version {} has {}", feature_set.version(), feature_set.p())));
     }
     let settings = Settings { ridge_alpha: c.f64()?, half_life_months: c.f64()? };
     settings.validate().map_err(|e| KernelError::Format(e.to_string()))?;
@@ -104,7 +101,7 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model, KernelError> {
     let xtx = Array2::from_shape_vec((p + 1, p + 1), xtx).map_err(|e| KernelError::Format(e.to_string()))?;
     Ok(Model {
         settings,
-        feature_version,
+        feature_set,
         stats: Stats { xtx, xty: Array1::from(xty), syy },
         last_month: (last != i32::MIN).then_some(last),
         coef,
@@ -134,5 +131,25 @@ mod tests {
         future[4] = 9;
         assert!(from_bytes(&future).unwrap_err().to_string().contains("unknown format version 9"));
         assert!(from_bytes(b"hello world!").unwrap_err().to_string().contains("magic"));
+    }
+
+    /// Bytes written by the build before feature versions were dispatched (main at 40e7905,
+    /// `tests/data/model_v1_main.bin`: 2011-05, 3000 rows, seed 7, half-life 6 months) load as
+    /// a v1 model and are written back byte for byte.
+    #[test]
+    fn bytes_of_the_v1_only_build_still_load() {
+        let old: &[u8] = include_bytes!("../../tests/data/model_v1_main.bin");
+        let m = from_bytes(old).unwrap();
+        assert_eq!(m.feature_set, FeatureSet::V1);
+        assert_eq!(m.stats.p(), 80);
+        assert_eq!(m.settings, Settings { ridge_alpha: 1e-3, half_life_months: 6.0 });
+        assert_eq!(m.last_month, Some(Month::parse("2011-05").unwrap().index()));
+        assert_eq!(to_bytes(&m), old);
+        let mut unknown = old.to_vec();
+        unknown[6] = 7;
+        let n = unknown.len() - 8;
+        let sum = fnv1a(&unknown[..n]).to_le_bytes();
+        unknown[n..].copy_from_slice(&sum);
+        assert!(from_bytes(&unknown).unwrap_err().to_string().contains("feature version 7"));
     }
 }

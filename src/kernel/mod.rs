@@ -4,7 +4,9 @@
 pub mod cleaning;
 pub mod codec;
 pub mod columns;
+pub mod feature_set;
 pub mod features;
+pub mod features_v2;
 pub mod metrics;
 pub mod model;
 pub mod pass;

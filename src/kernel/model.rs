@@ -7,7 +7,7 @@ use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2};
 
 use super::cleaning::{Cleaner, CleaningCounts};
 use super::columns::RideColumns;
-use super::features::{Featurizer, FEATURE_VERSION, N_FEATURES};
+use super::feature_set::FeatureSet;
 use super::metrics::Metrics;
 use super::stats::{Coefficients, SparseRows, Stats};
 use super::KernelError;
@@ -57,8 +57,8 @@ pub struct Evaluation {
 pub struct Model {
     /// Its settings.
     pub settings: Settings,
-    /// The feature set it was trained with.
-    pub feature_version: u16,
+    /// The feature version it is trained with (recorded in its bytes).
+    pub feature_set: FeatureSet,
     pub(crate) stats: Stats,
     /// Newest month (since 2009-01) of the rows added.
     pub last_month: Option<i32>,
@@ -83,11 +83,11 @@ pub(crate) fn on_cores<T: Send>(rows: &[usize], work: impl Fn(&[usize]) -> T + S
 }
 
 /// Featurises and accumulates the kept rows of one batch on every core.
-fn accumulate_parallel(cols: &RideColumns, fares: &arrow::array::Float64Array, kept: &[usize]) -> Vec<SparseRows> {
+fn accumulate_parallel(set: FeatureSet, cols: &RideColumns, fares: &arrow::array::Float64Array, kept: &[usize]) -> Vec<SparseRows> {
     on_cores(kept, |rows| {
-        let mut feat = Featurizer::new();
-        let mut acc = SparseRows::new(N_FEATURES);
-        let mut f = [0.0; N_FEATURES];
+        let mut feat = set.featurizer();
+        let mut acc = SparseRows::new(set.p());
+        let mut f = vec![0.0; set.p()];
         for &i in rows {
             feat.write(cols, i, &mut f);
             acc.add(&f, fares.value(i));
@@ -97,10 +97,10 @@ fn accumulate_parallel(cols: &RideColumns, fares: &arrow::array::Float64Array, k
 }
 
 /// Predictions for the kept rows of one batch, computed on every core, in row order.
-fn predict_parallel(c: &Coefficients, cols: &RideColumns, kept: &[usize]) -> Vec<f64> {
+fn predict_parallel(set: FeatureSet, c: &Coefficients, cols: &RideColumns, kept: &[usize]) -> Vec<f64> {
     on_cores(kept, |rows| {
-        let mut feat = Featurizer::new();
-        let mut f = [0.0; N_FEATURES];
+        let mut feat = set.featurizer();
+        let mut f = vec![0.0; set.p()];
         rows.iter()
             .map(|&i| {
                 feat.write(cols, i, &mut f);
@@ -142,10 +142,21 @@ pub(crate) fn input(e: ArrowError) -> KernelError {
 }
 
 impl Model {
-    /// An empty model.
+    /// An empty model of the default feature version ([`FeatureSet::DEFAULT`]).
     pub fn new(settings: Settings) -> Result<Self, KernelError> {
+        Self::with_features(settings, FeatureSet::DEFAULT)
+    }
+
+    /// An empty model of feature version `features`.
+    pub fn with_features(settings: Settings, features: FeatureSet) -> Result<Self, KernelError> {
         settings.validate()?;
-        Ok(Self { settings, feature_version: FEATURE_VERSION, stats: Stats::new(N_FEATURES), last_month: None, coef: None })
+        Ok(Self { settings, feature_set: features, stats: Stats::new(features.p()), last_month: None, coef: None })
+    }
+
+    /// The feature version number recorded with the model.
+    #[must_use]
+    pub fn feature_version(&self) -> u16 {
+        self.feature_set.version()
     }
 
     /// Total weight of the rows learnt (their number without forgetting).
@@ -193,11 +204,12 @@ impl Model {
     where
         I: IntoIterator<Item = Result<RecordBatch, ArrowError>>,
     {
-        let mut feat = Featurizer::new();
+        let set = self.feature_set;
+        let mut feat = set.featurizer();
         let mut counts = CleaningCounts::default();
-        let mut acc = SparseRows::new(N_FEATURES);
+        let mut acc = SparseRows::new(set.p());
         let mut pending = 0usize;
-        let mut f = [0.0; N_FEATURES];
+        let mut f = vec![0.0; set.p()];
         for_each_cleaned(batches, &mut counts, |cols, fares, kept| {
             let newest = kept.iter().map(|&i| month_index_of(cols.ts[i])).max();
             let decays = self.forgetting() && newest.is_some_and(|m| self.last_month.is_none_or(|last| m > last));
@@ -207,7 +219,7 @@ impl Model {
                 if let Some(m) = newest {
                     self.advance_to(m);
                 }
-                for mut part in accumulate_parallel(cols, fares, kept) {
+                for mut part in accumulate_parallel(set, cols, fares, kept) {
                     self.stats.absorb(&mut part);
                     self.coef = None;
                 }
@@ -230,12 +242,14 @@ impl Model {
         Ok(counts)
     }
 
-    /// Adds rows of precomputed features (`x`: n × [`N_FEATURES`]) and labels, as of ride
-    /// month `month` when given (for forgetting).
+    /// Adds rows of precomputed features (`x`: n × p of the model's feature version) and
+    /// labels, as of ride month `month` when given (for forgetting).
     pub fn partial_fit_features(&mut self, x: ArrayView2<f64>, y: ArrayView1<f64>, month: Option<i32>) -> Result<(), KernelError> {
-        if x.ncols() != N_FEATURES || x.nrows() != y.len() {
+        let p = self.feature_set.p();
+        if x.ncols() != p || x.nrows() != y.len() {
             return Err(KernelError::Incompatible(format!(
-                "features must be n × {N_FEATURES} with n labels, got {} × {} and {} labels",
+                "features of version {} must be n × {p} with n labels, got {} × {} and {} labels",
+                self.feature_version(),
                 x.nrows(),
                 x.ncols(),
                 y.len()
@@ -244,7 +258,7 @@ impl Model {
         if let Some(m) = month {
             self.advance_to(m);
         }
-        let mut a = Array2::ones((x.nrows(), N_FEATURES + 1));
+        let mut a = Array2::ones((x.nrows(), p + 1));
         a.slice_mut(s![.., 1..]).assign(&x);
         self.stats.add(a.view(), y);
         self.coef = None;
@@ -253,7 +267,7 @@ impl Model {
 
     /// Adds the statistics of another model trained on disjoint rows.
     pub fn merge(&mut self, other: &Self) -> Result<(), KernelError> {
-        if other.feature_version != self.feature_version || other.settings != self.settings {
+        if other.feature_set != self.feature_set || other.settings != self.settings {
             return Err(KernelError::Incompatible("models differ in feature version or settings".into()));
         }
         let mut other = other.clone();
@@ -285,8 +299,8 @@ impl Model {
         let c = self.coefficients()?.clone();
         let cols = RideColumns::from_batch(batch, false)?;
         let mut cleaner = Cleaner::for_prediction();
-        let mut feat = Featurizer::new();
-        let mut f = [0.0; N_FEATURES];
+        let mut feat = self.feature_set.featurizer();
+        let mut f = vec![0.0; self.feature_set.p()];
         Ok((0..cols.len)
             .map(|i| {
                 if cleaner.check(&cols, i).is_err() {
@@ -300,8 +314,9 @@ impl Model {
 
     /// Predictions on precomputed features.
     pub fn predict_features(&mut self, x: ArrayView2<f64>) -> Result<Vec<f64>, KernelError> {
-        if x.ncols() != N_FEATURES {
-            return Err(KernelError::Incompatible(format!("features must have {N_FEATURES} columns, got {}", x.ncols())));
+        let p = self.feature_set.p();
+        if x.ncols() != p {
+            return Err(KernelError::Incompatible(format!("features of version {} must have {p} columns, got {}", self.feature_version(), x.ncols())));
         }
         let c = self.coefficients()?.clone();
         Ok(x.rows().into_iter().map(|r| c.intercept + r.dot(&ArrayView1::from(&c.beta))).collect())
@@ -313,10 +328,11 @@ impl Model {
         I: IntoIterator<Item = Result<RecordBatch, ArrowError>>,
     {
         let c = self.coefficients()?.clone();
+        let set = self.feature_set;
         let mut ev = Evaluation { abs_errors: keep_errors.then(Vec::new), ..Default::default() };
         let mut counts = CleaningCounts::default();
         for_each_cleaned(batches, &mut counts, |cols, fares, kept| {
-            for (&i, p) in kept.iter().zip(predict_parallel(&c, cols, kept)) {
+            for (&i, p) in kept.iter().zip(predict_parallel(set, &c, cols, kept)) {
                 let y = fares.value(i);
                 ev.metrics.add(y, p);
                 if let Some(e) = ev.abs_errors.as_mut() {
@@ -330,14 +346,15 @@ impl Model {
     }
 }
 
-/// Features of the rows of a batch that pass training cleaning, with their labels.
-pub fn features_of(batch: &RecordBatch) -> Result<(Array2<f64>, Array1<f64>, CleaningCounts), KernelError> {
+/// Features of version `set` of the rows of a batch that pass training cleaning, with their
+/// labels.
+pub fn features_of(batch: &RecordBatch, set: FeatureSet) -> Result<(Array2<f64>, Array1<f64>, CleaningCounts), KernelError> {
     let cols = RideColumns::from_batch(batch, true)?;
     let mut counts = CleaningCounts::default();
     let mut kept = Vec::new();
     Cleaner::for_training().clean(&cols, &mut counts, &mut kept);
-    let mut x = Array2::zeros((kept.len(), N_FEATURES));
-    let mut feat = Featurizer::new();
+    let mut x = Array2::zeros((kept.len(), set.p()));
+    let mut feat = set.featurizer();
     let fares = cols.fare.as_ref().ok_or_else(|| KernelError::Schema { column: "fare_amount".into(), reason: "missing".into() })?;
     let mut y = Array1::zeros(kept.len());
     for (r, &i) in kept.iter().enumerate() {

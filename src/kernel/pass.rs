@@ -17,7 +17,7 @@ use arrow::error::ArrowError;
 
 use super::cleaning::{Cleaner, CleaningCounts};
 use super::columns::RideColumns;
-use super::features::{Featurizer, N_FEATURES};
+use super::feature_set::FeatureSet;
 use super::metrics::Metrics;
 use super::model::{on_cores, Model};
 use super::stats::{Coefficients, SparseRows};
@@ -115,40 +115,69 @@ struct Part {
 /// Scores the reference models on one chunk and accumulates it (`holdout`: also keep the rows
 /// and production's errors).
 fn work(cols: &RideColumns, fares: &Float64Array, rows: &[usize], refs: &Refs, holdout: bool) -> Part {
-    let mut feat = Featurizer::new();
-    let mut f = [0.0; N_FEATURES];
+    // One buffer per distinct version: each row is featurised once per version, whichever
+    // models share it.
+    let mut feats: Vec<_> = refs.sets.iter().map(|s| (s.featurizer(), vec![0.0; s.p()])).collect();
     let mut part = Part {
-        acc: SparseRows::new(N_FEATURES),
+        acc: SparseRows::new(refs.sets[0].p()),
         production: Metrics::default(),
         frozen: Metrics::default(),
         kept: KeptRows::default(),
         production_errors: Vec::new(),
     };
     for &i in rows {
-        feat.write(cols, i, &mut f);
+        for (feat, f) in &mut feats {
+            feat.write(cols, i, f);
+        }
+        let f = &feats[0].1;
         let y = fares.value(i);
-        part.acc.add(&f, y);
-        if let Some(c) = &refs.production {
-            let p = Model::dot(c, &f);
+        part.acc.add(f, y);
+        if let Some(r) = &refs.production {
+            let p = Model::dot(&r.coef, &feats[r.set].1);
             part.production.add(y, p);
             if holdout {
                 part.production_errors.push((p - y).abs());
             }
         }
-        if let Some(c) = &refs.frozen {
-            part.frozen.add(y, Model::dot(c, &f));
+        if let Some(r) = &refs.frozen {
+            part.frozen.add(y, Model::dot(&r.coef, &feats[r.set].1));
         }
         if holdout {
-            part.kept.push(&f, y);
+            part.kept.push(f, y);
         }
     }
     part
 }
 
-/// The coefficients of the models that are only scored.
+/// A model that is only scored: its coefficients and the index of its version in `Refs::sets`.
+struct Ref {
+    coef: Coefficients,
+    set: usize,
+}
+
+/// The models that are only scored, and the distinct feature versions of the pass: the
+/// challenger's first (it is the one accumulated and kept), then the others'.
 struct Refs {
-    production: Option<Coefficients>,
-    frozen: Option<Coefficients>,
+    production: Option<Ref>,
+    frozen: Option<Ref>,
+    sets: Vec<FeatureSet>,
+}
+
+impl Refs {
+    fn new(challenger: FeatureSet, production: Option<&mut Model>, frozen: Option<&mut Model>) -> Result<Self, KernelError> {
+        let mut sets = vec![challenger];
+        let mut scored = |m: Option<&mut Model>| -> Result<Option<Ref>, KernelError> {
+            let Some(m) = m else { return Ok(None) };
+            let set = sets.iter().position(|&s| s == m.feature_set).unwrap_or_else(|| {
+                sets.push(m.feature_set);
+                sets.len() - 1
+            });
+            Ok(Some(Ref { coef: m.coefficients()?.clone(), set }))
+        };
+        let production = scored(production)?;
+        let frozen = scored(frozen)?;
+        Ok(Self { production, frozen, sets })
+    }
 }
 
 /// Totals over the whole pass.
@@ -193,11 +222,9 @@ where
     I: IntoIterator<Item = Result<RecordBatch, ArrowError>>,
 {
     let PassModels { challenger, production, frozen } = models;
-    let refs = Refs {
-        production: production.map(|m| m.coefficients().cloned()).transpose()?,
-        frozen: frozen.map(|m| m.coefficients().cloned()).transpose()?,
-    };
-    let mut holdout_model = Model::new(challenger.settings)?;
+    let refs = Refs::new(challenger.feature_set, production, frozen)?;
+    // Same version as the challenger: it is merged into it at the end.
+    let mut holdout_model = Model::with_features(challenger.settings, challenger.feature_set)?;
     let mut totals = Totals::default();
     let mut result = PassResult::default();
     let mut cleaner = Cleaner::for_training();
