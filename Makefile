@@ -11,7 +11,7 @@ STAMP := $(VENV)/.taxifare-installed
 RUST_SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock pyproject.toml
 
 .PHONY: install demo test dev_test list show_env reinstall_package reset_data_sources show_data_sources \
-	get_new_month import_csv run_flow run_all_months report watermark check mlflow_ui psql reset_bq_tables show_bq_tables \
+	get_new_month import_csv run_flow run_all_months report watermark check backfill mlflow_ui psql reset_bq_tables show_bq_tables \
 	push_month_to_bq bench wheel
 
 # Set-up: a virtualenv with the package built from source; redone only when Rust or the
@@ -38,6 +38,7 @@ run_all_months: install ; $(TAXIFARE) run_all_months $(if $(MONTHS),--months $(M
 report: install ; $(TAXIFARE) report
 watermark: install ; $(TAXIFARE) watermark
 check: install ; $(TAXIFARE) check $(if $(DEEP),--deep) $(if $(REPAIR),--repair)
+backfill: install ; $(TAXIFARE) backfill $(if $(FEATURE_VERSION),--feature-version $(FEATURE_VERSION))
 mlflow_ui: install ; $(TAXIFARE) mlflow_ui
 psql: install ; $(TAXIFARE) psql
 reset_bq_tables: install ; $(TAXIFARE) reset_bq_tables

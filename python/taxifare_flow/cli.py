@@ -57,6 +57,7 @@ TARGETS: list[tuple[str, str]] = [
     ("watermark", "the first untrained row, read from MLflow's DB by the Rust core"),
     ("check", "verify the stored state against the guarantees (DEEP=1: lineage hashes; REPAIR=1: safe repairs)"),
     ("mlflow_ui", "the MLflow UI on the configured store, bound to 127.0.0.1 (a tracking server: its URL)"),
+    ("backfill", "move the lineage to FEATURE_VERSION: one pass over the trained rows, recorded as a run (FEATURE_VERSION=N)"),
     ("psql", "psql on the PostgreSQL tracking DB, password kept off the command line"),
     ("reset_bq_tables", "(re)create the BigQuery dataset and table, empty"),
     ("show_bq_tables", "months in BigQuery and months pending"),
@@ -371,6 +372,25 @@ def check(
     sound = all(f.ok for f in findings)
     console.print("sound" if sound else "[red]not sound[/red]: see the lines marked ✗" + ("" if repair else " (taxifare check --repair does the safe repairs)"))
     raise typer.Exit(0 if sound else 1)
+
+
+@app.command("backfill")
+def backfill(
+    feature_version: int = typer.Option(0, "--feature-version", help="default: FEATURE_VERSION"),
+) -> None:
+    """Moves the lineage to another feature version: a model of that version trained on every
+    trained row in one pass, registered as the new lineage head (watermark and tiling unchanged)."""
+    from taxifare_flow.flow.backfill import backfill as run_backfill
+
+    s = _settings()
+    done = _guard(lambda: run_backfill(s, feature_version or None))
+    if done.status != "backfilled":
+        console.print(f"nothing to do: the lineage ({done.end_row:,} rows) already has feature version {done.feature_version}"
+                      if done.end_row else "nothing to do: nothing is trained yet (a new lineage starts with FEATURE_VERSION)")
+        return
+    console.print(f"feature version {done.feature_version}: version {done.version} trained on rows 0..{done.end_row:,} "
+                  f"({done.cleaned_rows:,} clean) in {done.seconds:.1f} s, now the lineage head after version "
+                  f"{done.previous_head}; production is unchanged until a challenger beats it", highlight=False)
 
 
 @app.command("demo")

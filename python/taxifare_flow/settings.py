@@ -22,6 +22,8 @@ from taxifare_flow.errors import SettingsError
 DATA_SOURCES = ("local", "bigquery")
 SOURCE_FORMATS = ("parquet", "csv")
 PROMOTION_POLICIES = ("paired", "margin")
+#: Feature sets a new lineage may start with (`src/kernel/feature_set.rs`).
+FEATURE_VERSIONS = ("1", "2")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: libpq's `sslmode` values the settings accept (`allow` is left out: it encrypts only when the
 #: server insists, which no deployment wants to ask for).
@@ -139,6 +141,7 @@ class Settings:
     history_rows_per_month: int | None = _setting("data")
     history_first_month: str = _setting("data")
     history_last_month: str = _setting("data")
+    feature_version: int = _setting("model & lifecycle")
     ridge_alpha: float = _setting("model & lifecycle")
     half_life_months: float = _setting("model & lifecycle")
     holdout_fraction: float = _setting("model & lifecycle")
@@ -328,6 +331,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         history_rows_per_month=rows_per_month,
         history_first_month=r.month("HISTORY_FIRST_MONTH", "2009-01"),
         history_last_month=r.month("HISTORY_LAST_MONTH", "2015-06"),
+        feature_version=int(r.choice("FEATURE_VERSION", "2", FEATURE_VERSIONS)),
         ridge_alpha=r.number("RIDGE_ALPHA", 1e-3, minimum=0.0),
         half_life_months=half_life,
         holdout_fraction=r.number("HOLDOUT_FRACTION", 0.15, minimum=0.01, maximum=0.5),

@@ -175,7 +175,10 @@ def learn(ctx: Context, w: int, t: int, step: int) -> Learned:
     if w > 0 and head is None:
         raise RegistryError(f"no valid model version ends at row {w} (its run is FINISHED but the version is missing): "
                             "cannot continue the lineage; run `taxifare check`")
-    challenger = ctx.kernel(head) if head is not None else Model(s.ridge_alpha, s.half_life_months)
+    # The lineage keeps the head's feature version (`taxifare backfill` moves it); a new
+    # lineage starts with FEATURE_VERSION.
+    challenger = (ctx.kernel(head) if head is not None
+                  else Model(s.ridge_alpha, s.half_life_months, feature_version=s.feature_version))
     h = t - int((t - w) * s.holdout_fraction)
     started = time.perf_counter()
     result = ctx.source.learn(
@@ -186,7 +189,7 @@ def learn(ctx: Context, w: int, t: int, step: int) -> Learned:
     seconds = time.perf_counter() - started
     rec = ctx.record
     rec.params.update(parent_version=str(head.version) if head is not None else "none", holdout_start=h,
-                      cleaned_row_count=result["cleaning"]["kept"])
+                      cleaned_row_count=result["cleaning"]["kept"], feature_version=challenger.feature_version)
     rec.tags.update(lineage_hash=result["lineage_hash"],
                     production_evaluated=str(production.version) if production is not None else "absent")
     rec.metric("pass_rows_per_second", (t - w) / seconds if seconds > 0 else None, step)
@@ -232,6 +235,7 @@ def finalise(ctx: Context, run_id: str, learned: Learned, decision: Decision, w:
             "parent_version": learned.parent_version or "none",
             "lineage_hash": learned.result["lineage_hash"],
             "cleaned_row_count": str(learned.result["cleaning"]["kept"]),
+            "feature_version": str(learned.challenger.feature_version),
         },
     )
     return str(version.version)
@@ -299,7 +303,7 @@ def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
     try:
         ctx.record.params.update({
             "context": "train", "first_row": w, "row_count": t - w, "data_source": source.name,
-            "feature_version": _core.FEATURE_VERSION, "ridge_alpha": settings.ridge_alpha,
+            "ridge_alpha": settings.ridge_alpha,
             "half_life_months": settings.half_life_months, "holdout_fraction": settings.holdout_fraction,
             "promotion_policy": settings.promotion_policy, "data_month": month,
         })
