@@ -82,7 +82,8 @@ def whole_lifecycle(root: Path, src: Path, rows: int) -> float:
     """`run_lifecycle` on the second month, after a first lifecycle on the first (SQLite store)."""
     data = root / "lifecycle"
     os.environ.update({"LOCAL_DATA_PATH": str(data), "HISTORY_ROWS_PER_MONTH": str(rows), "HISTORY_FIRST_MONTH": "2012-07",
-                       "HISTORY_LAST_MONTH": "2012-08", "MLFLOW_LOGGING_LEVEL": "WARNING"})
+                       "HISTORY_LAST_MONTH": "2012-08", "MLFLOW_LOGGING_LEVEL": "WARNING",
+                       "FEATURE_VERSION": "1"})  # as the kernel calls above
     os.environ.pop("MLFLOW_TRACKING_URI", None)
     from taxifare_flow.data import open_source
     from taxifare_flow.flow.lifecycle import run_lifecycle

@@ -160,15 +160,17 @@ impl Featurizer {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::calendar::timestamp;
     use crate::schema;
     use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
     use std::sync::Arc;
 
-    fn one(dt: &str, p: (f64, f64), d: (f64, f64)) -> Vec<f64> {
-        let batch = RecordBatch::try_new(
+    /// One ride at `dt` from `p` to `d` (lat, lon), fare 10, 3 passengers: the feature tests
+    /// of every version build their rows with it.
+    pub(crate) fn ride(dt: &str, p: (f64, f64), d: (f64, f64)) -> RecordBatch {
+        RecordBatch::try_new(
             schema::ride_schema(),
             vec![
                 Arc::new(StringArray::from(vec!["k"])),
@@ -181,7 +183,11 @@ mod tests {
                 Arc::new(Int64Array::from(vec![3])),
             ],
         )
-        .unwrap();
+        .unwrap()
+    }
+
+    fn one(dt: &str, p: (f64, f64), d: (f64, f64)) -> Vec<f64> {
+        let batch = ride(dt, p, d);
         let cols = RideColumns::from_batch(&batch, true).unwrap();
         let mut out = vec![f64::NAN; N_FEATURES];
         Featurizer::new().write(&cols, 0, &mut out);

@@ -155,25 +155,10 @@ impl FeaturizerV2 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schema;
-    use arrow::array::{Float64Array, Int64Array, RecordBatch, StringArray};
-    use std::sync::Arc;
+    use crate::kernel::features::tests::ride;
 
     fn one(dt: &str, p: (f64, f64), d: (f64, f64)) -> Vec<f64> {
-        let batch = RecordBatch::try_new(
-            schema::ride_schema(),
-            vec![
-                Arc::new(StringArray::from(vec!["k"])),
-                Arc::new(Float64Array::from(vec![10.0])),
-                Arc::new(StringArray::from(vec![dt])),
-                Arc::new(Float64Array::from(vec![p.1])),
-                Arc::new(Float64Array::from(vec![p.0])),
-                Arc::new(Float64Array::from(vec![d.1])),
-                Arc::new(Float64Array::from(vec![d.0])),
-                Arc::new(Int64Array::from(vec![3])),
-            ],
-        )
-        .unwrap();
+        let batch = ride(dt, p, d);
         let cols = RideColumns::from_batch(&batch, true).unwrap();
         // A dirty buffer: every column must be written.
         let mut out = vec![f64::NAN; N_FEATURES];
@@ -306,20 +291,7 @@ mod tests {
             let f = one(dt, p, d);
             let batch_v1 = {
                 let mut out = vec![0.0; features::N_FEATURES];
-                let batch = RecordBatch::try_new(
-                    schema::ride_schema(),
-                    vec![
-                        Arc::new(StringArray::from(vec!["k"])),
-                        Arc::new(Float64Array::from(vec![10.0])),
-                        Arc::new(StringArray::from(vec![dt])),
-                        Arc::new(Float64Array::from(vec![p.1])),
-                        Arc::new(Float64Array::from(vec![p.0])),
-                        Arc::new(Float64Array::from(vec![d.1])),
-                        Arc::new(Float64Array::from(vec![d.0])),
-                        Arc::new(Int64Array::from(vec![3])),
-                    ],
-                )
-                .unwrap();
+                let batch = ride(dt, p, d);
                 Featurizer::new().write(&RideColumns::from_batch(&batch, true).unwrap(), 0, &mut out);
                 out
             };
