@@ -20,6 +20,8 @@ import time
 import uuid
 from pathlib import Path
 
+from common import median_seconds
+
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 SEARCH = "params.context = 'train' and attributes.status = 'FINISHED'"
@@ -63,15 +65,6 @@ def populate(uri: str, n: int) -> tuple[str, str]:
     return name, exp
 
 
-def timed(fn, repeat: int = 5) -> float:
-    samples = []
-    for _ in range(repeat):
-        t = time.perf_counter()
-        fn()
-        samples.append(time.perf_counter() - t)
-    return statistics.median(samples)
-
-
 def cold(cmd: list[str], env: dict[str, str]) -> float:
     t = time.perf_counter()
     subprocess.run(cmd, check=True, capture_output=True, env=env)
@@ -112,8 +105,8 @@ def main() -> None:
                 return int(best.data.params["first_row"]) + int(best.data.params["row_count"])
 
             assert via_mlflow() == expected
-            rust = timed(lambda: _core.get_latest_trained_row(uri, name))
-            mlf = timed(via_mlflow)
+            rust = median_seconds(lambda: _core.get_latest_trained_row(uri, name))
+            mlf = median_seconds(via_mlflow)
             env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "MLFLOW_EXPERIMENT": name}
             cold_rust = statistics.median(cold([taxifare, "watermark"], env) for _ in range(3))
             code = (f"import mlflow; c = mlflow.tracking.MlflowClient({uri!r}); "

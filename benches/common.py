@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from taxifare_flow import _core
@@ -50,3 +52,13 @@ def child(code: str) -> dict:
     )
     out = subprocess.run([sys.executable, "-c", wrapper], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def median_seconds(fn: Callable[[], object], repeat: int = 5) -> float:
+    """Median wall time of `repeat` calls of `fn` (one noisy call cannot flip a table)."""
+    samples = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
