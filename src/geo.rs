@@ -62,15 +62,53 @@ pub fn near(p: Point, airport: Point) -> bool {
 /// for the JFK flat-fare rule, which only asks "Manhattan or not".
 #[must_use]
 pub fn in_manhattan(p: Point) -> bool {
-    const A: Point = Point { lat: 40.703, lon: -74.014 };
-    const B: Point = Point { lat: 40.872, lon: -73.918 };
-    let coslat = 40.79_f64.to_radians().cos();
-    let (bx, by) = ((B.lon - A.lon) * coslat, B.lat - A.lat);
-    let (px, py) = ((p.lon - A.lon) * coslat, p.lat - A.lat);
-    let t = ((px * bx + py * by) / (bx * bx + by * by)).clamp(0.0, 1.0);
-    let (dx, dy) = (px - t * bx, py - t * by);
-    (dx * dx + dy * dy).sqrt() * EARTH_KM.to_radians() < 1.5
+    let m = ManhattanBand::new();
+    let (px, py) = ((p.lon - MANHATTAN_SPINE.0.lon) * m.coslat, p.lat - MANHATTAN_SPINE.0.lat);
+    let t = ((px * m.bx + py * m.by) / m.bb).clamp(0.0, 1.0);
+    let (dx, dy) = (px - t * m.bx, py - t * m.by);
+    (dx * dx + dy * dy).sqrt() * m.km_per_deg < MANHATTAN_HALF_WIDTH_KM
 }
+
+/// The spine of Manhattan, the Battery to Inwood.
+pub const MANHATTAN_SPINE: (Point, Point) = (Point { lat: 40.703, lon: -74.014 }, Point { lat: 40.872, lon: -73.918 });
+/// Half the width of the Manhattan band, km.
+pub const MANHATTAN_HALF_WIDTH_KM: f64 = 1.5;
+
+/// The derived constants of [`in_manhattan`], computed once here so that the feature spec
+/// states the same numbers.
+#[derive(Clone, Copy, Debug)]
+pub struct ManhattanBand {
+    /// cos of the band's mean latitude (longitude degrees to latitude degrees).
+    pub coslat: f64,
+    /// The spine's vector, in latitude degrees.
+    pub bx: f64,
+    /// Its latitude part.
+    pub by: f64,
+    /// Its squared length.
+    pub bb: f64,
+    /// Km per degree of latitude.
+    pub km_per_deg: f64,
+}
+
+impl ManhattanBand {
+    /// The constants.
+    #[must_use]
+    pub fn new() -> Self {
+        let (a, b) = MANHATTAN_SPINE;
+        let coslat = 40.79_f64.to_radians().cos();
+        let (bx, by) = ((b.lon - a.lon) * coslat, b.lat - a.lat);
+        Self { coslat, bx, by, bb: bx * bx + by * by, km_per_deg: EARTH_KM.to_radians() }
+    }
+}
+
+impl Default for ManhattanBand {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Mean Earth radius in km, as the distances use it.
+pub const EARTH_RADIUS_KM: f64 = EARTH_KM;
 
 /// Whether a point lies inside the NYC box.
 #[must_use]
@@ -126,6 +164,19 @@ pub fn geohash5_code(s: &str) -> Option<u32> {
         return None;
     }
     s.bytes().try_fold(0u32, |acc, c| BASE32.iter().position(|&b| b == c).map(|i| (acc << 5) | i as u32))
+}
+
+/// The box of a geohash-5 cell: `(lat, lon)` half-open ranges `[lo, hi)`, where a bound is
+/// `None` at the edge of the world (cells there extend to infinity, as [`geohash5`] clamps).
+#[must_use]
+pub fn geohash5_box(code: u32) -> ((Option<f64>, Option<f64>), (Option<f64>, Option<f64>)) {
+    let compact = |x: u32| (0..16).fold(0u32, |acc, k| acc | (((x >> (2 * k)) & 1) << k));
+    let (lon, lat) = (i64::from(compact(code)), i64::from(compact(code >> 1)));
+    let range = |j: i64, lo: i64, cells: i64| {
+        let bound = |j: i64| (45 * j + 1024 * lo) as f64 / 1024.0;
+        ((j > 0).then(|| bound(j)), (j + 1 < cells).then(|| bound(j + 1)))
+    };
+    (range(lat, -90, 1 << 12), range(lon, -180, 1 << 13))
 }
 
 /// The textbook bisection, the reference for [`geohash5`].

@@ -14,6 +14,8 @@ pub mod month_file;
 mod python;
 pub mod schema;
 pub mod source;
+pub mod spec;
+pub mod warehouse;
 pub mod watermark;
 
 /// The crate version, as Python sees it in `taxifare_flow._core.__version__`.

@@ -1,6 +1,8 @@
 //! The only PyO3 code: thin bindings over the core, errors mapped to Python exceptions in one
 //! place, the GIL released around every heavy call.
 
+mod warehouse;
+
 use std::path::PathBuf;
 
 use numpy::{IntoPyArray, PyArray1, PyArray2, PyReadonlyArray1, PyReadonlyArray2};
@@ -53,6 +55,8 @@ enum CoreError {
     Watermark(#[from] WatermarkError),
     #[error(transparent)]
     History(#[from] HistoryError),
+    #[error(transparent)]
+    Warehouse(#[from] crate::warehouse::WarehouseError),
     #[error("{0}")]
     Invalid(String),
 }
@@ -84,6 +88,9 @@ impl From<CoreError> for PyErr {
                 }
             }
             CoreError::History(e) => DataSourceError::new_err(e.to_string()),
+            CoreError::Warehouse(crate::warehouse::WarehouseError::Kernel(e)) => CoreError::Kernel(e).into(),
+            CoreError::Warehouse(crate::warehouse::WarehouseError::Invalid(m)) => pyo3::exceptions::PyValueError::new_err(m),
+            CoreError::Warehouse(e) => DataSourceError::new_err(e.to_string()),
             CoreError::Invalid(m) => pyo3::exceptions::PyValueError::new_err(m),
         }
     }
@@ -335,6 +342,18 @@ impl PyModel {
     fn coefficients<'py>(&mut self, py: Python<'py>) -> PyResult<(f64, Bound<'py, PyArray1<f64>>)> {
         let c = self.inner.coefficients().map_err(CoreError::from)?;
         Ok((c.intercept, c.beta.clone().into_pyarray(py)))
+    }
+
+    /// `(XᵀX, Xᵀy, Σy²)` of the design augmented with a leading column of ones (so row 0
+    /// holds n and the feature sums), as weighted by forgetting.
+    fn statistics<'py>(&self, py: Python<'py>) -> (Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>, f64) {
+        let st = self.inner.stats();
+        (st.xtx.clone().into_pyarray(py), st.xty.clone().into_pyarray(py), st.syy)
+    }
+
+    /// An empty model with the same settings and feature version.
+    fn empty_like(&self) -> PyResult<Self> {
+        Ok(Self { inner: Model::with_features(self.inner.settings, self.inner.feature_set).map_err(CoreError::from)? })
     }
 
     /// Adds the statistics of a model trained on disjoint rows.
@@ -621,6 +640,11 @@ mod _core {
         append_month, compute_features, generate_history, generate_month, get_latest_trained_row, hash_rows, hash_source_rows,
         import_kaggle_csv, lifecycle_pass, lifecycle_pass_source, log_hello, mask_dsn, read_rows, ride_schema, row_count,
         rows_decoded, source_files, source_problems, source_schema, version, PyModel,
+    };
+
+    #[pymodule_export]
+    use super::warehouse::{
+        warehouse_absorb, warehouse_features_query, warehouse_holdout_query, warehouse_paired, warehouse_stats_query,
     };
 
     #[pymodule_export]

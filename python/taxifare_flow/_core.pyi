@@ -10,7 +10,16 @@ import pyarrow as pa
 from numpy.typing import NDArray
 
 from taxifare_flow.core_types import ArrowData as _ArrowData
-from taxifare_flow.core_types import CleaningCounts, Evaluation, GeneratedMonth, ImportSummary, MonthFile, PassResult
+from taxifare_flow.core_types import (
+    CleaningCounts,
+    Evaluation,
+    GeneratedMonth,
+    HoldoutSums,
+    ImportSummary,
+    MonthFile,
+    PassResult,
+    WarehousePart,
+)
 
 _StrPath = str | os.PathLike[str]
 #: `progress(done, total, rows)`; an exception raised there stops the work, which cleans up.
@@ -25,6 +34,7 @@ __all__ = [
     "generate_history", "generate_month", "get_latest_trained_row", "hash_rows",
     "hash_source_rows", "import_kaggle_csv", "lifecycle_pass", "lifecycle_pass_source", "log_hello",
     "mask_dsn", "read_rows", "ride_schema", "row_count", "rows_decoded", "source_files", "source_problems", "source_schema", "version",
+    "warehouse_absorb", "warehouse_features_query", "warehouse_holdout_query", "warehouse_paired", "warehouse_stats_query",
 ]
 
 __version__: str
@@ -73,6 +83,8 @@ class Model:
     ) -> Evaluation: ...
     def coefficients(self) -> tuple[float, NDArray[np.float64]]: ...
     def merge(self, other: Model) -> None: ...
+    def statistics(self) -> tuple[NDArray[np.float64], NDArray[np.float64], float]: ...
+    def empty_like(self) -> Model: ...
     def copy(self) -> Model: ...
     def to_bytes(self) -> bytes: ...
     @staticmethod
@@ -134,4 +146,14 @@ def lifecycle_pass_source(
     batch_rows: int = 65536,
 ) -> PassResult: ...
 def rows_decoded() -> int: ...
+def warehouse_stats_query(
+    table: str, first_row: int, end_row: int, holdout_start: int, feature_version: int,
+    production: Model | None = None, frozen: Model | None = None,
+) -> str: ...
+def warehouse_absorb(rows: _ArrowData, challenger: Model, holdout: Model) -> WarehousePart: ...
+def warehouse_holdout_query(
+    table: str, first_row: int, end_row: int, holdout_start: int, challenger: Model, production: Model | None = None
+) -> str: ...
+def warehouse_paired(rows: _ArrowData, has_production: bool) -> HoldoutSums: ...
+def warehouse_features_query(table: str, first_row: int, end_row: int, feature_version: int) -> str: ...
 def log_hello(message: str) -> None: ...

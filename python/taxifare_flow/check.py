@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from taxifare_flow.data import WAREHOUSE_HASH_PREFIX
 from taxifare_flow.errors import IntegrityError, LockTimeout
 
 if TYPE_CHECKING:
@@ -103,7 +104,10 @@ def _lineage_problems(source: DataSource, registry: Registry) -> list[str]:
         stored = run.data.tags.get("lineage_hash")
         if stored is None:
             problems.append(f"run {run.info.run_id} (rows {first}..{first + count}) has no lineage_hash")
-        elif source.content_hash(first, count) != stored:
+        elif stored.startswith(WAREHOUSE_HASH_PREFIX) and source.name != "bigquery":
+            problems.append(f"run {run.info.run_id} (rows {first}..{first + count}) was hashed inside BigQuery: "
+                            "check it with DATA_SOURCE=bigquery")
+        elif source.content_hash(first, count, like=stored) != stored:
             problems.append(f"rows {first}..{first + count} of the source differ from those run {run.info.run_id} trained on")
     return problems
 

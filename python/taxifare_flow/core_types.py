@@ -87,6 +87,30 @@ class Scores(TypedDict):
     r2: float
 
 
+class HoldoutSums(TypedDict):
+    """The challenger and production on the clean holdout rows, summed in the warehouse
+    (`warehouse_paired`): `diff_*` sum d = production's absolute error − the challenger's."""
+
+    n: int
+    challenger: Scores
+    production: Scores | None
+    diff_sum: float
+    diff_sq_sum: float
+
+
+class WarehousePart(TypedDict):
+    """What the warehouse's statistics query gave (`warehouse_absorb`)."""
+
+    cleaning: CleaningCounts
+    train_kept: int
+    holdout_kept: int
+    production: Scores | None
+    frozen: Scores | None
+    lineage_hash: str
+    #: Result rows received.
+    numbers: int
+
+
 class PassResult(TypedDict):
     """What one lifecycle pass over `[w, t)` found (`lifecycle_pass`, `lifecycle_pass_source`)."""
 
@@ -102,7 +126,13 @@ class PassResult(TypedDict):
     frozen: Scores | None
     #: Absolute errors on the clean holdout rows, in row order: the challenger's (trained on
     #: `[w, h)`; `None` when that left it without rows) and production's.
-    holdout_challenger_errors: NDArray[np.float64] | None
-    holdout_production_errors: NDArray[np.float64] | None
+    holdout_challenger_errors: NotRequired[NDArray[np.float64] | None]
+    holdout_production_errors: NotRequired[NDArray[np.float64] | None]
+    #: The same comparison as sums (`promotion.Paired`), when the pass ran in the warehouse.
+    holdout_paired: NotRequired[HoldoutSums | None]
+    #: Numbers that came back from the warehouse, and the bytes its dry runs announced
+    #: (warehouse passes only).
+    warehouse_numbers: NotRequired[int]
+    warehouse_bytes_billed_estimate: NotRequired[int]
     #: The lineage hash of the raw rows.
     lineage_hash: str

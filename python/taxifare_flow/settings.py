@@ -20,6 +20,9 @@ from dotenv import dotenv_values
 from taxifare_flow.errors import SettingsError
 
 DATA_SOURCES = ("local", "bigquery")
+#: Where a BigQuery lifecycle computes: `local` reads the rows out once, `warehouse` runs the
+#: kernel's cleaning, features and sums as SQL so only aggregates leave BigQuery.
+BQ_COMPUTES = ("local", "warehouse")
 SOURCE_FORMATS = ("parquet", "csv")
 PROMOTION_POLICIES = ("paired", "margin")
 #: Feature sets a new lineage may start with (`src/kernel/feature_set.rs`).
@@ -173,6 +176,8 @@ class Settings:
     bq_api_endpoint: str = _setting("BigQuery")
     bq_storage_endpoint: str = _setting("BigQuery")
     bq_timeout_seconds: float = _setting("BigQuery")
+    bq_compute: str = _setting("BigQuery")
+    bq_max_bytes_billed: int | None = _setting("BigQuery")
 
     @property
     def pending_dir(self) -> Path:
@@ -364,6 +369,8 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         bq_api_endpoint=r.text("BQ_API_ENDPOINT"),
         bq_storage_endpoint=r.text("BQ_STORAGE_ENDPOINT"),
         bq_timeout_seconds=r.number("BQ_TIMEOUT_SECONDS", 30.0, minimum=0.1),
+        bq_compute=r.choice("BQ_COMPUTE", "local", BQ_COMPUTES),
+        bq_max_bytes_billed=r.integer("BQ_MAX_BYTES_BILLED", 10 * 2**30, minimum=0) or None,
     )
 
 

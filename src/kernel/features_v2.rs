@@ -30,7 +30,7 @@ const JFK_MANHATTAN: usize = 74;
 /// Hour of day × (weekday, weekend).
 const CELLS: usize = 48;
 /// Unordered zone pairs but Manhattan–Manhattan (the reference), in column order.
-const PAIRS: [&str; 5] = ["ma", "mo", "aa", "ao", "oo"];
+pub const PAIRS: [&str; 5] = ["ma", "mo", "aa", "ao", "oo"];
 
 /// First column of each group after v1's.
 const DM_CELL: usize = features::N_FEATURES;
@@ -41,7 +41,7 @@ const DM_PAIR: usize = PAIR + PAIRS.len();
 const JFK_FLAT: usize = DM_PAIR + PAIRS.len();
 
 /// Rides shorter than this are pickups and dropoffs typed at the same point.
-const ZERO_DIST_KM: f64 = 0.05;
+pub const ZERO_DIST_KM: f64 = 0.05;
 
 /// Feature names, in column order.
 #[must_use]

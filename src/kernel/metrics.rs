@@ -22,6 +22,13 @@ impl Metrics {
         self.sum_yy += y * y;
     }
 
+    /// The metrics of rows whose sums were computed elsewhere (in a warehouse): `n`, Σ|e|,
+    /// Σe², Σy, Σy².
+    #[must_use]
+    pub fn from_sums(n: u64, sum_abs: f64, sum_sq: f64, sum_y: f64, sum_yy: f64) -> Self {
+        Self { n, sum_abs, sum_sq, sum_y, sum_yy }
+    }
+
     /// Adds the sums of other rows.
     pub fn merge(&mut self, other: &Self) {
         self.n += other.n;

@@ -184,6 +184,29 @@ impl Model {
         }
     }
 
+    /// Adds statistics summed elsewhere (in a warehouse) of rows of ride month `month`, as
+    /// if they had been added row by row: the clock moves to `month` first.
+    pub fn add_stats(&mut self, month: i32, stats: &Stats) -> Result<(), KernelError> {
+        if stats.p() != self.feature_set.p() {
+            return Err(KernelError::Incompatible(format!(
+                "statistics of {} features for a model of feature version {} ({} features)",
+                stats.p(),
+                self.feature_version(),
+                self.feature_set.p()
+            )));
+        }
+        self.advance_to(month);
+        self.stats.merge(stats);
+        self.coef = None;
+        Ok(())
+    }
+
+    /// The sufficient statistics learnt so far.
+    #[must_use]
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
     /// Adds what an accumulator summed (and empties it).
     pub(crate) fn absorb(&mut self, acc: &mut SparseRows) {
         self.stats.absorb(acc);

@@ -17,6 +17,10 @@ if TYPE_CHECKING:
     from taxifare_flow.data.history import ProgressFn
     from taxifare_flow.settings import Settings
 
+#: Lineage hashes computed by a warehouse pass (`BQ_COMPUTE=warehouse`) start with this: two
+#: FARM_FINGERPRINT lanes computed in BigQuery, not the kernel's FNV digest of the rows.
+WAREHOUSE_HASH_PREFIX = "bq:"
+
 #: The kinds of source `open_source` knows.
 SourceKind = Literal["local", "bigquery"]
 
@@ -81,8 +85,9 @@ class DataSource(Protocol):
         """Rows `[first_row, first_row + row_count)` in `row_id` order."""
         ...
 
-    def content_hash(self, first_row: int, row_count: int) -> str:
-        """The lineage hash of a range (as a training run records it)."""
+    def content_hash(self, first_row: int, row_count: int, like: str | None = None) -> str:
+        """The lineage hash of a range (as a training run records it), in the scheme of the
+        recorded hash `like` where the source has several (BigQuery's warehouse hash)."""
         ...
 
     def learn(self, first_row: int, row_count: int, holdout_start: int, challenger: _core.Model,

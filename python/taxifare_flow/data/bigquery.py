@@ -17,6 +17,7 @@ seconds instead of retrying for minutes.
 from __future__ import annotations
 
 import logging
+import math
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -27,7 +28,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from taxifare_flow import _core
-from taxifare_flow.data import SourceMonth
+from taxifare_flow.data import WAREHOUSE_HASH_PREFIX, SourceMonth
 from taxifare_flow.data.history import ProgressFn, ensure_history, history_months, pending_problems
 from taxifare_flow.errors import SettingsError
 from taxifare_flow.settings import Settings
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
     from google.cloud.bigquery import Client, SchemaField
     from google.cloud.bigquery_storage import BigQueryReadClient
 
-    from taxifare_flow.core_types import PassResult
+    from taxifare_flow.core_types import HoldoutSums, PassResult, Scores
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -53,6 +54,14 @@ BQ_TYPES = {pa.string(): "STRING", pa.float64(): "FLOAT64", pa.int64(): "INT64"}
 #: larger (real BigQuery's pages reach ~128 MiB). The library's own channel lifts the cap; a
 #: channel made here must too.
 GRPC_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
+
+
+#: BigQuery's on-demand price per TiB scanned (US multi-region, 2026), for the logs' estimates.
+ON_DEMAND_USD_PER_TIB = 6.25
+
+
+def _bytes(n: int) -> str:
+    return f"{n / 2**20:,.1f} MiB" if n < 2**30 else f"{n / 2**30:,.2f} GiB"
 
 
 class BigQueryError(_core.DataSourceError):
@@ -137,11 +146,14 @@ class BigQuerySource:
             raise BigQueryError(f"{what} on {_core.mask_dsn(endpoint)} ({self.table_id}) failed: "
                                 f"{type(e).__name__}: {_core.mask_dsn(str(e))[:500]}") from None
 
-    def _query(self, sql: str, params: dict[str, int] | None = None) -> pa.Table:
+    def _query(self, sql: str, params: dict[str, int] | None = None, *, capped: bool = False) -> pa.Table:
+        """Runs a query; `capped` ones carry `BQ_MAX_BYTES_BILLED`, so BigQuery refuses them
+        before they bill more."""
         from google.cloud import bigquery
 
         config = bigquery.QueryJobConfig(
-            query_parameters=[bigquery.ScalarQueryParameter(k, "INT64", v) for k, v in (params or {}).items()]
+            query_parameters=[bigquery.ScalarQueryParameter(k, "INT64", v) for k, v in (params or {}).items()],
+            maximum_bytes_billed=self.settings.bq_max_bytes_billed if capped else None,
         )
         t = self.settings.bq_timeout_seconds
 
@@ -152,6 +164,28 @@ class BigQuerySource:
             return job.result(timeout=t, retry=self._retry(), job_retry=self._retry()).to_arrow(create_bqstorage_client=False)
 
         return self._call("query", run)
+
+    def dry_run(self, sql: str) -> int:
+        """The bytes BigQuery says a query will bill (its upper bound: clustering prunes more
+        at run time), without running it."""
+        from google.cloud import bigquery
+
+        config = bigquery.QueryJobConfig(dry_run=True, use_query_cache=False)
+        t = self.settings.bq_timeout_seconds
+        job = self._call("dry run", lambda: self.client.query(sql, job_config=config, retry=self._retry(), timeout=t, job_retry=None))
+        return int(job.total_bytes_processed or 0)
+
+    def _priced_query(self, what: str, sql: str) -> tuple[pa.Table, int]:
+        """A lifecycle query: its dry run first (logged, and refused over the cap), then the
+        query under the same cap. Returns its rows and the bytes the dry run announced."""
+        billed = self.dry_run(sql)
+        cap = self.settings.bq_max_bytes_billed
+        log.info("%s: BigQuery will bill at most %s (dry run), ~$%.4f on demand", what, _bytes(billed),
+                 billed / 2**40 * ON_DEMAND_USD_PER_TIB)
+        if cap is not None and billed > cap:
+            raise BigQueryError(f"{what} would bill {_bytes(billed)}, over BQ_MAX_BYTES_BILLED={cap} ({_bytes(cap)}): "
+                                "nothing was run; raise the cap or train with BQ_COMPUTE=local")
+        return self._query(sql, capped=True), billed
 
     # -- data-engineer commands -----------------------------------------------------------
     def reset(self, progress: ProgressFn | None = None) -> str:
@@ -269,13 +303,57 @@ class BigQuerySource:
         table = self._read(first_row, first_row + row_count)
         return pa.RecordBatchReader.from_batches(table.schema, table.to_batches())
 
-    def content_hash(self, first_row: int, row_count: int) -> str:
+    def content_hash(self, first_row: int, row_count: int, like: str | None = None) -> str:
+        if like is not None and like.startswith(WAREHOUSE_HASH_PREFIX):
+            # Recorded by a warehouse pass: the same query computes it again (no row leaves).
+            h = first_row + row_count
+            sql = _core.warehouse_stats_query(self.table_id, first_row, h, h, _core.FEATURE_VERSIONS[0])
+            return str(_core.warehouse_absorb(self._query(sql), _core.Model(), _core.Model())["lineage_hash"])
         return _core.hash_rows(self._read(first_row, first_row + row_count))
 
     def learn(self, first_row: int, row_count: int, holdout_start: int, challenger: _core.Model,
               production: _core.Model | None, frozen: _core.Model | None) -> PassResult:
+        if self.settings.bq_compute == "warehouse":
+            return self._learn_in_warehouse(first_row, first_row + row_count, holdout_start, challenger, production, frozen)
         table = self._read(first_row, first_row + row_count)
         return _core.lifecycle_pass(table, holdout_start - first_row, challenger, production, frozen)
+
+    def _learn_in_warehouse(self, w: int, t: int, h: int, challenger: _core.Model, production: _core.Model | None,
+                            frozen: _core.Model | None) -> PassResult:
+        """The pass as two queries (`_core.warehouse_*`): statistics, cleaning, scores and
+        lineage hash of `[w, t)`; then the challenger trained on `[w, h)` and production on
+        the holdout. No ride leaves BigQuery: only the aggregates do."""
+        sql = _core.warehouse_stats_query(self.table_id, w, t, h, challenger.feature_version, production, frozen)
+        rows, billed = self._priced_query("statistics query", sql)
+        holdout = challenger.empty_like()
+        part = _core.warehouse_absorb(rows, challenger, holdout)
+        numbers = part["numbers"]
+        paired: HoldoutSums | None = None
+        if challenger.n_rows > 0 and part["holdout_kept"]:
+            sql = _core.warehouse_holdout_query(self.table_id, w, t, h, challenger, production)
+            rows, more = self._priced_query("holdout query", sql)
+            billed += more
+            numbers += rows.num_rows
+            paired = _core.warehouse_paired(rows, production is not None)
+        elif challenger.n_rows > 0:
+            # No clean holdout row: nothing to compare on, and no query to pay for.
+            nothing: Scores = {"n": 0, "mae": math.nan, "rmse": math.nan, "r2": math.nan}
+            paired = {"n": 0, "challenger": nothing, "production": nothing if production is not None else None,
+                      "diff_sum": 0.0, "diff_sq_sum": 0.0}
+        challenger.merge(holdout)
+        result: PassResult = {
+            "rows": 0,
+            "cleaning": part["cleaning"],
+            "train_kept": part["train_kept"],
+            "holdout_kept": part["holdout_kept"],
+            "production": part["production"],
+            "frozen": part["frozen"],
+            "holdout_paired": paired,
+            "lineage_hash": part["lineage_hash"],
+            "warehouse_numbers": numbers,
+            "warehouse_bytes_billed_estimate": billed,
+        }
+        return result
 
     def _read(self, first_row: int, end: int) -> pa.Table:
         row_count = end - first_row

@@ -104,7 +104,7 @@ class LocalSource:
         """Rows `[first_row, first_row + row_count)` as a `pyarrow.RecordBatchReader`."""
         return _core.read_rows(self.dir, first_row, row_count, batch_rows)
 
-    def content_hash(self, first_row: int, row_count: int) -> str:
+    def content_hash(self, first_row: int, row_count: int, like: str | None = None) -> str:
         return _core.hash_source_rows(self.dir, first_row, row_count)
 
     def learn(self, first_row: int, row_count: int, holdout_start: int, challenger: _core.Model,

@@ -36,7 +36,7 @@ from taxifare_flow.check import assert_sound, repair
 from taxifare_flow.data import DataSource, open_source
 from taxifare_flow.errors import RegistryError, SourceBehindError
 from taxifare_flow.flow.lock import assert_lock_held, lifecycle_lock
-from taxifare_flow.ml_logic.promotion import Decision, decide
+from taxifare_flow.ml_logic.promotion import Decision, Paired, decide_paired
 from taxifare_flow.ml_logic.registry import PRODUCTION, Registry, open_registry
 from taxifare_flow.ml_logic.watermark import get_latest_trained_row
 from taxifare_flow.model import Model
@@ -193,6 +193,11 @@ def learn(ctx: Context, w: int, t: int, step: int) -> Learned:
     rec.tags.update(lineage_hash=result["lineage_hash"],
                     production_evaluated=str(production.version) if production is not None else "absent")
     rec.metric("pass_rows_per_second", (t - w) / seconds if seconds > 0 else None, step)
+    if "warehouse_numbers" in result:
+        # Computed inside BigQuery: what came out, and what its dry runs said it would bill.
+        rec.params.update(compute="warehouse")
+        rec.metric("warehouse_numbers", result["warehouse_numbers"], step)
+        rec.metric("warehouse_bytes_billed_estimate", result.get("warehouse_bytes_billed_estimate"), step)
     if result["frozen"] is not None:
         rec.metric("frozen_mae", result["frozen"]["mae"], step)
     if result["production"] is not None:
@@ -201,15 +206,30 @@ def learn(ctx: Context, w: int, t: int, step: int) -> Learned:
     return Learned(challenger, str(head.version) if head is not None else None, production, h, result, seconds)
 
 
+def holdout_paired(result: PassResult) -> Paired | None:
+    """The holdout comparison of a pass, whether it kept per-row errors (local) or sums
+    (warehouse); `None` when the challenger had no rows to be scored with."""
+    if "holdout_paired" in result:
+        sums = result["holdout_paired"]
+        if sums is None:
+            return None
+        production = sums["production"]
+        n = sums["n"]
+        return Paired(n, sums["challenger"]["mae"] * n if n else 0.0,
+                      production["mae"] * n if production is not None and n else (0.0 if production is not None else None),
+                      sums["diff_sum"], sums["diff_sq_sum"])
+    errors = result.get("holdout_challenger_errors")
+    return None if errors is None else Paired.of(errors, result.get("holdout_production_errors"))
+
+
 def compare(ctx: Context, learned: Learned, step: int) -> Decision:
     """Both models on the same holdout rows (scored in the pass); the policy decides."""
     s = ctx.settings
-    challenger_errors = learned.result["holdout_challenger_errors"]
-    if challenger_errors is None:
+    paired = holdout_paired(learned.result)
+    if paired is None:
         decision = Decision(False, "the challenger saw no clean rows", 0, float("nan"), None)
     else:
-        decision = decide(challenger_errors, learned.result["holdout_production_errors"],
-                          s.promotion_policy, s.promotion_margin, s.promotion_min_rows)
+        decision = decide_paired(paired, s.promotion_policy, s.promotion_margin, s.promotion_min_rows)
     rec = ctx.record
     rec.metric("holdout_mae_challenger", decision.challenger_mae, step)
     rec.metric("holdout_mae_production", decision.production_mae, step)

@@ -32,6 +32,32 @@ class Decision:
         return "promote" if self.promote else "keep"
 
 
+@dataclass(frozen=True)
+class Paired:
+    """What the policy needs of the per-row absolute errors of two models on the same rows:
+    their number and sums. The local pass sums its per-row errors; the warehouse sums them in
+    SQL and sends only these."""
+
+    n: int
+    challenger_sum: float
+    #: `None` without production.
+    production_sum: float | None
+    #: Σd and Σd² of d = production's error − the challenger's, row by row.
+    diff_sum: float = 0.0
+    diff_sq_sum: float = 0.0
+
+    @classmethod
+    def of(cls, challenger_errors: np.ndarray, production_errors: np.ndarray | None) -> Paired:
+        c = np.asarray(challenger_errors, dtype=np.float64)
+        if production_errors is None:
+            return cls(len(c), float(c.sum()), None)
+        p = np.asarray(production_errors, dtype=np.float64)
+        if len(p) != len(c):
+            raise ValueError(f"paired errors differ in length: {len(c)} vs {len(p)}")
+        d = p - c
+        return cls(len(c), float(c.sum()), float(p.sum()), float(d.sum()), float(d @ d))
+
+
 def decide(
     challenger_errors: np.ndarray,
     production_errors: np.ndarray | None,
@@ -40,23 +66,26 @@ def decide(
     min_rows: int = 200,
 ) -> Decision:
     """Decides on per-row absolute errors of the two models over the same rows."""
-    n = int(len(challenger_errors))
-    chal_mae = float(np.mean(challenger_errors)) if n else math.nan
-    if production_errors is None:
+    return decide_paired(Paired.of(challenger_errors, production_errors), policy, margin, min_rows)
+
+
+def decide_paired(paired: Paired, policy: str = "paired", margin: float = 0.0, min_rows: int = 200) -> Decision:
+    """Decides on the sums of the per-row absolute errors of the two models."""
+    n = paired.n
+    chal_mae = paired.challenger_sum / n if n else math.nan
+    if paired.production_sum is None:
         return Decision(n > 0, "no production model yet" if n else "no holdout rows", n, chal_mae, None)
-    if len(production_errors) != n:
-        raise ValueError(f"paired errors differ in length: {n} vs {len(production_errors)}")
-    prod_mae = float(np.mean(production_errors)) if n else math.nan
+    prod_mae = paired.production_sum / n if n else math.nan
     if n == 0:
         return Decision(False, "no holdout rows to compare on", 0, chal_mae, prod_mae)
-    diff = np.asarray(production_errors) - np.asarray(challenger_errors)
-    mean = float(diff.mean())
+    mean = paired.diff_sum / n
     needed = margin * prod_mae
     if policy == "margin":
         ok = mean > needed
         why = f"MAE {chal_mae:.4f} vs {prod_mae:.4f} (margin {margin:.1%})"
         return Decision(ok, why, n, chal_mae, prod_mae, mean)
-    sd = float(diff.std(ddof=1)) if n > 1 else 0.0
+    # The sample variance from the two sums (ddof = 1); clipped at 0 against rounding.
+    sd = math.sqrt(max(paired.diff_sq_sum - n * mean * mean, 0.0) / (n - 1)) if n > 1 else 0.0
     z = mean / (sd / math.sqrt(n)) if sd > 0 else (math.inf if mean > 0 else 0.0)
     if n < min_rows:
         return Decision(False, f"only {n} paired rows (< {min_rows})", n, chal_mae, prod_mae, mean, z)

@@ -1,0 +1,275 @@
+//! The queries of a lifecycle computed inside BigQuery: the kernel's cleaning and a feature
+//! spec over a `row_id` range, then only aggregates out.
+//!
+//! Every query returns rows `(kind STRING, a INT64, b INT64, i INT64, j INT64, s FLOAT64)`:
+//! - `xx`: `a` = segment (0 training `[w, h)`, 1 holdout `[h, t)`), `b` = ride month, `(i, j)`
+//!   a cell `i ≤ j` of `ZᵀZ` for `Z = [1, x, y]` (so `XᵀX`, `Xᵀy`, `Σy²` at once); structural
+//!   zeros never leave;
+//! - `count`: rows per cleaning reason `i` before de-duplication; `kept`: clean rows;
+//! - `score`: model `a` (0 production, 1 frozen) on the clean rows, sum `i` of
+//!   [n, Σ|e|, Σe², Σy, Σy²];
+//! - `holdout`: on the clean holdout rows, sum `i` of [n, Σ|e_c|, Σe_c², Σ|e_p|, Σe_p², Σy,
+//!   Σy², Σd, Σd²] with `d = |e_p| − |e_c|` (challenger `c`, production `p`);
+//! - `hash`: the lineage hash of the raw rows, as two 64-bit lanes `i`, `j`.
+
+use std::fmt::Write;
+
+use super::sql::{self, lit};
+use super::WarehouseError;
+use crate::calendar::EPOCH_YEAR;
+use crate::geo::{NYC_LAT, NYC_LON};
+use crate::kernel::cleaning::{MAX_FARE, PASSENGERS};
+use crate::kernel::feature_set::FeatureSet;
+use crate::kernel::stats::Coefficients;
+use crate::schema::{DROPOFF_LAT, DROPOFF_LON, FARE, KEY, PASSENGERS as PASSENGER_COUNT, PICKUP_DATETIME, PICKUP_LAT, PICKUP_LON, ROW_ID};
+use crate::spec::Spec;
+
+/// The rows of a lifecycle: `[first, end)` of `table`, the holdout from `holdout_start`.
+#[derive(Clone, Debug)]
+pub struct Slice {
+    /// `project.dataset.table`.
+    pub table: String,
+    /// First row (`w`).
+    pub first: u64,
+    /// End row (`t`), exclusive.
+    pub end: u64,
+    /// First holdout row (`h`).
+    pub holdout_start: u64,
+}
+
+/// A model as a query scores it: its feature version and coefficients.
+#[derive(Clone, Debug)]
+pub struct Scored {
+    /// Its feature version.
+    pub set: FeatureSet,
+    /// Its coefficients.
+    pub coef: Coefficients,
+}
+
+/// The source columns in schema order (`row_id` first), as the lineage hash reads them.
+const SOURCE_COLUMNS: [&str; 9] = [ROW_ID, KEY, FARE, PICKUP_DATETIME, PICKUP_LON, PICKUP_LAT, DROPOFF_LON, DROPOFF_LAT, PASSENGER_COUNT];
+
+impl Slice {
+    fn check(&self) -> Result<(), WarehouseError> {
+        let parts: Vec<&str> = self.table.split('.').collect();
+        let ok = parts.len() == 3
+            && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+        if !ok {
+            return Err(WarehouseError::Invalid(format!("table {:?} is not project.dataset.table", self.table)));
+        }
+        if !(self.first <= self.holdout_start && self.holdout_start <= self.end) {
+            return Err(WarehouseError::Invalid(format!(
+                "holdout_start {} is outside rows {}..{}",
+                self.holdout_start, self.first, self.end
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The kernel's timestamp parser (`calendar::parse_datetime`): the exact shape, then a
+/// minute-precision parse that rejects impossible dates, plus the seconds (`:60` included).
+fn parse_pickup() -> String {
+    let c = PICKUP_DATETIME;
+    format!(
+        "IF(REGEXP_CONTAINS({c}, r'^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}[ T][0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}( UTC|Z|\\+00:00)?$') \
+         AND SAFE_CAST(SUBSTR({c}, 18, 2) AS INT64) <= 60, \
+         TIMESTAMP_ADD(SAFE.PARSE_TIMESTAMP('%Y-%m-%d %H:%M', CONCAT(SUBSTR({c}, 1, 10), ' ', SUBSTR({c}, 12, 5))), \
+         INTERVAL SAFE_CAST(SUBSTR({c}, 18, 2) AS INT64) SECOND), NULL)"
+    )
+}
+
+/// `Cleaner::check`: the first failing rule's reason (1 missing, 2 zero coordinates, 3 fare,
+/// 4 passengers, 5 outside NYC), 0 when every rule passes.
+fn reason() -> String {
+    let coords = [PICKUP_LAT, PICKUP_LON, DROPOFF_LAT, DROPOFF_LON];
+    let mut missing: Vec<String> = coords.iter().chain([&PASSENGER_COUNT, &FARE]).map(|c| format!("{c} IS NULL")).collect();
+    missing.push("ts IS NULL".into());
+    missing.push(format!("IS_NAN({FARE})"));
+    missing.extend(coords.iter().map(|c| format!("IS_NAN({c}) OR IS_INF({c})")));
+    let zero = coords.iter().map(|c| format!("{c} = 0")).collect::<Vec<_>>().join(" AND ");
+    let inside = |lat: &str, lon: &str| {
+        format!(
+            "{lat} BETWEEN {} AND {} AND {lon} BETWEEN {} AND {}",
+            lit(NYC_LAT.0),
+            lit(NYC_LAT.1),
+            lit(NYC_LON.0),
+            lit(NYC_LON.1)
+        )
+    };
+    format!(
+        "CASE WHEN {} THEN 1 WHEN {zero} THEN 2 WHEN NOT ({FARE} > 0 AND {FARE} < {}) THEN 3 \
+         WHEN {PASSENGER_COUNT} < {} OR {PASSENGER_COUNT} > {} THEN 4 \
+         WHEN NOT ({} AND {}) THEN 5 ELSE 0 END",
+        missing.join(" OR "),
+        lit(MAX_FARE),
+        PASSENGERS.start(),
+        PASSENGERS.end(),
+        inside(PICKUP_LAT, PICKUP_LON),
+        inside(DROPOFF_LAT, DROPOFF_LON),
+    )
+}
+
+/// `WITH …` up to `feat`: the slice, parsed, checked (`checked.reason`), cleaned and
+/// de-duplicated (`clean`: the first row of a key among rows passing every other rule, as
+/// the kernel's one cleaning state across the range), the spec's named values level by
+/// level, and every given version's slot columns (`feat`).
+fn pipeline(slice: &Slice, specs: &[&Spec]) -> Result<String, WarehouseError> {
+    slice.check()?;
+    let mut q = String::new();
+    let _ = write!(
+        q,
+        "WITH src AS (SELECT {cols} FROM `{table}` WHERE {ROW_ID} >= {first} AND {ROW_ID} < {end}),\n\
+         parsed AS (SELECT *, {ts} AS ts FROM src),\n\
+         checked AS (SELECT *, {reason} AS reason FROM parsed),\n\
+         dedup AS (SELECT *, DATETIME(ts, 'America/New_York') AS ldt FROM checked WHERE reason = 0 \
+         QUALIFY {KEY} IS NULL OR ROW_NUMBER() OVER (PARTITION BY {KEY} ORDER BY {ROW_ID}) = 1),\n\
+         clean AS (SELECT {ROW_ID}, IF({ROW_ID} >= {h}, 1, 0) AS seg, {FARE} AS y, \
+         (EXTRACT(YEAR FROM ts) - {EPOCH_YEAR}) * 12 + EXTRACT(MONTH FROM ts) - 1 AS m, \
+         {PICKUP_LAT} AS _plat, {PICKUP_LON} AS _plon, {DROPOFF_LAT} AS _dlat, {DROPOFF_LON} AS _dlon, \
+         CAST({PASSENGER_COUNT} AS FLOAT64) AS _pass, CAST(UNIX_SECONDS(ts) AS FLOAT64) AS _sec, \
+         CAST(EXTRACT(HOUR FROM ldt) * 3600 + EXTRACT(MINUTE FROM ldt) * 60 + EXTRACT(SECOND FROM ldt) AS FLOAT64) AS _sod, \
+         CAST(MOD(EXTRACT(DAYOFWEEK FROM ldt) + 5, 7) AS FLOAT64) AS _wd, CAST(EXTRACT(MONTH FROM ldt) AS FLOAT64) AS _lmon, \
+         CAST((EXTRACT(YEAR FROM ts) - {EPOCH_YEAR}) * 12 + EXTRACT(MONTH FROM ts) - 1 AS FLOAT64) AS _mi FROM dedup)",
+        cols = SOURCE_COLUMNS.join(", "),
+        table = slice.table,
+        first = slice.first,
+        end = slice.end,
+        h = slice.holdout_start,
+        ts = parse_pickup(),
+        reason = reason(),
+    );
+    let levels = sql::let_levels(specs.iter().copied()).map_err(WarehouseError::Invalid)?;
+    let mut prev = "clean".to_string();
+    for (n, level) in levels.iter().enumerate() {
+        let items: Vec<String> = level.iter().map(|(name, e)| format!("{} AS v_{name}", sql::expr(e))).collect();
+        let _ = write!(q, ",\nl{n} AS (SELECT *, {} FROM {prev})", items.join(", "));
+        prev = format!("l{n}");
+    }
+    let items: Vec<String> = specs.iter().flat_map(|s| sql::slot_items(s)).collect();
+    let _ = write!(q, ",\nfeat AS (SELECT *{} FROM {prev})", items.iter().map(|i| format!(", {i}")).collect::<String>());
+    Ok(q)
+}
+
+/// `[STRUCT(0 AS i, 1 AS v), <the slots>, STRUCT(p + 1 AS i, y AS v)]`: one row of `Z = [1, x, y]`, sparsely.
+fn design_row(spec: &Spec) -> String {
+    let v = spec.set.version();
+    let mut items = vec!["STRUCT(0 AS i, 1e0 AS v)".to_string()];
+    for k in 0..spec.slots.len() {
+        let (value, index) = sql::slot_columns(v, k);
+        items.push(format!("STRUCT({index} AS i, {value} AS v)"));
+    }
+    items.push(format!("STRUCT({} AS i, y AS v)", spec.p() + 1));
+    format!("[{}]", items.join(", "))
+}
+
+/// Sums as rows `(kind, a, 0, i, 0, s)`, `i` the position in `sums`; empty slices give 0.
+fn sums_rows(kind: &str, a: usize, sums: &[String], from: &str) -> String {
+    let list: Vec<String> = sums.iter().map(|s| format!("IFNULL({s}, 0e0)")).collect();
+    format!(
+        "SELECT '{kind}' AS kind, {a} AS a, 0 AS b, q AS i, 0 AS j, s FROM (SELECT [{}] AS sums FROM {from}), UNNEST(sums) AS s WITH OFFSET q",
+        list.join(", ")
+    )
+}
+
+fn fingerprint(lane: &str) -> String {
+    let cols: Vec<String> = SOURCE_COLUMNS.iter().map(|c| format!("IFNULL(CONCAT('v', CAST({c} AS STRING)), 'n')")).collect();
+    format!("IFNULL(BIT_XOR(FARM_FINGERPRINT(CONCAT('{lane}', {}))), 0)", cols.join(", '|', "))
+}
+
+/// The lineage digest of the two lanes the `hash` row carries.
+#[must_use]
+pub fn hash_digest(a: i64, b: i64) -> String {
+    format!("bq:{:016x}{:016x}", a as u64, b as u64)
+}
+
+/// Query 1 of a lifecycle: training statistics of `[w, h)` and `[h, t)` by ride month for
+/// the challenger's version, the cleaning counts, the given models scored on `[w, t)`
+/// (`scored[0]` production, `scored[1]` frozen) and the lineage hash.
+pub fn stats_query(slice: &Slice, challenger: FeatureSet, scored: [Option<&Scored>; 2]) -> Result<String, WarehouseError> {
+    let spec = Spec::of(challenger);
+    let extra: Vec<Spec> = scored.iter().flatten().map(|s| s.set).filter(|s| *s != challenger).map(Spec::of).collect();
+    let mut specs = vec![&spec];
+    specs.extend(extra.iter());
+    let mut q = pipeline(slice, &specs)?;
+    let _ = write!(
+        q,
+        ",\nz AS (SELECT seg, m, {} AS zs FROM feat)\n\
+         SELECT 'xx' AS kind, seg AS a, m AS b, x.i AS i, u.i AS j, SUM(x.v * u.v) AS s \
+         FROM z, UNNEST(zs) AS x WITH OFFSET px, UNNEST(zs) AS u WITH OFFSET pu \
+         WHERE px <= pu AND x.i >= 0 AND u.i >= 0 AND x.v != 0 AND u.v != 0 GROUP BY a, b, i, j\n\
+         UNION ALL SELECT 'count', 0, 0, reason, 0, CAST(COUNT(*) AS FLOAT64) FROM checked GROUP BY reason\n\
+         UNION ALL SELECT 'kept', 0, 0, 0, 0, CAST(COUNT(*) AS FLOAT64) FROM clean\n\
+         UNION ALL SELECT 'hash', 0, 0, {}, {}, 0e0 FROM src",
+        design_row(&spec),
+        fingerprint("a"),
+        fingerprint("b"),
+    );
+    for (k, model) in scored.iter().enumerate() {
+        let Some(model) = model else { continue };
+        let spec = Spec::of(model.set);
+        let pred = sql::prediction(&spec, model.coef.intercept, &model.coef.beta);
+        let from = format!("(SELECT y, {pred} - y AS e FROM feat)");
+        let sums = ["CAST(COUNT(*) AS FLOAT64)", "SUM(ABS(e))", "SUM(e * e)", "SUM(y)", "SUM(y * y)"].map(String::from);
+        let _ = write!(q, "\nUNION ALL {}", sums_rows("score", k, &sums, &from));
+    }
+    Ok(q)
+}
+
+/// Query 2: the challenger (trained on `[w, h)`) and production on the clean holdout rows.
+pub fn holdout_query(slice: &Slice, challenger: &Scored, production: Option<&Scored>) -> Result<String, WarehouseError> {
+    let specs: Vec<Spec> = std::iter::once(challenger.set)
+        .chain(production.map(|p| p.set).filter(|s| *s != challenger.set))
+        .map(Spec::of)
+        .collect();
+    let refs: Vec<&Spec> = specs.iter().collect();
+    let mut q = pipeline(slice, &refs)?;
+    let pc = sql::prediction(&Spec::of(challenger.set), challenger.coef.intercept, &challenger.coef.beta);
+    let pp = production.map_or_else(|| "CAST(NULL AS FLOAT64)".into(), |p| sql::prediction(&Spec::of(p.set), p.coef.intercept, &p.coef.beta));
+    let _ = write!(
+        q,
+        ",\nerrs AS (SELECT y, ABS({pc} - y) AS ac, ABS({pp} - y) AS ap FROM feat WHERE seg = 1)\n{}",
+        sums_rows(
+            "holdout",
+            0,
+            &[
+                "CAST(COUNT(*) AS FLOAT64)",
+                "SUM(ac)",
+                "SUM(ac * ac)",
+                "SUM(ap)",
+                "SUM(ap * ap)",
+                "SUM(y)",
+                "SUM(y * y)",
+                "SUM(ap - ac)",
+                "SUM((ap - ac) * (ap - ac))",
+            ]
+            .map(String::from),
+            "errs"
+        )
+    );
+    Ok(q)
+}
+
+/// The features of every clean row of `[first, end)` in version `set`, sparsely: rows
+/// `(row_id, i, v)` with `i` the 0-based feature column (the intercept and label left out).
+pub fn features_query(table: &str, first: u64, end: u64, set: FeatureSet) -> Result<String, WarehouseError> {
+    let spec = Spec::of(set);
+    let slice = Slice { table: table.into(), first, end, holdout_start: end };
+    let mut q = pipeline(&slice, &[&spec])?;
+    let _ = write!(
+        q,
+        "\nSELECT {ROW_ID}, x.i - 1 AS i, x.v AS v FROM feat, UNNEST({}) AS x \
+         WHERE x.i >= 1 AND x.i <= {} AND x.v != 0 ORDER BY {ROW_ID}, i",
+        design_row(&spec),
+        spec.p()
+    );
+    Ok(q)
+}
+
+/// Rows `(row_id)` of the clean rows of `[first, end)`: which rows cleaning keeps.
+pub fn clean_rows_query(table: &str, first: u64, end: u64) -> Result<String, WarehouseError> {
+    let slice = Slice { table: table.into(), first, end, holdout_start: end };
+    let mut q = pipeline(&slice, &[])?;
+    let _ = write!(q, "\nSELECT {ROW_ID} FROM clean ORDER BY {ROW_ID}");
+    Ok(q)
+}
