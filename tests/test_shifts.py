@@ -129,12 +129,17 @@ def test_shifts_get_latest_trained_row(tracking_store: str, clean_env: Path, mon
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("data_source", ["local", pytest.param("bigquery", marks=pytest.mark.bigquery)])
-def test_shifts_complete(data_source: str, small_history: Path, prefect_harness: None, request: pytest.FixtureRequest) -> None:
+@pytest.mark.parametrize("data_source", ["local", pytest.param("bigquery", marks=pytest.mark.bigquery),
+                                         pytest.param("bigquery-warehouse", marks=pytest.mark.bigquery)])
+def test_shifts_complete(data_source: str, small_history: Path, prefect_harness: None, request: pytest.FixtureRequest,
+                         monkeypatch: pytest.MonkeyPatch) -> None:
     """The whole simulation with the real Prefect engine and a real MLflow store, on the local
-    source and on BigQuery (the emulator)."""
-    if data_source == "bigquery":
+    source, on BigQuery (the emulator), and on BigQuery computing inside the warehouse."""
+    if data_source.startswith("bigquery"):
         request.getfixturevalue("bigquery_env")
+    in_warehouse = data_source == "bigquery-warehouse"
+    if in_warehouse:
+        monkeypatch.setenv("BQ_COMPUTE", "warehouse")
     from taxifare_flow.data import open_source
     from taxifare_flow.flow.prefect_flow import run_flow
     from taxifare_flow.flow.simulate import simulate
@@ -151,9 +156,10 @@ def test_shifts_complete(data_source: str, small_history: Path, prefect_harness:
     assert [t.month for t in ticks] == [f"2012-{m:02d}" for m in range(5, 13)] + ["2013-01", "2013-02"]
     total = open_source(settings).row_count()
     assert total == 10 * 2500
-    # One pass per lifecycle: every row was read exactly once, whatever the source.
-    assert read == total, f"{read} rows read for {total} rows trained"
-    assert [t.outcome.rows_decoded for t in ticks] == [t.rows for t in ticks]
+    # One pass per lifecycle: every row was read exactly once, whatever the source; none
+    # left BigQuery when it computed.
+    assert read == (0 if in_warehouse else total), f"{read} rows read for {total} rows trained"
+    assert [t.outcome.rows_decoded for t in ticks] == [0 if in_warehouse else t.rows for t in ticks]
 
     assert_tiles(training_intervals(settings), total)
     assert get_latest_trained_row() == total
@@ -170,6 +176,7 @@ def test_shifts_complete(data_source: str, small_history: Path, prefect_harness:
     by_first = {t.outcome.first_row: t.outcome for t in ticks}
     assert {f: int(r.data.params["cleaned_row_count"]) for f, r in history.items()} == {
         f: o.cleaned_rows for f, o in by_first.items()}
+    assert all(r.data.tags["lineage_hash"].startswith("bq:") == in_warehouse for r in runs)
     for first, run in sorted(history.items())[1:]:
         logged = reg.client.get_metric_history(run.info.run_id, "prequential_mae")
         assert len(logged) == 1 and 0 < logged[0].value < 20

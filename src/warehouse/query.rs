@@ -114,7 +114,7 @@ fn reason() -> String {
 /// de-duplicated (`clean`: the first row of a key among rows passing every other rule, as
 /// the kernel's one cleaning state across the range), the spec's named values level by
 /// level, and every given version's slot columns (`feat`).
-fn pipeline(slice: &Slice, specs: &[&Spec]) -> Result<String, WarehouseError> {
+fn pipeline(slice: &Slice, specs: &[&Spec]) -> Result<(String, sql::SlotColumns), WarehouseError> {
     slice.check()?;
     let mut q = String::new();
     let _ = write!(
@@ -146,17 +146,18 @@ fn pipeline(slice: &Slice, specs: &[&Spec]) -> Result<String, WarehouseError> {
         let _ = write!(q, ",\nl{n} AS (SELECT *, {} FROM {prev})", items.join(", "));
         prev = format!("l{n}");
     }
-    let items: Vec<String> = specs.iter().flat_map(|s| sql::slot_items(s)).collect();
-    let _ = write!(q, ",\nfeat AS (SELECT *{} FROM {prev})", items.iter().map(|i| format!(", {i}")).collect::<String>());
-    Ok(q)
+    let cols = sql::SlotColumns::new(specs);
+    let list = |items: &[String]| items.iter().map(|i| format!(", {i}")).collect::<String>();
+    let _ = write!(q, ",\nslots AS (SELECT *{} FROM {prev}),\nfeat AS (SELECT *{} FROM slots)", list(&cols.raw), list(&cols.index));
+    Ok((q, cols))
 }
 
 /// `[STRUCT(0 AS i, 1 AS v), <the slots>, STRUCT(p + 1 AS i, y AS v)]`: one row of `Z = [1, x, y]`, sparsely.
-fn design_row(spec: &Spec) -> String {
+fn design_row(spec: &Spec, cols: &sql::SlotColumns) -> String {
     let v = spec.set.version();
     let mut items = vec!["STRUCT(0 AS i, 1e0 AS v)".to_string()];
     for k in 0..spec.slots.len() {
-        let (value, index) = sql::slot_columns(v, k);
+        let (value, index) = cols.of(v, k);
         items.push(format!("STRUCT({index} AS i, {value} AS v)"));
     }
     items.push(format!("STRUCT({} AS i, y AS v)", spec.p() + 1));
@@ -191,7 +192,7 @@ pub fn stats_query(slice: &Slice, challenger: FeatureSet, scored: [Option<&Score
     let extra: Vec<Spec> = scored.iter().flatten().map(|s| s.set).filter(|s| *s != challenger).map(Spec::of).collect();
     let mut specs = vec![&spec];
     specs.extend(extra.iter());
-    let mut q = pipeline(slice, &specs)?;
+    let (mut q, cols) = pipeline(slice, &specs)?;
     let _ = write!(
         q,
         ",\nz AS (SELECT seg, m, {} AS zs FROM feat)\n\
@@ -201,14 +202,14 @@ pub fn stats_query(slice: &Slice, challenger: FeatureSet, scored: [Option<&Score
          UNION ALL SELECT 'count', 0, 0, reason, 0, CAST(COUNT(*) AS FLOAT64) FROM checked GROUP BY reason\n\
          UNION ALL SELECT 'kept', 0, 0, 0, 0, CAST(COUNT(*) AS FLOAT64) FROM clean\n\
          UNION ALL SELECT 'hash', 0, 0, {}, {}, 0e0 FROM src",
-        design_row(&spec),
+        design_row(&spec, &cols),
         fingerprint("a"),
         fingerprint("b"),
     );
     for (k, model) in scored.iter().enumerate() {
         let Some(model) = model else { continue };
         let spec = Spec::of(model.set);
-        let pred = sql::prediction(&spec, model.coef.intercept, &model.coef.beta);
+        let pred = sql::prediction(&spec, &cols, model.coef.intercept, &model.coef.beta);
         let from = format!("(SELECT y, {pred} - y AS e FROM feat)");
         let sums = ["CAST(COUNT(*) AS FLOAT64)", "SUM(ABS(e))", "SUM(e * e)", "SUM(y)", "SUM(y * y)"].map(String::from);
         let _ = write!(q, "\nUNION ALL {}", sums_rows("score", k, &sums, &from));
@@ -223,9 +224,10 @@ pub fn holdout_query(slice: &Slice, challenger: &Scored, production: Option<&Sco
         .map(Spec::of)
         .collect();
     let refs: Vec<&Spec> = specs.iter().collect();
-    let mut q = pipeline(slice, &refs)?;
-    let pc = sql::prediction(&Spec::of(challenger.set), challenger.coef.intercept, &challenger.coef.beta);
-    let pp = production.map_or_else(|| "CAST(NULL AS FLOAT64)".into(), |p| sql::prediction(&Spec::of(p.set), p.coef.intercept, &p.coef.beta));
+    let (mut q, cols) = pipeline(slice, &refs)?;
+    let pc = sql::prediction(&Spec::of(challenger.set), &cols, challenger.coef.intercept, &challenger.coef.beta);
+    let pp = production
+        .map_or_else(|| "CAST(NULL AS FLOAT64)".into(), |p| sql::prediction(&Spec::of(p.set), &cols, p.coef.intercept, &p.coef.beta));
     let _ = write!(
         q,
         ",\nerrs AS (SELECT y, ABS({pc} - y) AS ac, ABS({pp} - y) AS ap FROM feat WHERE seg = 1)\n{}",
@@ -255,21 +257,13 @@ pub fn holdout_query(slice: &Slice, challenger: &Scored, production: Option<&Sco
 pub fn features_query(table: &str, first: u64, end: u64, set: FeatureSet) -> Result<String, WarehouseError> {
     let spec = Spec::of(set);
     let slice = Slice { table: table.into(), first, end, holdout_start: end };
-    let mut q = pipeline(&slice, &[&spec])?;
+    let (mut q, cols) = pipeline(&slice, &[&spec])?;
     let _ = write!(
         q,
         "\nSELECT {ROW_ID}, x.i - 1 AS i, x.v AS v FROM feat, UNNEST({}) AS x \
          WHERE x.i >= 1 AND x.i <= {} AND x.v != 0 ORDER BY {ROW_ID}, i",
-        design_row(&spec),
+        design_row(&spec, &cols),
         spec.p()
     );
-    Ok(q)
-}
-
-/// Rows `(row_id)` of the clean rows of `[first, end)`: which rows cleaning keeps.
-pub fn clean_rows_query(table: &str, first: u64, end: u64) -> Result<String, WarehouseError> {
-    let slice = Slice { table: table.into(), first, end, holdout_start: end };
-    let mut q = pipeline(&slice, &[])?;
-    let _ = write!(q, "\nSELECT {ROW_ID} FROM clean ORDER BY {ROW_ID}");
     Ok(q)
 }

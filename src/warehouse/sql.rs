@@ -130,47 +130,71 @@ pub fn let_levels<'a>(specs: impl IntoIterator<Item = &'a Spec>) -> Result<Vec<V
     Ok(levels)
 }
 
-/// Column names of slot `k` of version `v`: its value and its (augmented, 1-based) index.
-#[must_use]
-pub fn slot_columns(v: u16, k: usize) -> (String, String) {
-    (format!("s{v}_{k}"), format!("s{v}_{k}_i"))
+/// The slot columns of several versions. A slot two versions share (same columns, same
+/// expression: v2 restates all of v1's but `year`) is computed once. One-hot indices go
+/// through a raw column first, so that their (long) expression is written once.
+#[derive(Debug, Default)]
+pub struct SlotColumns {
+    names: HashMap<(u16, usize), (String, String)>,
+    /// Select items of the first relation: values and raw one-hot indices.
+    pub raw: Vec<String>,
+    /// Select items of the second: each slot's column in the augmented design (1 + column;
+    /// −1 where a one-hot group has no column on the row).
+    pub index: Vec<String>,
 }
 
-/// The select items of a spec's slots: per slot its value and its column in the augmented
-/// design (1 + column; −1 where a one-hot group has no column on the row).
-#[must_use]
-pub fn slot_items(spec: &Spec) -> Vec<String> {
-    let v = spec.set.version();
-    let mut items = Vec::new();
-    for (k, (slot, at)) in spec.slots.iter().zip(spec.offsets()).enumerate() {
-        let (value, index) = slot_columns(v, k);
-        match slot {
-            Slot::Column { value: e, .. } => {
-                items.push(format!("{} AS {value}", expr(e)));
-                items.push(format!("{} AS {index}", at + 1));
-            }
-            Slot::OneHot { names, index: i, value: e } => {
-                items.push(format!("{} AS {value}", expr(e)));
-                items.push(format!(
-                    "CASE WHEN {i} >= 0 AND {i} < {w} THEN CAST({i} AS INT64) + {base} ELSE -1 END AS {index}",
-                    i = expr(i),
-                    w = names.len(),
-                    base = at + 1
-                ));
+impl SlotColumns {
+    /// The columns of several specs' slots.
+    #[must_use]
+    pub fn new(specs: &[&Spec]) -> Self {
+        let mut cols = Self::default();
+        let mut seen: Vec<(usize, &Slot, (String, String))> = Vec::new();
+        for spec in specs {
+            let v = spec.set.version();
+            for (k, (slot, at)) in spec.slots.iter().zip(spec.offsets()).enumerate() {
+                if let Some((_, _, names)) = seen.iter().find(|(a, s, _)| *a == at && *s == slot) {
+                    cols.names.insert((v, k), names.clone());
+                    continue;
+                }
+                let n = seen.len();
+                let (value, index) = (format!("s{n}"), format!("s{n}_i"));
+                match slot {
+                    Slot::Column { value: e, .. } => {
+                        cols.raw.push(format!("{} AS {value}", expr(e)));
+                        cols.index.push(format!("{} AS {index}", at + 1));
+                    }
+                    Slot::OneHot { names, index: i, value: e } => {
+                        cols.raw.push(format!("{} AS {value}", expr(e)));
+                        cols.raw.push(format!("{} AS s{n}_x", expr(i)));
+                        cols.index.push(format!(
+                            "CASE WHEN s{n}_x >= 0 AND s{n}_x < {w} THEN CAST(s{n}_x AS INT64) + {base} ELSE -1 END AS {index}",
+                            w = names.len(),
+                            base = at + 1
+                        ));
+                    }
+                }
+                cols.names.insert((v, k), (value.clone(), index.clone()));
+                seen.push((at, slot, (value, index)));
             }
         }
+        cols
     }
-    items
+
+    /// The value and index columns of slot `k` of version `v`.
+    #[must_use]
+    pub fn of(&self, v: u16, k: usize) -> (&str, &str) {
+        self.names.get(&(v, k)).map_or(("0e0", "-1"), |(a, b)| (a.as_str(), b.as_str()))
+    }
 }
 
 /// A model's prediction from its version's slot columns: intercept + Σ βⱼ·xⱼ.
 #[must_use]
-pub fn prediction(spec: &Spec, intercept: f64, beta: &[f64]) -> String {
+pub fn prediction(spec: &Spec, cols: &SlotColumns, intercept: f64, beta: &[f64]) -> String {
     let v = spec.set.version();
     // Rust's dot product sums the terms, then adds the intercept: the same association here.
     let mut terms = Vec::new();
     for (k, (slot, at)) in spec.slots.iter().zip(spec.offsets()).enumerate() {
-        let (value, index) = slot_columns(v, k);
+        let (value, index) = cols.of(v, k);
         match slot {
             Slot::Column { .. } => {
                 if beta[at] != 0.0 {
@@ -216,7 +240,10 @@ mod tests {
         let total: usize = levels.iter().map(Vec::len).sum();
         assert_eq!(total, specs.last().unwrap().lets.len(), "v2's lets include v1's");
         assert!(levels.len() >= 3);
-        let items = slot_items(&specs[1]);
-        assert_eq!(items.len(), 2 * specs[1].slots.len());
+        let one = SlotColumns::new(&[&specs[1]]);
+        let both = SlotColumns::new(&[&specs[1], &specs[0]]);
+        assert_eq!(both.raw.len(), one.raw.len() + 1, "v1 adds only its `year`");
+        assert_eq!(both.of(1, 0), both.of(2, 0));
+        assert_ne!(both.of(1, 5), both.of(2, 5));
     }
 }
