@@ -221,3 +221,31 @@ def test_the_dry_run_and_the_byte_cap(source: BigQuerySource, monkeypatch: pytes
     monkeypatch.setattr(BigQuerySource, "dry_run", lambda self, sql: 50 * 2**30)
     with pytest.raises(BigQueryError, match=r"would bill 50.00 GiB, over BQ_MAX_BYTES_BILLED=10737418240"):
         src.learn(0, 300, 250, _core.Model(feature_version=2), None, None)
+
+
+def test_bq_cost_prices_the_next_lifecycle_without_running_it(small_history, bigquery_env) -> None:
+    """`taxifare bq_cost`: the next lifecycle's queries from dry runs, for either BQ_COMPUTE;
+    nothing is trained (the watermark stays at 0)."""
+    from helpers import taxifare
+
+    from taxifare_flow.data.history import ensure_history
+    from taxifare_flow.ml_logic import get_latest_trained_row
+
+    settings = load_settings()
+    ensure_history(settings)
+    src = BigQuerySource(settings)
+    src.reset()
+    out = taxifare("bq_cost")
+    assert out.returncode == 0, out.stderr
+    assert "nothing to train" in out.stdout
+    src.bring_next_month()
+    for compute, expected in (("warehouse", ["statistics query", "holdout query"]), ("local", ["Storage Read of the new rows"])):
+        out = taxifare("bq_cost", env={"BQ_COMPUTE": compute})
+        assert out.returncode == 0, out.stderr
+        assert f"rows 0..2,500 of {src.table_id}, BQ_COMPUTE={compute}" in out.stdout
+        for what in expected:
+            assert what in out.stdout
+        assert "under the cap" in out.stdout
+    assert get_latest_trained_row() == 0
+    out = taxifare("bq_cost", env={"BQ_API_ENDPOINT": "http://127.0.0.1:9", "BQ_TIMEOUT_SECONDS": "1"})
+    assert out.returncode == 2 and len(out.stderr.strip().splitlines()) == 1 and "failed" in out.stderr, out.stderr

@@ -62,6 +62,7 @@ TARGETS: list[tuple[str, str]] = [
     ("reset_bq_tables", "(re)create the BigQuery dataset and table, empty"),
     ("show_bq_tables", "months in BigQuery and months pending"),
     ("push_month_to_bq", "load the next pending month into BigQuery (exit 3: no more data)"),
+    ("bq_cost", "what the next lifecycle would bill in BigQuery, from dry runs (nothing runs)"),
     ("bench", "benchmarks: slicing, import, kernel, watermark, quality, simulation (prints ratios)"),
     ("wheel", "an abi3 wheel in dist/, built with the release profile (thin LTO, stripped)"),
 ]
@@ -460,6 +461,38 @@ def push_month_to_bq() -> None:
 
     s = _settings()
     _next_month(lambda: open_source(s, "bigquery").bring_next_month(), "loaded", "is in BigQuery")
+
+
+@app.command("bq_cost")
+def bq_cost() -> None:
+    """What the next lifecycle would bill in BigQuery (BQ_COMPUTE decides which queries), from
+    BigQuery's dry runs: nothing runs, nothing is billed."""
+    from taxifare_flow.data.bigquery import BigQuerySource
+    from taxifare_flow.ml_logic.watermark import get_latest_trained_row
+
+    s = _settings()
+
+    def estimate() -> None:
+        source = BigQuerySource(s)
+        w, t = get_latest_trained_row(settings=s), source.row_count()
+        if t <= w:
+            console.print(f"nothing to train: all {t:,} rows of {source.where()} are trained")
+            return
+        h = t - int((t - w) * s.holdout_fraction)
+        costs = source.lifecycle_cost(w, t, h, s.feature_version)
+        console.print(f"next lifecycle: rows {w:,}..{t:,} of {source.where()}, BQ_COMPUTE={s.bq_compute}", soft_wrap=True)
+        table = Table()
+        for col in ("query", "bytes (dry run)", "USD"):
+            table.add_column(col, justify="left" if col == "query" else "right")
+        for c in costs:
+            table.add_row(c.what, f"{c.bytes:,}", f"{c.usd:.4f}")
+        console.print(table)
+        cap = s.bq_max_bytes_billed
+        over = [c.what for c in costs if cap is not None and c.bytes > cap]
+        console.print(f"BQ_MAX_BYTES_BILLED={cap:,}: " + (f"[red]refused[/red] ({', '.join(over)} over the cap)" if over else "under the cap")
+                      if cap is not None else "no byte cap (BQ_MAX_BYTES_BILLED=0)")
+
+    _guard(estimate)
 
 
 class _OneLinePerFailure(logging.Filter):

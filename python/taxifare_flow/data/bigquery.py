@@ -1,7 +1,8 @@
 """The BigQuery data source: the same rides and `row_id`s as the local source, in a table.
 
 - `reset`: the dataset and the table, with an explicit schema (ride columns + `row_id INT64
-  NOT NULL`), clustered by `row_id` so that a `row_id` range reads only the blocks it needs.
+  NOT NULL`), partitioned by ranges of a million `row_id`s and clustered by `row_id`, so that
+  a `row_id` range reads (and a dry run prices) only the partitions and blocks it needs.
 - `bring_next_month` (`push_month_to_bq`): the next pending month as one Parquet load job with a deterministic job
   id (month + first row), so a retried or repeated push never appends a month twice.
 - reading `[first, end)`: the Storage Read API with a `row_restriction` where an endpoint for
@@ -20,6 +21,7 @@ import logging
 import math
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -56,8 +58,29 @@ BQ_TYPES = {pa.string(): "STRING", pa.float64(): "FLOAT64", pa.int64(): "INT64"}
 GRPC_OPTIONS = [("grpc.max_receive_message_length", -1), ("grpc.max_send_message_length", -1)]
 
 
+#: Rows per partition of the table (`row_id` ranges), and BigQuery's limit on partitions: room
+#: for 10 billion rows; a Kaggle-size month spans 1–2 partitions, a TLC month ~15.
+PARTITION_ROWS = 1_000_000
+MAX_PARTITIONS = 10_000
 #: BigQuery's on-demand price per TiB scanned (US multi-region, 2026), for the logs' estimates.
 ON_DEMAND_USD_PER_TIB = 6.25
+
+
+#: The Storage Read API's price per TiB read.
+STORAGE_READ_USD_PER_TIB = 1.10
+
+
+@dataclass(frozen=True)
+class QueryCost:
+    """What one query of a lifecycle would bill, from its dry run."""
+
+    what: str
+    bytes: int
+    usd_per_tib: float
+
+    @property
+    def usd(self) -> float:
+        return self.bytes / 2**40 * self.usd_per_tib
 
 
 def _bytes(n: int) -> str:
@@ -175,6 +198,20 @@ class BigQuerySource:
         job = self._call("dry run", lambda: self.client.query(sql, job_config=config, retry=self._retry(), timeout=t, job_retry=None))
         return int(job.total_bytes_processed or 0)
 
+    def lifecycle_cost(self, w: int, t: int, holdout_start: int, feature_version: int) -> list[QueryCost]:
+        """What a lifecycle over `[w, t)` would bill, from BigQuery's dry runs (nothing runs),
+        for the configured `BQ_COMPUTE`."""
+        if self.settings.bq_compute == "warehouse":
+            sql = _core.warehouse_stats_query(self.table_id, w, t, holdout_start, feature_version)
+            billed = self.dry_run(sql)
+            # Query 2 needs the trained challenger to be written; it references the same
+            # columns of the same rows, so it bills what query 1 does.
+            return [QueryCost("statistics query", billed, ON_DEMAND_USD_PER_TIB),
+                    QueryCost("holdout query (same columns, same rows)", billed, ON_DEMAND_USD_PER_TIB)]
+        sql = (f"SELECT {', '.join(SLICE_SCHEMA.names)} FROM `{self.table_id}` "
+               f"WHERE row_id >= {int(w)} AND row_id < {int(t)}")
+        return [QueryCost("Storage Read of the new rows", self.dry_run(sql), STORAGE_READ_USD_PER_TIB)]
+
     def _priced_query(self, what: str, sql: str) -> tuple[pa.Table, int]:
         """A lifecycle query: its dry run first (logged, and refused over the cap), then the
         query under the same cap. Returns its rows and the bytes the dry run announced."""
@@ -201,6 +238,11 @@ class BigQuerySource:
         self._call("create dataset", lambda: self.client.create_dataset(dataset, exists_ok=True, retry=self._retry(), timeout=t))
         self._call("delete table", lambda: self.client.delete_table(self.table_id, not_found_ok=True, retry=self._retry(), timeout=t))
         table = bigquery.Table(self.table_id, schema=_schema())
+        # Partitions of `row_id` ranges: a lifecycle's query names its partitions, so a dry
+        # run (and BQ_MAX_BYTES_BILLED) sees the range's bytes, not the whole table's;
+        # clustering then prunes the blocks inside them at run time.
+        table.range_partitioning = bigquery.RangePartitioning(
+            field="row_id", range_=bigquery.PartitionRange(start=0, end=PARTITION_ROWS * MAX_PARTITIONS, interval=PARTITION_ROWS))
         table.clustering_fields = ["row_id"]
         self._call("create table", lambda: self.client.create_table(table, retry=self._retry(), timeout=t))
         return f"{self.table_id} is empty and ready"
