@@ -55,7 +55,7 @@ fn digits(b: &[u8]) -> Option<u32> {
 }
 
 /// Parses `YYYY-MM-DD HH:MM:SS` optionally followed by ` UTC` (the Kaggle format), or with a
-/// `T` separator, into Unix seconds. `None` for anything else.
+/// `T` separator, into Unix seconds; the year in [`YEARS`]. `None` for anything else.
 #[must_use]
 pub fn parse_datetime(b: &[u8]) -> Option<i64> {
     if b.len() < 19 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b' ' || b[10] == b'T') {
@@ -70,7 +70,7 @@ pub fn parse_datetime(b: &[u8]) -> Option<i64> {
     }
     let (y, mo, d) = (digits(&b[0..4])?, digits(&b[5..7])?, digits(&b[8..10])?);
     let (h, mi, s) = (digits(&b[11..13])?, digits(&b[14..16])?, digits(&b[17..19])?);
-    if !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y as i32, mo) || h > 23 || mi > 59 || s > 60 {
+    if !YEARS.contains(&y) || !(1..=12).contains(&mo) || d == 0 || d > days_in_month(y as i32, mo) || h > 23 || mi > 59 || s > 60 {
         return None;
     }
     Some(timestamp(y as i32, mo, d, h, mi, s))
@@ -151,6 +151,37 @@ pub fn month_index_of(ts: i64) -> i32 {
     Month { year: y, month: m }.index()
 }
 
+/// A New York daylight-saving rule: from the `start.1`th Sunday of month `start.0` at 02:00
+/// standard time to the `end.1`th (0: the last) Sunday of month `end.0` at 02:00 daylight time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DstRule {
+    /// (month, nth Sunday) DST starts.
+    pub start: (u32, u32),
+    /// (month, nth Sunday, 0 = last) DST ends.
+    pub end: (u32, u32),
+}
+
+/// The US rule of 1987–2006 (first Sunday of April to last Sunday of October).
+pub const DST_1987: DstRule = DstRule { start: (4, 1), end: (10, 0) };
+/// The US rule since 2007 (second Sunday of March to first Sunday of November).
+pub const DST_2007: DstRule = DstRule { start: (3, 2), end: (11, 1) };
+/// The first year of [`DST_2007`]; earlier years get [`DST_1987`] (the rides start in 2009).
+pub const DST_2007_FROM: i32 = 2007;
+/// 02:00 standard time is 07:00 UTC; 02:00 daylight time is 06:00 UTC.
+pub const DST_START_UTC_HOUR: u32 = 7;
+/// See [`DST_START_UTC_HOUR`].
+pub const DST_END_UTC_HOUR: u32 = 6;
+
+/// The rule of a (UTC) year.
+#[must_use]
+pub const fn dst_rule(year: i32) -> DstRule {
+    if year >= DST_2007_FROM { DST_2007 } else { DST_1987 }
+}
+
+/// Pickup years the parser accepts: BigQuery's TIMESTAMP range (years 1–9999) with room for
+/// the New York offset and a leap second, so that both back ends keep the same rows.
+pub const YEARS: std::ops::RangeInclusive<u32> = 2..=9998;
+
 /// The day (1-based) of the `n`th Sunday of a month, or of the last one when `n == 0`.
 fn sunday(y: i32, m: u32, n: u32) -> u32 {
     let first = days_from_civil(y, m, 1);
@@ -198,10 +229,9 @@ impl NyClock {
         let (y, _, _) = civil_from_days(ts.div_euclid(DAY));
         if y != self.year || self.dst_start == 0 {
             self.year = y;
-            let (sm, sn, em, en) = if y >= 2007 { (3, 2, 11, 1) } else { (4, 1, 10, 0) };
-            // 02:00 standard time = 07:00 UTC; 02:00 daylight time = 06:00 UTC.
-            self.dst_start = timestamp(y, sm, sunday(y, sm, sn), 7, 0, 0);
-            self.dst_end = timestamp(y, em, sunday(y, em, en), 6, 0, 0);
+            let DstRule { start: (sm, sn), end: (em, en) } = dst_rule(y);
+            self.dst_start = timestamp(y, sm, sunday(y, sm, sn), DST_START_UTC_HOUR, 0, 0);
+            self.dst_end = timestamp(y, em, sunday(y, em, en), DST_END_UTC_HOUR, 0, 0);
         }
         if ts >= self.dst_start && ts < self.dst_end { -4 * 3600 } else { -5 * 3600 }
     }
@@ -257,6 +287,15 @@ impl MonthIndexCache {
 mod tests {
     use super::*;
     use chrono::{Offset, TimeZone};
+
+    #[test]
+    fn years_are_bigquerys_with_room_for_the_offset() {
+        assert_eq!(parse_datetime(b"0001-06-01 00:00:00"), None);
+        assert_eq!(parse_datetime(b"0000-06-01 00:00:00 UTC"), None);
+        assert_eq!(parse_datetime(b"9999-01-01 00:00:00"), None);
+        assert_eq!(parse_datetime(b"0002-01-01 00:00:00"), Some(timestamp(2, 1, 1, 0, 0, 0)));
+        assert_eq!(parse_datetime(b"9998-12-31 23:59:60"), Some(timestamp(9999, 1, 1, 0, 0, 0)));
+    }
 
     #[test]
     fn civil_round_trip() {

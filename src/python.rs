@@ -644,7 +644,8 @@ mod _core {
 
     #[pymodule_export]
     use super::warehouse::{
-        warehouse_absorb, warehouse_features_query, warehouse_holdout_query, warehouse_paired, warehouse_stats_query,
+        warehouse_absorb, warehouse_features_query, warehouse_hash, warehouse_hash_query, warehouse_holdout_query,
+        warehouse_paired, warehouse_stats_query,
     };
 
     #[pymodule_export]

@@ -46,6 +46,8 @@ def test_shifts_parameters(env: dict[str, str], tracking_db: str, password: str,
     pytest.param({"DATA_SOURCE": "s3"}, r"DATA_SOURCE='s3' is not one of local, bigquery", id="choice"),
     pytest.param({**DB_PARTS, "MLFLOW_DB_HOSTNAME": ""}, "MLFLOW_DB_HOSTNAME is empty", id="missing-part"),
     pytest.param({"RIDGE_ALPHA": "inf"}, r"RIDGE_ALPHA='inf' is not a finite number", id="not-finite"),
+    pytest.param({"BQ_COMPUTE": "gpu"}, r"BQ_COMPUTE='gpu' is not one of local, warehouse", id="compute"),
+    pytest.param({"BQ_MAX_BYTES_BILLED": "1000"}, r"BQ_MAX_BYTES_BILLED=1000 is below BigQuery's minimum bill", id="byte-cap"),
 ])
 def test_shifts_parameters_refused(env: dict[str, str], message: str, clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Bad values name the variable and the value; nothing is read at import time."""

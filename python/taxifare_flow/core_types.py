@@ -132,7 +132,7 @@ class PassResult(TypedDict):
     holdout_paired: NotRequired[HoldoutSums | None]
     #: Numbers that came back from the warehouse, and the bytes its dry runs announced
     #: (warehouse passes only).
-    warehouse_numbers: NotRequired[int]
+    warehouse_result_rows: NotRequired[int]
     warehouse_bytes_billed_estimate: NotRequired[int]
     #: The lineage hash of the raw rows.
     lineage_hash: str

@@ -125,6 +125,20 @@ class _Reader:
         return raw
 
 
+#: BigQuery bills at least 10 MB a table a query: a lower cap would refuse every query.
+MIN_BYTES_BILLED = 10 * 2**20
+
+
+def _byte_cap(value: int | None) -> int | None:
+    """`BQ_MAX_BYTES_BILLED`: 0 means no cap; otherwise at least BigQuery's 10 MB minimum."""
+    if not value:
+        return None
+    if value < MIN_BYTES_BILLED:
+        raise SettingsError(f"BQ_MAX_BYTES_BILLED={value} is below BigQuery's minimum bill of {MIN_BYTES_BILLED} bytes "
+                            "(10 MB a table a query): every query would be refused; use 0 for no cap")
+    return value
+
+
 def _setting(group: str, *, secret: bool = False) -> Any:
     """A `Settings` field of `group` (how `show_env` shows it). Its variable is its name in
     capitals (`env_var`); a `secret` one is shown as `***`."""
@@ -370,7 +384,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         bq_storage_endpoint=r.text("BQ_STORAGE_ENDPOINT"),
         bq_timeout_seconds=r.number("BQ_TIMEOUT_SECONDS", 30.0, minimum=0.1),
         bq_compute=r.choice("BQ_COMPUTE", "local", BQ_COMPUTES),
-        bq_max_bytes_billed=r.integer("BQ_MAX_BYTES_BILLED", 10 * 2**30, minimum=0) or None,
+        bq_max_bytes_billed=_byte_cap(r.integer("BQ_MAX_BYTES_BILLED", 10 * 2**30, minimum=0)),
     )
 
 

@@ -106,3 +106,16 @@ pub(super) fn warehouse_features_query(table: String, first_row: u64, end_row: u
     let set = FeatureSet::from_version(feature_version).map_err(CoreError::from)?;
     Ok(query::features_query(&table, first_row, end_row, set).map_err(CoreError::from)?)
 }
+
+/// The lineage hash of `[first_row, end_row)` computed in BigQuery (what a warehouse pass
+/// records), as one query.
+#[pyfunction]
+pub(super) fn warehouse_hash_query(table: String, first_row: u64, end_row: u64) -> PyResult<String> {
+    Ok(query::hash_query(&table, first_row, end_row).map_err(CoreError::from)?)
+}
+
+/// Reads a `warehouse_hash_query`'s row: the lineage digest (`bq:…`).
+#[pyfunction]
+pub(super) fn warehouse_hash(rows: AnyRecordBatch) -> PyResult<String> {
+    Ok(results::read_hash(&batches(rows)?).map_err(CoreError::from)?)
+}

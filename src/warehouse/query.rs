@@ -16,7 +16,7 @@ use std::fmt::Write;
 
 use super::sql::{self, lit};
 use super::WarehouseError;
-use crate::calendar::EPOCH_YEAR;
+use crate::calendar::{days_in_month, DstRule, DST_1987, DST_2007, DST_2007_FROM, DST_END_UTC_HOUR, DST_START_UTC_HOUR, EPOCH_YEAR, YEARS};
 use crate::geo::{NYC_LAT, NYC_LON};
 use crate::kernel::cleaning::{MAX_FARE, PASSENGERS};
 use crate::kernel::feature_set::FeatureSet;
@@ -51,9 +51,10 @@ const SOURCE_COLUMNS: [&str; 9] = [ROW_ID, KEY, FARE, PICKUP_DATETIME, PICKUP_LO
 
 impl Slice {
     fn check(&self) -> Result<(), WarehouseError> {
-        let parts: Vec<&str> = self.table.split('.').collect();
-        let ok = parts.len() == 3
-            && parts.iter().all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+        // project.dataset.table; a domain-scoped project (`example.com:project`) has dots too.
+        let parts: Vec<&str> = self.table.rsplitn(3, '.').collect();
+        let plain = |p: &str, extra: &[char]| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || "_-".contains(c) || extra.contains(&c));
+        let ok = parts.len() == 3 && plain(parts[0], &[]) && plain(parts[1], &[]) && plain(parts[2], &['.', ':']);
         if !ok {
             return Err(WarehouseError::Invalid(format!("table {:?} is not project.dataset.table", self.table)));
         }
@@ -67,16 +68,38 @@ impl Slice {
     }
 }
 
-/// The kernel's timestamp parser (`calendar::parse_datetime`): the exact shape, then a
-/// minute-precision parse that rejects impossible dates, plus the seconds (`:60` included).
+/// The kernel's timestamp parser (`calendar::parse_datetime`): the exact shape and year range,
+/// then a minute-precision parse that rejects impossible dates, plus the seconds (`:60`
+/// included).
 fn parse_pickup() -> String {
     let c = PICKUP_DATETIME;
+    let (lo, hi) = (YEARS.start(), YEARS.end());
     format!(
         "IF(REGEXP_CONTAINS({c}, r'^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}[ T][0-9]{{2}}:[0-9]{{2}}:[0-9]{{2}}( UTC|Z|\\+00:00)?$') \
-         AND SAFE_CAST(SUBSTR({c}, 18, 2) AS INT64) <= 60, \
+         AND SUBSTR({c}, 1, 4) BETWEEN '{lo:04}' AND '{hi:04}' AND SAFE_CAST(SUBSTR({c}, 18, 2) AS INT64) <= 60, \
          TIMESTAMP_ADD(SAFE.PARSE_TIMESTAMP('%Y-%m-%d %H:%M', CONCAT(SUBSTR({c}, 1, 10), ' ', SUBSTR({c}, 12, 5))), \
          INTERVAL SAFE_CAST(SUBSTR({c}, 18, 2) AS INT64) SECOND), NULL)"
     )
+}
+
+/// The UTC instant of a daylight-saving change of the ride's UTC year `_y`, by the kernel's
+/// rules (`calendar::dst_rule`), not the time-zone database: both back ends agree on every
+/// year, the ones before 1987 included.
+fn dst_change(which: impl Fn(&DstRule) -> (u32, u32), utc_hour: u32) -> String {
+    let at = |rule: &DstRule| {
+        let (month, nth) = which(rule);
+        let first = format!("(1 + MOD(8 - EXTRACT(DAYOFWEEK FROM DATE(_y, {month}, 1)), 7))");
+        let day = if nth == 0 {
+            // The last day of the month back to its Sunday; the rules never change in
+            // February, so the month's length is a constant.
+            let days = days_in_month(2001, month);
+            format!("({days} - MOD(EXTRACT(DAYOFWEEK FROM DATE(_y, {month}, {days})) + 6, 7))")
+        } else {
+            format!("({first} + {})", 7 * (nth - 1))
+        };
+        format!("TIMESTAMP_ADD(TIMESTAMP(DATE(_y, {month}, {day})), INTERVAL {utc_hour} HOUR)")
+    };
+    format!("IF(_y >= {DST_2007_FROM}, {}, {})", at(&DST_2007), at(&DST_1987))
 }
 
 /// `Cleaner::check`: the first failing rule's reason (1 missing, 2 zero coordinates, 3 fare,
@@ -122,15 +145,17 @@ fn pipeline(slice: &Slice, specs: &[&Spec]) -> Result<(String, sql::SlotColumns)
         "WITH src AS (SELECT {cols} FROM `{table}` WHERE {ROW_ID} >= {first} AND {ROW_ID} < {end}),\n\
          parsed AS (SELECT *, {ts} AS ts FROM src),\n\
          checked AS (SELECT *, {reason} AS reason FROM parsed),\n\
-         dedup AS (SELECT *, DATETIME(ts, 'America/New_York') AS ldt FROM checked WHERE reason = 0 \
+         dedup AS (SELECT *, EXTRACT(YEAR FROM ts) AS _y FROM checked WHERE reason = 0 \
          QUALIFY {KEY} IS NULL OR ROW_NUMBER() OVER (PARTITION BY {KEY} ORDER BY {ROW_ID}) = 1),\n\
+         zoned AS (SELECT *, DATETIME(TIMESTAMP_ADD(ts, INTERVAL IF(ts >= _dst_start AND ts < _dst_end, -4, -5) HOUR)) AS ldt \
+         FROM (SELECT *, {dst_start} AS _dst_start, {dst_end} AS _dst_end FROM dedup)),\n\
          clean AS (SELECT {ROW_ID}, IF({ROW_ID} >= {h}, 1, 0) AS seg, {FARE} AS y, \
          (EXTRACT(YEAR FROM ts) - {EPOCH_YEAR}) * 12 + EXTRACT(MONTH FROM ts) - 1 AS m, \
          {PICKUP_LAT} AS _plat, {PICKUP_LON} AS _plon, {DROPOFF_LAT} AS _dlat, {DROPOFF_LON} AS _dlon, \
          CAST({PASSENGER_COUNT} AS FLOAT64) AS _pass, CAST(UNIX_SECONDS(ts) AS FLOAT64) AS _sec, \
          CAST(EXTRACT(HOUR FROM ldt) * 3600 + EXTRACT(MINUTE FROM ldt) * 60 + EXTRACT(SECOND FROM ldt) AS FLOAT64) AS _sod, \
          CAST(MOD(EXTRACT(DAYOFWEEK FROM ldt) + 5, 7) AS FLOAT64) AS _wd, CAST(EXTRACT(MONTH FROM ldt) AS FLOAT64) AS _lmon, \
-         CAST((EXTRACT(YEAR FROM ts) - {EPOCH_YEAR}) * 12 + EXTRACT(MONTH FROM ts) - 1 AS FLOAT64) AS _mi FROM dedup)",
+         CAST((EXTRACT(YEAR FROM ts) - {EPOCH_YEAR}) * 12 + EXTRACT(MONTH FROM ts) - 1 AS FLOAT64) AS _mi FROM zoned)",
         cols = SOURCE_COLUMNS.join(", "),
         table = slice.table,
         first = slice.first,
@@ -138,6 +163,8 @@ fn pipeline(slice: &Slice, specs: &[&Spec]) -> Result<(String, sql::SlotColumns)
         h = slice.holdout_start,
         ts = parse_pickup(),
         reason = reason(),
+        dst_start = dst_change(|r| r.start, DST_START_UTC_HOUR),
+        dst_end = dst_change(|r| r.end, DST_END_UTC_HOUR),
     );
     let levels = sql::let_levels(specs.iter().copied()).map_err(WarehouseError::Invalid)?;
     let mut prev = "clean".to_string();
@@ -178,10 +205,24 @@ fn fingerprint(lane: &str) -> String {
     format!("IFNULL(BIT_XOR(FARM_FINGERPRINT(CONCAT('{lane}', {}))), 0)", cols.join(", '|', "))
 }
 
-/// The lineage digest of the two lanes the `hash` row carries.
+/// The lineage digest of the two lanes and the row count the `hash` row carries (the count:
+/// two copies of a row would cancel in the XOR).
 #[must_use]
-pub fn hash_digest(a: i64, b: i64) -> String {
-    format!("bq:{:016x}{:016x}", a as u64, b as u64)
+pub fn hash_digest(a: i64, b: i64, rows: i64) -> String {
+    format!("bq:{:016x}{:016x}-{rows}", a as u64, b as u64)
+}
+
+/// The lineage hash of `[first, end)` alone (`taxifare check --deep`): one `hash` row.
+pub fn hash_query(table: &str, first: u64, end: u64) -> Result<String, WarehouseError> {
+    let slice = Slice { table: table.into(), first, end, holdout_start: end };
+    slice.check()?;
+    Ok(format!(
+        "WITH src AS (SELECT {cols} FROM `{table}` WHERE {ROW_ID} >= {first} AND {ROW_ID} < {end})\n\
+         SELECT 'hash' AS kind, 0 AS a, COUNT(*) AS b, {} AS i, {} AS j, 0e0 AS s FROM src",
+        fingerprint("a"),
+        fingerprint("b"),
+        cols = SOURCE_COLUMNS.join(", "),
+    ))
 }
 
 /// Query 1 of a lifecycle: training statistics of `[w, h)` and `[h, t)` by ride month for
@@ -201,7 +242,7 @@ pub fn stats_query(slice: &Slice, challenger: FeatureSet, scored: [Option<&Score
          WHERE px <= pu AND x.i >= 0 AND u.i >= 0 AND x.v != 0 AND u.v != 0 GROUP BY a, b, i, j\n\
          UNION ALL SELECT 'count', 0, 0, reason, 0, CAST(COUNT(*) AS FLOAT64) FROM checked GROUP BY reason\n\
          UNION ALL SELECT 'kept', 0, 0, 0, 0, CAST(COUNT(*) AS FLOAT64) FROM clean\n\
-         UNION ALL SELECT 'hash', 0, 0, {}, {}, 0e0 FROM src",
+         UNION ALL SELECT 'hash', 0, COUNT(*), {}, {}, 0e0 FROM src",
         design_row(&spec, &cols),
         fingerprint("a"),
         fingerprint("b"),

@@ -114,7 +114,7 @@ pub fn read_stats(batches: &[RecordBatch], p: usize) -> Result<StatsResult, Ware
                 }
             }
             "kept" => kept = Some(row.s.round() as u64),
-            "hash" => hash = Some(hash_digest(row.i, row.j)),
+            "hash" => hash = Some(hash_digest(row.i, row.j, row.b)),
             "score" => {
                 let k = usize::try_from(row.a).ok().filter(|&k| k < 2).ok_or_else(|| WarehouseError::Result(format!("model {}", row.a)))?;
                 scores[k].insert(row.i, row.s);
@@ -144,6 +144,15 @@ impl StatsResult {
             model.add_stats(*month, st)?;
         }
         Ok(())
+    }
+}
+
+/// Reads a [`super::query::hash_query`]'s row: the lineage digest.
+pub fn read_hash(batches: &[RecordBatch]) -> Result<String, WarehouseError> {
+    let rows = rows(batches)?;
+    match rows.as_slice() {
+        [row] if row.kind == "hash" => Ok(hash_digest(row.i, row.j, row.b)),
+        _ => Err(WarehouseError::Result(format!("{} rows for a lineage hash, expected one", rows.len()))),
     }
 }
 
@@ -218,7 +227,7 @@ mod tests {
         assert_eq!(st.syy, 34.0);
         assert_eq!(r.kept(0), 2);
         assert_eq!((r.counts.raw, r.counts.kept, r.counts.duplicate_key, r.counts.fare_out_of_range), (4, 2, 1, 1));
-        assert_eq!(r.lineage_hash, "bq:ffffffffffffffff0000000000000002");
+        assert_eq!(r.lineage_hash, "bq:ffffffffffffffff0000000000000002-0");
         assert!(r.scores[0].is_none());
         assert_eq!(r.scores[1].unwrap().mae(), 0.5);
         assert!(read_stats(&[batch(&[("xx", 0, 40, 0, 9, 1.0)])], 1).is_err());

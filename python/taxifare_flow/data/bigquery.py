@@ -347,10 +347,9 @@ class BigQuerySource:
 
     def content_hash(self, first_row: int, row_count: int, like: str | None = None) -> str:
         if like is not None and like.startswith(WAREHOUSE_HASH_PREFIX):
-            # Recorded by a warehouse pass: the same query computes it again (no row leaves).
-            h = first_row + row_count
-            sql = _core.warehouse_stats_query(self.table_id, first_row, h, h, _core.FEATURE_VERSIONS[0])
-            return str(_core.warehouse_absorb(self._query(sql), _core.Model(), _core.Model())["lineage_hash"])
+            # Recorded by a warehouse pass: computed again in BigQuery (no row leaves).
+            sql = _core.warehouse_hash_query(self.table_id, first_row, first_row + row_count)
+            return _core.warehouse_hash(self._priced_query("lineage hash query", sql)[0])
         return _core.hash_rows(self._read(first_row, first_row + row_count))
 
     def learn(self, first_row: int, row_count: int, holdout_start: int, challenger: _core.Model,
@@ -392,7 +391,7 @@ class BigQuerySource:
             "frozen": part["frozen"],
             "holdout_paired": paired,
             "lineage_hash": part["lineage_hash"],
-            "warehouse_numbers": numbers,
+            "warehouse_result_rows": numbers,
             "warehouse_bytes_billed_estimate": billed,
         }
         return result

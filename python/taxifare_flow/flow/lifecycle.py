@@ -193,10 +193,10 @@ def learn(ctx: Context, w: int, t: int, step: int) -> Learned:
     rec.tags.update(lineage_hash=result["lineage_hash"],
                     production_evaluated=str(production.version) if production is not None else "absent")
     rec.metric("pass_rows_per_second", (t - w) / seconds if seconds > 0 else None, step)
-    if "warehouse_numbers" in result:
+    if "warehouse_result_rows" in result:
         # Computed inside BigQuery: what came out, and what its dry runs said it would bill.
         rec.params.update(compute="warehouse")
-        rec.metric("warehouse_numbers", result["warehouse_numbers"], step)
+        rec.metric("warehouse_result_rows", result["warehouse_result_rows"], step)
         rec.metric("warehouse_bytes_billed_estimate", result.get("warehouse_bytes_billed_estimate"), step)
     if result["frozen"] is not None:
         rec.metric("frozen_mae", result["frozen"]["mae"], step)
