@@ -141,10 +141,11 @@ def test_the_warehouse_computes_the_kernels_features(source: BigQuerySource, fea
         dense[position[r], i] = v
     # Same rows kept, in the same order: the kernel's k-th clean row is the k-th row_id.
     np.testing.assert_array_equal(dense != 0, x != 0)
-    np.testing.assert_allclose(dense, x, rtol=1e-13, atol=0)
+    # Value for value: the same operations in the same order give the same bits (DuckDB and
+    # the kernel share the C library's sin, cos, asin; BigQuery's may differ in the last bit).
     names = _core.Model.feature_names(feature_version)
-    worst = np.abs(dense - x).max(axis=0)
-    assert worst.max() <= 1e-12 * np.abs(x).max(), {names[j]: worst[j] for j in np.argsort(worst)[-3:]}
+    differ = sorted({names[j] for j in np.nonzero(dense != x)[1]})
+    assert not differ, f"columns whose values differ: {differ}"
 
 
 def relative(a: np.ndarray | float, b: np.ndarray | float) -> float:
