@@ -29,6 +29,8 @@ class MlflowTimer:
     def __init__(self) -> None:
         self.seconds = 0.0
         self.calls = 0
+        #: Per method: [calls, seconds].
+        self.by_name: dict[str, list[float]] = {}
         self._lock = threading.Lock()
         self._depth = threading.local()
 
@@ -45,8 +47,12 @@ class MlflowTimer:
                 self._depth.n = depth
                 if depth == 0:
                     with self._lock:
-                        self.seconds += time.perf_counter() - started
+                        spent = time.perf_counter() - started
+                        self.seconds += spent
                         self.calls += 1
+                        entry = self.by_name.setdefault(fn.__name__, [0, 0.0])
+                        entry[0] += 1
+                        entry[1] += spent
 
         return timed
 
@@ -103,6 +109,8 @@ def main() -> None:
     print(f"  MLflow ({timer.calls:,} calls)        {timer.seconds:8.1f} s   ({timer.seconds / simulation:.0%}) "
           f"= {timer.seconds / n:.2f} s a month")
     print(f"  Prefect, arrival, checks    {other:8.1f} s   ({other / simulation:.0%})")
+    top = sorted(timer.by_name.items(), key=lambda kv: -kv[1][1])[:6]
+    print("  MLflow by call: " + ", ".join(f"{name} {int(c)}× {sec / n * 1000:.0f} ms/month" for name, (c, sec) in top))
     early, late = trained[1:4], trained[-4:-1]
     if early and late:
         print(f"lifecycle wall time, months 2-4: {sum(o.seconds for o in early) / len(early):.2f} s; "

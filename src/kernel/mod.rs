@@ -10,6 +10,7 @@ pub mod features_v2;
 pub mod metrics;
 pub mod model;
 pub mod pass;
+pub(crate) mod pipeline;
 pub mod stats;
 
 /// Errors of the kernel.

@@ -112,25 +112,20 @@ fn predict_parallel(set: FeatureSet, c: &Coefficients, cols: &RideColumns, kept:
 }
 
 /// Runs `each` on every batch of a raw stream with the rows that pass cleaning (one cleaning
-/// state across the stream), counting every row.
+/// state across the stream), counting every row; decoding and cleaning run on other threads
+/// than `each` (`pipeline`).
 fn for_each_cleaned<I>(
     batches: I,
     counts: &mut CleaningCounts,
-    mut each: impl FnMut(&RideColumns, &arrow::array::Float64Array, &[usize]) -> Result<(), KernelError>,
+    mut each: impl FnMut(&RideColumns, &arrow::array::Float64Array, &[usize]) -> Result<(), KernelError> + Send,
 ) -> Result<(), KernelError>
 where
     I: IntoIterator<Item = Result<RecordBatch, ArrowError>>,
 {
-    let mut cleaner = Cleaner::for_training();
-    let mut kept = Vec::new();
-    for batch in batches {
-        let batch = batch.map_err(input)?;
-        let cols = RideColumns::from_batch(&batch, true)?;
-        let Some(fares) = cols.fare.as_ref() else { continue };
-        kept.clear();
-        cleaner.clean(&cols, counts, &mut kept);
-        each(&cols, fares, &kept)?;
-    }
+    *counts = super::pipeline::cleaned(batches, |c| match c.cols.fare.as_ref() {
+        Some(fares) => each(&c.cols, fares, &c.kept),
+        None => Ok(()),
+    })?;
     Ok(())
 }
 

@@ -15,11 +15,12 @@ use std::sync::mpsc;
 use arrow::array::{Float64Array, RecordBatch};
 use arrow::error::ArrowError;
 
-use super::cleaning::{Cleaner, CleaningCounts};
+use super::cleaning::CleaningCounts;
 use super::columns::RideColumns;
 use super::feature_set::FeatureSet;
 use super::metrics::Metrics;
 use super::model::{on_cores, Model};
+use super::pipeline;
 use super::stats::{Coefficients, SparseRows};
 use super::KernelError;
 use crate::calendar::month_index_of;
@@ -227,34 +228,27 @@ where
     let mut holdout_model = Model::with_features(challenger.settings, challenger.feature_set)?;
     let mut totals = Totals::default();
     let mut result = PassResult::default();
-    let mut cleaner = Cleaner::for_training();
-    let mut kept = Vec::new();
     let (tx, rx) = mpsc::sync_channel::<RecordBatch>(4);
     let hash = std::thread::scope(|s| -> Result<String, KernelError> {
         let hasher = s.spawn(move || lineage::hash_rows(rx.into_iter().map(Ok)));
-        let fed = (|| -> Result<(), KernelError> {
-            for batch in batches {
-                let batch = batch.map_err(super::model::input)?;
-                let first = result.rows;
-                result.rows += batch.num_rows() as u64;
-                // The hasher thread reads the raw rows while this one featurises them.
-                tx.send(batch.clone()).map_err(|_| KernelError::Input("the lineage hasher stopped".into()))?;
-                let cols = RideColumns::from_batch(&batch, true)?;
-                let Some(fares) = cols.fare.as_ref() else { continue };
-                kept.clear();
-                cleaner.clean(&cols, &mut result.counts, &mut kept);
-                let split = kept.partition_point(|&i| first + (i as u64) < holdout_offset);
-                let (train, hold) = kept.split_at(split);
-                result.train_kept += train.len() as u64;
-                result.holdout_kept += hold.len() as u64;
-                feed(challenger, &cols, fares, train, &refs, false, &mut totals);
-                feed(&mut holdout_model, &cols, fares, hold, &refs, true, &mut totals);
-            }
+        let (train_kept, holdout_kept) = (&mut result.train_kept, &mut result.holdout_kept);
+        // Decoding and cleaning run on other threads (`pipeline`); the hasher thread reads
+        // the raw rows while this one featurises them.
+        let fed = pipeline::cleaned(batches, |c| {
+            tx.send(c.batch).map_err(|_| KernelError::Input("the lineage hasher stopped".into()))?;
+            let Some(fares) = c.cols.fare.as_ref() else { return Ok(()) };
+            let split = c.kept.partition_point(|&i| c.first + (i as u64) < holdout_offset);
+            let (train, hold) = c.kept.split_at(split);
+            *train_kept += train.len() as u64;
+            *holdout_kept += hold.len() as u64;
+            feed(challenger, &c.cols, fares, train, &refs, false, &mut totals);
+            feed(&mut holdout_model, &c.cols, fares, hold, &refs, true, &mut totals);
             Ok(())
-        })();
+        });
         drop(tx);
         let hash = hasher.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-        fed?;
+        result.counts = fed?;
+        result.rows = result.counts.raw;
         hash.map_err(super::model::input)
     })?;
     result.lineage_hash = hash;
