@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -79,6 +80,8 @@ def whole_lifecycle(root: Path, src: Path, rows: int) -> float:
     from taxifare_flow.settings import load_settings
 
     settings = load_settings()
+    # A rerun starts from no model: the source is reset, and so is the MLflow store.
+    shutil.rmtree(data / "mlflow", ignore_errors=True)
     source = open_source(settings, "local")
     source.reset()
     source.bring_next_month()
