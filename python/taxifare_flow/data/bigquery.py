@@ -64,8 +64,6 @@ PARTITION_ROWS = 1_000_000
 MAX_PARTITIONS = 10_000
 #: BigQuery's on-demand price per TiB scanned (US multi-region, 2026), for the logs' estimates.
 ON_DEMAND_USD_PER_TIB = 6.25
-
-
 #: The Storage Read API's price per TiB read.
 STORAGE_READ_USD_PER_TIB = 1.10
 
