@@ -81,3 +81,38 @@ def test_backfill_command_says_what_it_did(small_history: Path, monkeypatch: pyt
     assert "feature version 2: version 2 trained on rows 0..2,500" in r.stdout
     r = taxifare("backfill", "--feature-version", "3")
     assert r.returncode == 2 and "feature" in r.stderr.lower(), r.stderr
+
+
+def test_a_killed_backfill_is_repaired_like_a_killed_lifecycle(small_history: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kill -9` in the middle of a backfill leaves its run RUNNING: `check` names it, and the
+    next lifecycle's repairs mark it KILLED (it trained nothing the watermark counts)."""
+    import subprocess
+    import sys
+
+    from helpers import child_env
+
+    monkeypatch.setenv("FEATURE_VERSION", "1")
+    settings = load_settings()
+    LocalSource(settings).reset()
+    arrive(1)
+    run_lifecycle(settings)
+    # The child dies by SIGKILL inside the backfill's one pass, after its run was created.
+    code = ("import os, signal\n"
+            "from taxifare_flow.data.local import LocalSource\n"
+            "LocalSource.learn = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n"
+            "from taxifare_flow.flow.backfill import backfill\n"
+            "from taxifare_flow.settings import load_settings\n"
+            "backfill(load_settings(), 2)\n")
+    child = subprocess.run([sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=300)
+    assert child.returncode == -9, child.stderr
+    reg = open_registry(settings)
+    running = reg.running_runs()
+    assert [r.data.params["context"] for r in running] == ["backfill"]
+    r = taxifare("check")
+    assert r.returncode == 1 and f"backfill run {running[0].info.run_id} is RUNNING with no lifecycle running" in r.stdout, r.stdout
+    arrive(1)
+    run_lifecycle(settings)
+    assert reg.client.get_run(running[0].info.run_id).info.status == "KILLED"
+    assert reg.running_runs() == []
+    assert taxifare("check").returncode == 0
+    assert_tiles(training_intervals(settings), get_latest_trained_row())

@@ -37,7 +37,7 @@ def repair(registry: Registry) -> list[str]:
     """The safe repairs, only under the lifecycle lock: a RUNNING training run is what a killed
     lifecycle left (marked KILLED), a version whose run is not FINISHED and active is tagged
     `orphaned`, and no alias stays on such a version."""
-    notes = [f"training run {r} was left RUNNING: marked KILLED" for r in registry.kill_stale_runs()]
+    notes = [f"run {r} was left RUNNING: marked KILLED" for r in registry.kill_stale_runs()]
     notes += [f"version {v} tagged orphaned" for v in registry.tag_orphans()]
     notes += registry.retract_aliases()
     return notes
@@ -88,13 +88,11 @@ def _orphan_problems(registry: Registry) -> list[str]:
 
 
 def _stale_runs(registry: Registry) -> list[str]:
-    return [f"training run {r.info.run_id} is RUNNING with no lifecycle running" for r in registry.client.search_runs(
-        [registry.experiment_id], "params.context = 'train' and attributes.status = 'RUNNING'", max_results=50_000)]
+    return [f"{r.data.params['context']} run {r.info.run_id} is RUNNING with no lifecycle running" for r in registry.running_runs()]
 
 
 def _running_runs(registry: Registry) -> set[str]:
-    return {r.info.run_id for r in registry.client.search_runs(
-        [registry.experiment_id], "params.context = 'train' and attributes.status = 'RUNNING'", max_results=50_000)}
+    return {r.info.run_id for r in registry.running_runs()}
 
 
 def _lineage_problems(source: DataSource, registry: Registry) -> list[str]:

@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 PRODUCTION = "production"
 CHALLENGER = "challenger"
+#: Runs that train a model (param `context`): a lifecycle's, and `taxifare backfill`'s.
+TRAINING_CONTEXTS = ("train", "backfill")
 KERNEL_FILE = "model.txfm"
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 # Explicit requirements: inferring them spawns a subprocess and costs ~1.5 s per model.
@@ -154,12 +156,16 @@ class Registry:
             [self.experiment_id], "params.context = 'train' and attributes.status = 'FINISHED'", max_results=50_000,
         ))
 
+    def running_runs(self) -> list[Run]:
+        """RUNNING runs that train (a lifecycle's, or a backfill's): under the lifecycle lock,
+        what a killed process left."""
+        running = self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'", max_results=50_000)
+        return [r for r in running if r.data.params.get("context") in TRAINING_CONTEXTS]
+
     def kill_stale_runs(self) -> list[str]:
-        """Marks RUNNING training runs KILLED. Only under the lifecycle lock, where no other
-        lifecycle can be running: a RUNNING run there is what a killed process left."""
-        stale = self.client.search_runs(
-            [self.experiment_id], "params.context = 'train' and attributes.status = 'RUNNING'", max_results=50_000,
-        )
+        """Marks RUNNING training and backfill runs KILLED. Only under the lifecycle lock, where
+        no other lifecycle can be running: a RUNNING run there is what a killed process left."""
+        stale = self.running_runs()
         for run in stale:
             self.client.set_terminated(run.info.run_id, "KILLED")
             log.warning("training run %s was left RUNNING by a stopped lifecycle: marked KILLED", run.info.run_id)
