@@ -2,8 +2,8 @@
 
 Real rides: the 5,000-row sample of Kaggle's train.csv, time split (train on rides before
 2014, score 2014-2015), the kernel's cleaning for every model (the rows `features()` keeps).
-Printed: MAE and RMSE of the exact model v1 (the kernel), the v2 basis (numpy prototype of
-`features_v2_proto.py`, same ridge), HistGradientBoosting on raw features and on the v2
+Printed: MAE and RMSE of the exact models v1 and v2 (the kernel), the v2 basis of the numpy
+prototype (`features_v2_proto.py`, same ridge, with the candidate groups the ablation adds), HistGradientBoosting on raw features and on the v2
 features (trained from scratch), least squares on distance alone and the mean fare; then
 MAE by segment (airport rides, rides over 20 km, night 20:00-06:00 New York time).
 
@@ -177,6 +177,11 @@ def real_rows(sample: Path, v2_groups: Sequence[str]) -> tuple[v2.Rides, v2.Ride
     gap = float(np.max(np.abs(a + te.x1 @ b - p_kernel)))
     print(f"check: numpy ridge vs kernel on v1, max |prediction difference| = {gap:.2e} $")
 
+    # The kernel's feature version 2 (src/kernel/features_v2.rs), beside the prototype's basis.
+    kernel2 = Model(feature_version=2)
+    kernel2.partial_fit(train_t)
+    p_kernel2 = kernel2.predict(test_t)[v2.kept_mask(test_t)]
+
     x2_tr, _ = v2.design(tr, v2_groups, v2.V2_DROP_V1)
     x2_te, _ = v2.design(te, v2_groups, v2.V2_DROP_V1)
     r2 = v2.ExactRidge(x2_tr.shape[1])
@@ -187,7 +192,8 @@ def real_rows(sample: Path, v2_groups: Sequence[str]) -> tuple[v2.Rides, v2.Ride
     ad, bd = rd.solve(alpha=0.0)
     preds = {
         "exact v1 (kernel)": p_kernel,
-        f"exact v2 (p={x2_tr.shape[1]})": a2 + x2_te @ b2,
+        "exact v2 (kernel)": p_kernel2,
+        f"exact v2 proto (p={x2_tr.shape[1]})": a2 + x2_te @ b2,
         "HistGB raw": hgb(v2.raw_features(tr), tr.y).predict(v2.raw_features(te)),
         "HistGB v2 features": hgb(x2_tr, tr.y).predict(x2_te),
         "distance-only LS": ad + te.dist * bd[0],
