@@ -122,10 +122,7 @@ fn for_each_cleaned<I>(
 where
     I: IntoIterator<Item = Result<RecordBatch, ArrowError>>,
 {
-    *counts = super::pipeline::cleaned(batches, |c| match c.cols.fare.as_ref() {
-        Some(fares) => each(&c.cols, fares, &c.kept),
-        None => Ok(()),
-    })?;
+    *counts = super::pipeline::cleaned(batches, |c| each(&c.cols, &c.fares, &c.kept))?;
     Ok(())
 }
 

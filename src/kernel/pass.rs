@@ -236,13 +236,12 @@ where
         // the raw rows while this one featurises them.
         let fed = pipeline::cleaned(batches, |c| {
             tx.send(c.batch).map_err(|_| KernelError::Input("the lineage hasher stopped".into()))?;
-            let Some(fares) = c.cols.fare.as_ref() else { return Ok(()) };
             let split = c.kept.partition_point(|&i| c.first + (i as u64) < holdout_offset);
             let (train, hold) = c.kept.split_at(split);
             *train_kept += train.len() as u64;
             *holdout_kept += hold.len() as u64;
-            feed(challenger, &c.cols, fares, train, &refs, false, &mut totals);
-            feed(&mut holdout_model, &c.cols, fares, hold, &refs, true, &mut totals);
+            feed(challenger, &c.cols, &c.fares, train, &refs, false, &mut totals);
+            feed(&mut holdout_model, &c.cols, &c.fares, hold, &refs, true, &mut totals);
             Ok(())
         });
         drop(tx);

@@ -7,12 +7,13 @@
 
 use std::sync::mpsc;
 
-use arrow::array::RecordBatch;
+use arrow::array::{Float64Array, RecordBatch};
 use arrow::error::ArrowError;
 
 use super::cleaning::{Cleaner, CleaningCounts};
 use super::columns::RideColumns;
 use super::KernelError;
+use crate::schema::FARE;
 
 /// Batches queued between two stages.
 const IN_FLIGHT: usize = 1;
@@ -26,6 +27,8 @@ pub(crate) struct Cleaned {
     pub batch: RecordBatch,
     /// Its ride columns.
     pub cols: RideColumns,
+    /// Its fares (the cleaning's rules need them: a stream without is refused).
+    pub fares: Float64Array,
     /// Its rows that pass cleaning, in order.
     pub kept: Vec<usize>,
 }
@@ -37,15 +40,15 @@ where
     I: IntoIterator<Item = Result<RecordBatch, ArrowError>>,
     F: FnMut(Cleaned) -> Result<(), KernelError> + Send,
 {
-    let (to_clean, cleaning) = mpsc::sync_channel::<(u64, RecordBatch, RideColumns)>(IN_FLIGHT);
+    let (to_clean, cleaning) = mpsc::sync_channel::<(u64, RecordBatch, RideColumns, Float64Array)>(IN_FLIGHT);
     let (to_learn, learning) = mpsc::sync_channel::<Cleaned>(IN_FLIGHT);
     std::thread::scope(|s| {
         let cleaner = s.spawn(move || {
             let (mut cleaner, mut counts) = (Cleaner::for_training(), CleaningCounts::default());
-            for (first, batch, cols) in cleaning {
+            for (first, batch, cols, fares) in cleaning {
                 let mut kept = Vec::with_capacity(cols.len);
                 cleaner.clean(&cols, &mut counts, &mut kept);
-                if to_learn.send(Cleaned { first, batch, cols, kept }).is_err() {
+                if to_learn.send(Cleaned { first, batch, cols, fares, kept }).is_err() {
                     break; // the consumer failed: its error is reported
                 }
             }
@@ -54,9 +57,7 @@ where
         let learner = s.spawn(move || -> Result<(), KernelError> {
             let mut consume = consume;
             for c in learning {
-                if c.cols.fare.is_some() {
-                    consume(c)?;
-                }
+                consume(c)?;
             }
             Ok(())
         });
@@ -65,8 +66,9 @@ where
             for batch in batches {
                 let batch = batch.map_err(super::model::input)?;
                 let cols = RideColumns::from_batch(&batch, true)?;
+                let fares = cols.fare.clone().ok_or_else(|| KernelError::Schema { column: FARE.into(), reason: "missing".into() })?;
                 let n = batch.num_rows() as u64;
-                if to_clean.send((first, batch, cols)).is_err() {
+                if to_clean.send((first, batch, cols, fares)).is_err() {
                     return Ok(()); // a later stage stopped: its error is reported
                 }
                 first += n;
