@@ -287,10 +287,10 @@ def check(lo: dict[str, Any], wh: dict[str, Any]) -> None:
                     f"max rel. diff {xs[0]:.1e}, {xs[1]:.1e}, {xs[2]:.1e}; n_rows {lo['challenger'].n_rows:.0f} / "
                     f"{wh['challenger'].n_rows:.0f}"))
     ce, pe = p["holdout_challenger_errors"], p["holdout_production_errors"]
-    d_hold = max(rel(float(np.mean(ce)), paired["challenger"]["mae"]), rel(float(np.mean(pe)), paired["production"]["mae"]),
+    d_hold = max(rel(float(np.sum(ce)), paired["challenger_sum"]), rel(float(np.sum(pe)), paired["production_sum"] or 0.0),
                  rel(float(np.sum(pe - ce)), paired["diff_sum"]), rel(float(np.sum((pe - ce) ** 2)), paired["diff_sq_sum"]))
     results.append((f"holdout: challenger, production MAE, Σd, Σd² (n={paired['n']})", paired["n"] == len(ce) and d_hold <= 1e-9,
-                    f"challenger MAE {float(np.mean(ce)):.9f} / {paired['challenger']['mae']:.9f}, max rel. diff {d_hold:.1e}"))
+                    f"challenger MAE {float(np.mean(ce)):.9f} / {paired['challenger_sum'] / paired['n']:.9f}, max rel. diff {d_hold:.1e}"))
     print("both paths agree (1e-9 relative):")
     for name, ok, detail in results:
         print(f"  {'ok ' if ok else 'NO '} {name}: {detail}")

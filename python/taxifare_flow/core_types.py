@@ -89,11 +89,13 @@ class Scores(TypedDict):
 
 class HoldoutSums(TypedDict):
     """The challenger and production on the clean holdout rows, summed in the warehouse
-    (`warehouse_paired`): `diff_*` sum d = production's absolute error − the challenger's."""
+    (`warehouse_paired`): the fields of `promotion.Paired`. `challenger_sum`,
+    `production_sum`: Σ|e| (`None` without production); `diff_*`: Σd and Σd² of d =
+    production's absolute error − the challenger's."""
 
     n: int
-    challenger: Scores
-    production: Scores | None
+    challenger_sum: float
+    production_sum: float | None
     diff_sum: float
     diff_sq_sum: float
 

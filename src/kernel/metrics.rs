@@ -29,6 +29,12 @@ impl Metrics {
         Self { n, sum_abs, sum_sq, sum_y, sum_yy }
     }
 
+    /// Σ|e|.
+    #[must_use]
+    pub fn sum_abs(&self) -> f64 {
+        self.sum_abs
+    }
+
     /// Adds the sums of other rows.
     pub fn merge(&mut self, other: &Self) {
         self.n += other.n;

@@ -85,15 +85,16 @@ pub(super) fn warehouse_holdout_query(
     Ok(query::holdout_query(&slice, &c, p.as_ref()).map_err(CoreError::from)?)
 }
 
-/// Reads query 2's rows: the challenger's and production's scores on the same clean holdout
-/// rows, and the sums of their per-row error differences (production − challenger).
+/// Reads query 2's rows: what the promotion policy needs (`promotion.Paired`): the clean
+/// holdout rows, the sums of the challenger's and production's absolute errors on them, and
+/// of their per-row differences (production − challenger) and squares.
 #[pyfunction]
 pub(super) fn warehouse_paired<'py>(py: Python<'py>, rows: AnyRecordBatch, has_production: bool) -> PyResult<Bound<'py, PyDict>> {
     let p = results::read_holdout(&batches(rows)?, has_production).map_err(CoreError::from)?;
     let d = PyDict::new(py);
     d.set_item("n", p.challenger.n)?;
-    d.set_item("challenger", scores_dict(py, Some(p.challenger))?)?;
-    d.set_item("production", scores_dict(py, p.production)?)?;
+    d.set_item("challenger_sum", p.challenger.sum_abs())?;
+    d.set_item("production_sum", p.production.map(|m| m.sum_abs()))?;
     d.set_item("diff_sum", p.diff_sum)?;
     d.set_item("diff_sq_sum", p.diff_sq_sum)?;
     Ok(d)

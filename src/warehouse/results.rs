@@ -65,6 +65,14 @@ impl StatsResult {
     pub fn kept(&self, segment: i64) -> u64 {
         self.groups.iter().filter(|((s, _), _)| *s == segment).map(|(_, st)| st.n().round() as u64).sum()
     }
+
+    /// Adds segment `segment` to `model`, month after month (forgetting as row by row).
+    pub fn add_to(&self, segment: i64, model: &mut Model) -> Result<(), WarehouseError> {
+        for ((_, month), st) in self.groups.range((segment, i32::MIN)..=(segment, i32::MAX)) {
+            model.add_stats(*month, st)?;
+        }
+        Ok(())
+    }
 }
 
 fn index(v: i64, p: usize, what: &str) -> Result<usize, WarehouseError> {
@@ -135,16 +143,6 @@ pub fn read_stats(batches: &[RecordBatch], p: usize) -> Result<StatsResult, Ware
         }
     }
     Ok(r)
-}
-
-impl StatsResult {
-    /// Adds segment `segment` to `model`, month after month (forgetting as row by row).
-    pub fn add_to(&self, segment: i64, model: &mut Model) -> Result<(), WarehouseError> {
-        for ((_, month), st) in self.groups.range((segment, i32::MIN)..=(segment, i32::MAX)) {
-            model.add_stats(*month, st)?;
-        }
-        Ok(())
-    }
 }
 
 /// Reads a [`super::query::hash_query`]'s row: the lineage digest.

@@ -18,7 +18,6 @@ seconds instead of retrying for minutes.
 from __future__ import annotations
 
 import logging
-import math
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ if TYPE_CHECKING:
     from google.cloud.bigquery import Client, SchemaField
     from google.cloud.bigquery_storage import BigQueryReadClient
 
-    from taxifare_flow.core_types import HoldoutSums, PassResult, Scores
+    from taxifare_flow.core_types import HoldoutSums, PassResult
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -376,8 +375,7 @@ class BigQuerySource:
             paired = _core.warehouse_paired(rows, production is not None)
         elif challenger.n_rows > 0:
             # No clean holdout row: nothing to compare on, and no query to pay for.
-            nothing: Scores = {"n": 0, "mae": math.nan, "rmse": math.nan, "r2": math.nan}
-            paired = {"n": 0, "challenger": nothing, "production": nothing if production is not None else None,
+            paired = {"n": 0, "challenger_sum": 0.0, "production_sum": 0.0 if production is not None else None,
                       "diff_sum": 0.0, "diff_sq_sum": 0.0}
         challenger.merge(holdout)
         result: PassResult = {

@@ -211,13 +211,7 @@ def holdout_paired(result: PassResult) -> Paired | None:
     (warehouse); `None` when the challenger had no rows to be scored with."""
     if "holdout_paired" in result:
         sums = result["holdout_paired"]
-        if sums is None:
-            return None
-        production = sums["production"]
-        n = sums["n"]
-        return Paired(n, sums["challenger"]["mae"] * n if n else 0.0,
-                      production["mae"] * n if production is not None and n else (0.0 if production is not None else None),
-                      sums["diff_sum"], sums["diff_sq_sum"])
+        return None if sums is None else Paired(**sums)
     errors = result.get("holdout_challenger_errors")
     return None if errors is None else Paired.of(errors, result.get("holdout_production_errors"))
 
