@@ -1,4 +1,5 @@
-"""`taxifare`: the command line. Every Makefile target is one call of a command here.
+"""`taxifare`: the command line. Each command has a Makefile target of the same name that calls
+it; the Makefile's own targets (install, test, bench, wheel…) are not commands here.
 
 Commands import only what they need: `watermark` and `show_env` never import mlflow or
 Prefect, so they answer in a fraction of a second.
@@ -38,34 +39,6 @@ err = Console(stderr=True)
 
 #: Exit status of `get_new_month` / `push_month_to_bq` when no month is pending.
 NO_MORE_DATA = 3
-
-#: Every user entry point: (command, one-line description). `make list` prints this.
-TARGETS: list[tuple[str, str]] = [
-    ("demo", "set up, generate the history, run every month through the lifecycle, write the report"),
-    ("test", "set up and run every test (cargo test + pytest)"),
-    ("dev_test", "same as test"),
-    ("list", "this list"),
-    ("show_env", "the settings, grouped, passwords masked"),
-    ("reinstall_package", "rebuild the Rust core and reinstall the package into .venv"),
-    ("reset_data_sources", "empty the local source; generate the pending history if missing"),
-    ("show_data_sources", "months in the source (rows, row_id range, bytes) and months pending"),
-    ("get_new_month", "the next pending month arrives in the source (exit 3: no more data)"),
-    ("import_csv", "import a Kaggle-format train.csv as the pending history (CSV=path, REPLACE=1 to replace one)"),
-    ("run_flow", "one lifecycle run (Prefect flow): evaluate, train, compare, promote"),
-    ("run_all_months", "get_new_month + run_flow until no data is left (MONTHS=N to stop early)"),
-    ("report", "report.png / report.html / report.csv of the error month after month"),
-    ("watermark", "the first untrained row, read from MLflow's DB by the Rust core"),
-    ("check", "verify the stored state against the guarantees (DEEP=1: lineage hashes; REPAIR=1: safe repairs)"),
-    ("mlflow_ui", "the MLflow UI on the configured store, bound to 127.0.0.1 (a tracking server: its URL)"),
-    ("backfill", "move the lineage to FEATURE_VERSION: one pass over the trained rows, recorded as a run (FEATURE_VERSION=N)"),
-    ("psql", "psql on the PostgreSQL tracking DB, password kept off the command line"),
-    ("reset_bq_tables", "(re)create the BigQuery dataset and table, empty"),
-    ("show_bq_tables", "months in BigQuery and months pending"),
-    ("push_month_to_bq", "load the next pending month into BigQuery (exit 3: no more data)"),
-    ("bq_cost", "what the next lifecycle would bill in BigQuery, from dry runs (nothing runs)"),
-    ("bench", "benchmarks: slicing, import, kernel, watermark, quality, simulation (prints ratios)"),
-    ("wheel", "an abi3 wheel in dist/, built with the release profile (thin LTO, stripped)"),
-]
 
 
 def _fail(e: BaseException) -> NoReturn:
@@ -128,14 +101,37 @@ class _RowsProgress:
 
 
 @app.command("list")
-def list_targets() -> None:
-    """Every entry point with a one-line description."""
-    t = Table(show_header=True, header_style="bold")
-    t.add_column("make target")
+def list_commands(
+    markdown: bool = typer.Option(False, "--markdown", help="a Markdown table (the README's commands table)"),
+) -> None:
+    """The commands of this CLI, each with a one-line description."""
+    rows = commands()
+    if markdown:
+        # Plain text, not rich: a table row must never be wrapped at the terminal's width.
+        lines = ["| command | what it does |", "|---|---|"]
+        lines += [f"| `{name}` | {what.replace('|', chr(92) + '|')} |" for name, what in rows]
+        sys.stdout.write("\n".join(lines) + "\n")
+        return
+    t = Table(show_header=True, header_style="bold", caption="taxifare COMMAND --help: its options")
+    t.add_column("command")
     t.add_column("what it does")
-    for name, what in TARGETS:
+    for name, what in rows:
         t.add_row(name, what)
     console.print(t)
+
+
+def commands() -> list[tuple[str, str]]:
+    """(name, one line) of every command this CLI runs, in the order they are defined: the
+    first sentence of each command's help, so a new command is listed by being written."""
+    import re
+
+    rows = []
+    for name, command in typer.main.get_group(app).commands.items():
+        if command.hidden:
+            continue
+        text = " ".join((command.short_help or command.help or "").split("\n\n")[0].split())
+        rows.append((name, re.split(r"(?<=\.)\s+(?=[A-Z`])", text)[0]))
+    return rows
 
 
 @app.command("show_env")
