@@ -286,7 +286,7 @@ def _where_to_look(s: Settings) -> None:
     if _is_server(s.mlflow_tracking_uri):
         console.print(f"  MLflow UI : {mask_dsn(s.mlflow_tracking_uri)}   (the tracking server)")
     else:
-        console.print(f"  MLflow UI : make mlflow_ui   (= mlflow ui --backend-store-uri {mask_dsn(s.mlflow_tracking_uri)} --host 127.0.0.1)")
+        console.print(f"  MLflow UI : taxifare mlflow_ui   (= mlflow ui --backend-store-uri {mask_dsn(s.mlflow_tracking_uri)} --host 127.0.0.1)")
     if s.prefect_api_url:
         console.print(f"  Prefect UI: {mask_dsn(s.prefect_api_url.removesuffix('/api'))}   (flow runs of {s.prefect_flow_name!r})")
     console.print(f"  report    : {s.reports_dir / 'report.html'}  (and report.png, report.csv)")

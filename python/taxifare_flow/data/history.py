@@ -287,7 +287,7 @@ def import_csv(settings: Settings, csv_path: Path, replace: bool = False, progre
     if existing and not replace:
         kind = f"an {current.kind}" if current and current.kind == "imported" else ("a generated" if current else "a")
         raise HistoryError(f"{pending} already holds {kind} history of {existing} months: pass --replace "
-                           "(make import_csv CSV=… REPLACE=1) to replace it with this CSV")
+                           "to replace it with this CSV")
     if arrived := _source_months(settings):
         raise HistoryError(f"the local source {settings.source_dir} holds {arrived} months of the current history: "
                            "empty it first (`taxifare reset_data_sources --fresh` also drops the runs trained on it), then import")
