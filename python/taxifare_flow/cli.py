@@ -375,8 +375,9 @@ def check(
 def backfill(
     feature_version: int = typer.Option(0, "--feature-version", help="default: FEATURE_VERSION"),
 ) -> None:
-    """Moves the lineage to another feature version: a model of that version trained on every
-    trained row in one pass, registered as the new lineage head (watermark and tiling unchanged)."""
+    """Moves the lineage to another feature version, in one recorded pass over the trained rows.
+    The model of that version trained on every trained row becomes the new lineage head
+    (watermark and tiling unchanged)."""
     from taxifare_flow.flow.backfill import backfill as run_backfill
 
     s = _settings()
@@ -400,8 +401,8 @@ def demo(months: int = typer.Option(0, help="stop after N months (0 = all)")) ->
 
 @app.command("mlflow_ui")
 def mlflow_ui(port: int = typer.Option(5000)) -> None:
-    """The MLflow UI on the configured store, bound to 127.0.0.1; for a tracking server, its URL
-    (the server is the UI: `mlflow ui --backend-store-uri http://…` cannot start)."""
+    """The MLflow UI on the configured store, bound to 127.0.0.1 (a tracking server: its URL).
+    The server is the UI: `mlflow ui --backend-store-uri http://…` cannot start."""
     import os
 
     from taxifare_flow._core import mask_dsn
@@ -420,8 +421,8 @@ def mlflow_ui(port: int = typer.Option(5000)) -> None:
 
 @app.command("psql", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def psql(ctx: typer.Context) -> None:
-    """psql on the PostgreSQL tracking DB (MLFLOW_TRACKING_DB or MLFLOW_DB_*); the password goes
-    in psql's PGPASSWORD, never on its command line. Extra arguments go to psql:
+    """psql on the PostgreSQL tracking DB, the password kept off its command line. The DB is
+    MLFLOW_TRACKING_DB or MLFLOW_DB_*; the password goes in psql's PGPASSWORD. Extra arguments go to psql:
     `taxifare psql -c "select count(*) from runs"`."""
     from taxifare_flow.psql import exec_psql, psql_command
 
@@ -461,8 +462,8 @@ def push_month_to_bq() -> None:
 
 @app.command("bq_cost")
 def bq_cost() -> None:
-    """What the next lifecycle would bill in BigQuery (BQ_COMPUTE decides which queries), from
-    BigQuery's dry runs: nothing runs, nothing is billed."""
+    """What the next lifecycle would bill in BigQuery, from dry runs: nothing runs, nothing is
+    billed. BQ_COMPUTE decides which queries."""
     from taxifare_flow.data.bigquery import BigQuerySource
     from taxifare_flow.ml_logic.watermark import get_latest_trained_row
 
