@@ -1,4 +1,4 @@
-"""One lifecycle run, as a state machine (README, "One lifecycle"): watermark → checks →
+"""One lifecycle run, as a state machine (docs/architecture.md, "One lifecycle"): watermark → checks →
 learn → compare → finalise → notify, under a lock so two runs never train the same rows. Each
 step is a Prefect task in `prefect_flow`; `run_lifecycle` runs the same steps without Prefect
 (for tests of the logic and for embedding).
