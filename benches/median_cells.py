@@ -191,3 +191,20 @@ def resid_decile(r: v2.Rides, pred_train: np.ndarray) -> Callable[[v2.Rides, np.
     e = r.y - pred_train
     d = np.array([np.median(e[dec == k]) for k in range(10)])
     return lambda rt, p: p + d[np.searchsorted(edges, p, side="right")]
+
+
+def check_merge(r: v2.Rides, pred: np.ndarray, keys: tuple[str, ...]) -> tuple[bool, float]:
+    """Statistics accumulated month by month and merged equal those of all rows at once: the
+    counts exactly (returned flag), the sums to rounding (returned max relative difference)."""
+    cell, size = cell_of(r, keys)
+    whole = CellStats.of(cell, size, r.y, pred)
+    parts = [CellStats.of(cell[r.month_index == m], size, r.y[r.month_index == m], pred[r.month_index == m])
+             for m in np.unique(r.month_index)]
+    merged = parts[0]
+    for p in parts[1:]:
+        merged = merged.merge(p)
+    exact = bool(np.array_equal(merged.n, whole.n) and np.array_equal(merged.hist, whole.hist))
+    scale = np.maximum(np.abs(whole.sum_y), 1.0)
+    rel = float(max(np.max(np.abs(merged.sum_y - whole.sum_y) / scale),
+                    np.max(np.abs(merged.sum_pred - whole.sum_pred) / np.maximum(np.abs(whole.sum_pred), 1.0))))
+    return exact, rel

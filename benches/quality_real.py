@@ -355,6 +355,9 @@ CORRECTIONS: tuple[mc.Correction, ...] = (
     mc.Correction(("fine", "zone"), "bias", 20, gamma=2.0),
 )
 
+#: The design docs/quality.md recommends (chosen by the k-fold; see there).
+RECOMMENDED = mc.Correction(("fine", "zone"), "bias", 20)
+
 
 def fold_errors(f: Fold) -> tuple[dict[str, np.ndarray], int]:
     """Absolute errors of every model on the fold's cleaned test rows."""
@@ -382,6 +385,9 @@ def fold_errors(f: Fold) -> tuple[dict[str, np.ndarray], int]:
     p_te = preds[BASE_LABEL]
     # In-sample predictions of the base; the port gets their cell means from `n_c a + Σx_c·b`.
     p_tr = fit_predict(Config("", BASE_GROUPS, drop_v1=v2.V2_DROP_V1), cols, {"none": st}, x_tr)
+    exact, rel = mc.check_merge(tr, p_tr, RECOMMENDED.keys)
+    if not exact or rel > 1e-12:
+        raise AssertionError(f"merged monthly cell statistics differ from one pass (counts equal: {exact}, sums: {rel:.1e})")
     for c in CORRECTIONS:
         preds[f"base + {c.label}"] = c.fit(tr, p_tr)(te, p_te)
     preds["base + resid median: decile of prediction (2-pass)"] = mc.resid_decile(tr, p_tr)(te, p_te)
@@ -415,13 +421,19 @@ def print_kfold(title: str, per_fold: list[tuple[str, int, dict[str, np.ndarray]
     k = len(per_fold)
     head = f"{'model':<62}{'MAE':>7}{'± SE':>7}{'− HGB':>8}{'± SE':>7}{'fold SE':>8}{'− base':>8}{'± SE':>7}"
     print(head + "".join(f"{lab:>7}" for lab, _, _ in per_fold))
-    for name in sorted(names, key=lambda m: float(pooled[m].mean())):
+    for name in sorted(names, key=lambda m: float(np.nan_to_num(pooled[m].mean(), nan=np.inf))):
         a = pooled[name]
         dh, dv = a - pooled[REFERENCE], a - pooled[BASE]
         fold_d = np.array([e[name].mean() - e[REFERENCE].mean() for _, _, e in per_fold])
         fse = f"{fold_d.std(ddof=1) / np.sqrt(k):>8.3f}" if k > 1 else f"{'–':>8}"
         print(f"{name[:61]:<62}{a.mean():>7.3f}{se(a):>7.3f}{dh.mean():>+8.3f}{se(dh):>7.3f}{fse}"
               f"{dv.mean():>+8.3f}{se(dv):>7.3f}" + "".join(f"{e[name].mean():>7.3f}" for _, _, e in per_fold))
+    rec = f"base + {RECOMMENDED.label}"
+    print(f"paired differences to the recommended design ({rec}):")
+    for name in names:
+        if name.startswith("base + ") and name != rec:
+            d = pooled[name] - pooled[rec]
+            print(f"  {name[:61]:<62}{d.mean():>+8.3f} ± {se(d):.3f}")
 
 
 def kfold(sample: Path, test_years: Sequence[int]) -> None:
