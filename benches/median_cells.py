@@ -76,6 +76,17 @@ def zone_group(r: v2.Rides) -> np.ndarray:
     return np.select([zp == 0, np.isin(zp, (1, 3, 4))], [0, 1], 2)
 
 
+def zone_pair(r: v2.Rides) -> np.ndarray:
+    """0..5, `features_v2_proto.zone_pair` (mm, ma, mo, aa, ao, oo)."""
+    return v2.zone_pair(r)
+
+
+def pickup_cell(r: v2.Rides) -> np.ndarray:
+    """0..20: which of v1's 20 pickup geohash-5 cells (columns 23..42) holds the pickup, 20 for none."""
+    oh = r.x1[:, 23:43]
+    return np.where(oh.max(axis=1) > 0, oh.argmax(axis=1), 20)
+
+
 def regime(r: v2.Rides) -> np.ndarray:
     """0 before the 2012-09-04 rate change, 1 from it."""
     return (r.ts >= v2.RATE_CHANGE).astype(int)
@@ -87,6 +98,8 @@ KEYS: dict[str, tuple[Callable[[v2.Rides], np.ndarray], int]] = {
     "tod": (time_of_day, 4),
     "weekend": (weekend, 2),
     "zone": (zone_group, 3),
+    "pair": (zone_pair, 6),
+    "pickup": (pickup_cell, 21),
     "regime": (regime, 2),
 }
 

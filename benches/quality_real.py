@@ -353,6 +353,9 @@ CORRECTIONS: tuple[mc.Correction, ...] = (
     mc.Correction(("fine", "zone"), "bias", 50),
     mc.Correction(("fine", "zone"), "bias", 20, gamma=1.0),
     mc.Correction(("fine", "zone"), "bias", 20, gamma=2.0),
+    mc.Correction(("fine", "pair"), "bias", 20),
+    mc.Correction(("fine", "zone", "pickup"), "bias", 20),
+    mc.Correction(("fine", "zone", "pickup"), "bias", 50),
 )
 
 #: The design docs/quality.md recommends (chosen by the k-fold; see there).
@@ -370,6 +373,8 @@ def fold_errors(f: Fold) -> tuple[dict[str, np.ndarray], int]:
     k2 = Model(feature_version=2)
     k2.partial_fit(f.train)
     preds["v2 (kernel)"] = k2.predict(f.test)[keep_te]
+    p2_tr = k2.predict(f.train)[v2.kept_mask(f.train)]
+    preds[f"v2 (kernel) + {RECOMMENDED.label}"] = RECOMMENDED.fit(tr, p2_tr)(te, preds["v2 (kernel)"])
     # Exact alternatives on the prototype's basis (one accumulation, several labels); the
     # prototype's ridge is the kernel's (checked by `real_rows`).
     cols = Columns(tr)
