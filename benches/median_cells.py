@@ -7,7 +7,7 @@ statistics that add exactly over rows, hence over months:
 
 - per cell `c`: `n_c` (count), `Σy_c`, and `Σx_c` (the sum of the ridge's design rows in the
   cell, so that the mean in-sample prediction `a + x̄_c·b` needs no second pass);
-- per cell and fare bin `k`: the count `h_{c,k}` of rows with `round((z − LOW) / BIN_WIDTH) = k`
+- per cell and fare bin `k`: the count `h_{c,k}` of rows with `floor((z − LOW)·10 + 0.5) = k`
   (clipped to the end bins), i.e. a GROUP BY count, where `z = y − γ·d` is the fare detrended
   by a *fixed* slope γ (0: the fare itself), so that the rides of a distance band are comparable;
   `Σd_c` then gives the mean of `p − γ·d` in the cell.
@@ -40,7 +40,8 @@ import numpy as np
 
 import features_v2_proto as v2
 
-BIN_WIDTH = 0.10  # dollars; fares are on a $0.10 grid (tolls aside)
+BINS_PER_DOLLAR = 10  # $0.10 bins: fares are on a $0.10 grid (tolls aside)
+BIN_WIDTH = 1 / BINS_PER_DOLLAR
 LOW = -100.0  # the first bin's centre: detrended fares `y − γ·d` go below zero
 N_BINS = 3001  # bin k is centred on LOW + k·BIN_WIDTH, i.e. -$100.00..$200.00, the end bins clipped
 
@@ -116,7 +117,9 @@ def cell_of(r: v2.Rides, keys: tuple[str, ...]) -> tuple[np.ndarray, int]:
 
 
 def fare_bin(z: np.ndarray) -> np.ndarray:
-    return np.clip(np.rint((z - LOW) / BIN_WIDTH).astype(np.int64), 0, N_BINS - 1)
+    """`floor((z − LOW)·10 + 0.5)`, clipped: half-up rounding, the same in Rust
+    (`(x * 10.0 + 0.5).floor()`) and in SQL (`FLOOR(x * 10 + 0.5)`)."""
+    return np.clip(np.floor((z - LOW) * BINS_PER_DOLLAR + 0.5).astype(np.int64), 0, N_BINS - 1)
 
 
 @dataclass
