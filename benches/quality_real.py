@@ -424,14 +424,14 @@ def print_kfold(title: str, per_fold: list[tuple[str, int, dict[str, np.ndarray]
     print(f"\n{title}: {len(per_fold)} fold(s), {n:,} test rows "
           + ", ".join(f"{lab} ({ntr:,} train / {len(e[REFERENCE]):,} test)" for lab, ntr, e in per_fold))
     k = len(per_fold)
-    head = f"{'model':<62}{'MAE':>7}{'± SE':>7}{'− HGB':>8}{'± SE':>7}{'fold SE':>8}{'− base':>8}{'± SE':>7}"
+    head = f"{'model':<62}{'MAE':>7}{'± SE':>7}{'RMSE':>7}{'− HGB':>8}{'± SE':>7}{'fold SE':>8}{'− base':>8}{'± SE':>7}"
     print(head + "".join(f"{lab:>7}" for lab, _, _ in per_fold))
     for name in sorted(names, key=lambda m: float(np.nan_to_num(pooled[m].mean(), nan=np.inf))):
         a = pooled[name]
         dh, dv = a - pooled[REFERENCE], a - pooled[BASE]
         fold_d = np.array([e[name].mean() - e[REFERENCE].mean() for _, _, e in per_fold])
         fse = f"{fold_d.std(ddof=1) / np.sqrt(k):>8.3f}" if k > 1 else f"{'–':>8}"
-        print(f"{name[:61]:<62}{a.mean():>7.3f}{se(a):>7.3f}{dh.mean():>+8.3f}{se(dh):>7.3f}{fse}"
+        print(f"{name[:61]:<62}{a.mean():>7.3f}{se(a):>7.3f}{np.sqrt(np.mean(a * a)):>7.3f}{dh.mean():>+8.3f}{se(dh):>7.3f}{fse}"
               f"{dv.mean():>+8.3f}{se(dv):>7.3f}" + "".join(f"{e[name].mean():>7.3f}" for _, _, e in per_fold))
     rec = f"base + {RECOMMENDED.label}"
     print(f"paired differences to the recommended design ({rec}):")
