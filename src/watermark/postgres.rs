@@ -147,7 +147,7 @@ fn query(client: &mut Client, sql: &str, experiment: &str) -> Result<Vec<Row>, p
 
 pub(super) fn intervals(dsn: &str, experiment: &str) -> Result<Vec<Row>, WatermarkError> {
     let target = Target::new(dsn)?;
-    let sql = QUERY.replace("{p}", "$1");
+    let sql = QUERY.replace("{p}", "$1").replace("{materialized}", "MATERIALIZED").replace("{no_index}", "").replace("{join}", "JOIN");
     let shown = mask_dsn(dsn);
     pool::with_client(&target.key(), &shown, || target.connect(), |client| query(client, &sql, experiment), |e| target.classify(e, false))
 }

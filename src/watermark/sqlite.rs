@@ -13,7 +13,7 @@ fn open(path: &str, uri: &str, flags: OpenFlags) -> Result<Connection, Watermark
 }
 
 fn query(conn: &Connection, experiment: &str) -> rusqlite::Result<Vec<Row>> {
-    let sql = QUERY.replace("{p}", "?1");
+    let sql = QUERY.replace("{p}", "?1").replace("{materialized}", "").replace("{no_index}", "NOT INDEXED").replace("{join}", "CROSS JOIN");
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map([experiment], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
     rows.collect()
