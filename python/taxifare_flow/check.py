@@ -55,7 +55,8 @@ def tiling_problems(intervals: list[tuple[int, int]], watermark: int) -> list[st
             problems.append(f"rows {first}..{min(end, first + count)} were trained twice")
         end = max(end, first + count)
     if end != watermark:
-        problems.append(f"the finished training runs end at row {end} but the watermark is {watermark}")
+        # The watermark is where the runs' rows stop tiling from row 0 (docs/watermark.md).
+        problems.append(f"the finished training runs reach row {end} but tile from row 0 only up to the watermark {watermark}")
     return problems
 
 
@@ -115,6 +116,7 @@ def check(settings: Settings, deep: bool = False, repair_state: bool = False) ->
     lock). Raises only when a store cannot be reached; a broken guarantee is a finding."""
     from taxifare_flow.data import open_source
     from taxifare_flow.flow.lock import lifecycle_lock
+    from taxifare_flow.ml_logic.lineage import history_problems
     from taxifare_flow.ml_logic.registry import open_registry
     from taxifare_flow.ml_logic.watermark import get_latest_trained_row
 
@@ -140,6 +142,8 @@ def check(settings: Settings, deep: bool = False, repair_state: bool = False) ->
             Finding("versions of unfinished or deleted runs are tagged orphaned",
                     [p for p in _orphan_problems(registry) if not (running and any(r in p for r in running))]),
             Finding("aliases point at versions of finished, active runs", _alias_problems(registry)),
+            Finding("the registered model is this experiment's lineage, no version from another", registry.crossed_lineages()),
+            Finding("the training runs were trained on the pending history", history_problems(settings, registry.training_runs())),
         ] + ([Finding("each run's lineage hash matches the source rows", _lineage_problems(source, registry))]
              if deep and rows >= watermark else [])
 

@@ -220,8 +220,15 @@ def get_new_month() -> None:
     """The next pending month arrives in the source. Exit status 3 when nothing is pending."""
     from taxifare_flow.data import open_source
 
+    from taxifare_flow.ml_logic.lineage import assert_may_arrive
+
     s = _settings()
-    _next_month(lambda: open_source(s, "local").bring_next_month(), "arrived", "has arrived")
+
+    def bring() -> SourceMonth | None:
+        assert_may_arrive(s)
+        return open_source(s, "local").bring_next_month()
+
+    _next_month(bring, "arrived", "has arrived")
 
 
 def _next_month(bring: Callable[[], SourceMonth | None], verb: str, where: str) -> None:
@@ -456,8 +463,15 @@ def push_month_to_bq() -> None:
     """Loads the next pending month into BigQuery. Exit status 3 when nothing is pending."""
     from taxifare_flow.data import open_source
 
+    from taxifare_flow.ml_logic.lineage import assert_may_arrive
+
     s = _settings()
-    _next_month(lambda: open_source(s, "bigquery").bring_next_month(), "loaded", "is in BigQuery")
+
+    def bring() -> SourceMonth | None:
+        assert_may_arrive(s)
+        return open_source(s, "bigquery").bring_next_month()
+
+    _next_month(bring, "loaded", "is in BigQuery")
 
 
 @app.command("bq_cost")

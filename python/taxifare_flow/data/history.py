@@ -74,6 +74,16 @@ class Provenance:
     def rows(self) -> int:
         return sum(self.months.values())
 
+    @property
+    def identity(self) -> str:
+        """What the rows are, as every training run records it (`history_id`): a generated
+        history's seed, first month and rows a month (a month's rows depend on the seed, the
+        month and the size; `row_id`s on the first month; a later last month continues the same
+        rows), or an imported CSV's SHA-256."""
+        if self.kind == "generated":
+            return f"generated:seed={self.seed}:from={self.first_month}:rows={self.rows_per_month}"
+        return f"imported:sha256={self.sha256}"
+
     def span(self) -> str:
         names = sorted(self.months)
         return f"{names[0]} … {names[-1]}" if names else "no months"

@@ -36,6 +36,7 @@ from taxifare_flow.check import assert_sound, repair
 from taxifare_flow.data import DataSource, open_source
 from taxifare_flow.errors import RegistryError, SourceBehindError
 from taxifare_flow.flow.lock import assert_lock_held, lifecycle_lock
+from taxifare_flow.ml_logic.lineage import HISTORY_TAG, assert_lineage
 from taxifare_flow.ml_logic.promotion import Decision, Paired, decide_paired
 from taxifare_flow.ml_logic.registry import PRODUCTION, Registry, open_registry
 from taxifare_flow.ml_logic.watermark import get_latest_trained_row
@@ -303,6 +304,9 @@ def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
     started = time.perf_counter()
     source = open_source(settings)
     registry = open_registry(settings)
+    # Before the watermark: a swapped history under a kept store is named as such, not as a
+    # source behind the watermark.
+    history_id = assert_lineage(settings, registry)
     ctx = Context(settings, source, registry)
     w, t = wrap(watermark, "watermark")(ctx)
     wrap(checks, "checks")(ctx, w)
@@ -321,6 +325,8 @@ def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
             "half_life_months": settings.half_life_months, "holdout_fraction": settings.holdout_fraction,
             "promotion_policy": settings.promotion_policy, "data_month": month,
         })
+        if history_id is not None:
+            ctx.record.tags[HISTORY_TAG] = history_id
         ctx.record.send(client, run_id)
         learned = wrap(learn, "learn")(ctx, w, t, step)
         decision = wrap(compare, "compare")(ctx, learned, step)

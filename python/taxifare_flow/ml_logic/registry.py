@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from taxifare_flow import __version__
-from taxifare_flow.errors import RegistryError, TrackingStoreError
+from taxifare_flow.errors import LineageError, RegistryError, TrackingStoreError
 from taxifare_flow.model import Model
 from taxifare_flow.settings import Settings
 
@@ -25,6 +25,9 @@ PRODUCTION = "production"
 CHALLENGER = "challenger"
 #: Runs that train a model (param `context`): a lifecycle's, and `taxifare backfill`'s.
 TRAINING_CONTEXTS = ("train", "backfill")
+#: Registered-model tags naming the experiment whose lineage the model is (set at creation).
+OWNER_TAG = "owner_experiment_id"
+OWNER_NAME_TAG = "owner_experiment"
 KERNEL_FILE = "model.txfm"
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 # Explicit requirements: inferring them spawns a subprocess and costs ~1.5 s per model.
@@ -137,12 +140,86 @@ class Registry:
         return version
 
     def _ensure_registered_model(self) -> None:
+        """Creates the registered model owned by this experiment, or checks that the existing
+        one is (another experiment's first lifecycle may have created it meanwhile)."""
         from mlflow.exceptions import MlflowException
 
         try:
             self.client.get_registered_model(self.model_name)
         except MlflowException:
-            self.client.create_registered_model(self.model_name)
+            try:
+                self.client.create_registered_model(self.model_name, tags=self._owner_tags())
+                return
+            except MlflowException:  # created meanwhile
+                pass
+        self.assert_owned()
+
+    def _owner_tags(self) -> dict[str, str]:
+        return {OWNER_TAG: str(self.experiment_id), OWNER_NAME_TAG: self.settings.mlflow_experiment}
+
+    def _experiment_of(self, run_id: str | None) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        if not run_id:
+            return None
+        try:
+            return str(self.client.get_run(run_id).info.experiment_id)
+        except MlflowException:
+            return None
+
+    def _experiment_name(self, experiment_id: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self.client.get_experiment(experiment_id).name)
+        except MlflowException:
+            return f"#{experiment_id} (deleted for good)"
+
+    def owner(self) -> str | None:
+        """The id of the experiment whose lineage the registered model is: its tag, or, for a
+        model registered before owners were recorded, the experiment of its first version's
+        run. `None` when the model does not exist or has no version yet (anyone may claim it)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = self.client.get_registered_model(self.model_name)
+        except MlflowException:
+            return None
+        if model.tags.get(OWNER_TAG):
+            return str(model.tags[OWNER_TAG])
+        return next((e for v in self.versions() if (e := self._experiment_of(v.run_id)) is not None), None)
+
+    def assert_owned(self) -> None:
+        """Refuses (`LineageError`, nothing changed) a registered model that is another
+        experiment's lineage; claims an existing model that records no owner and is ours."""
+        owner = self.owner()
+        if owner is None or owner == str(self.experiment_id):
+            if owner is not None and self.client.get_registered_model(self.model_name).tags.get(OWNER_TAG) is None:
+                for k, v in self._owner_tags().items():
+                    self.client.set_registered_model_tag(self.model_name, k, v)
+            return
+        raise LineageError(
+            f"the registered model {self.model_name!r} is the lineage of experiment {self._experiment_name(owner)!r}, "
+            f"not of MLFLOW_EXPERIMENT={self.settings.mlflow_experiment!r}: set MLFLOW_MODEL_NAME to a model name of "
+            "this experiment's own (nothing was changed)"
+        )
+
+    def crossed_lineages(self) -> list[str]:
+        """Where the registered model mixes lineages: it belongs to another experiment, or
+        some of its versions come from runs of another experiment than its owner."""
+        owner = self.owner()
+        if owner is None:
+            return []
+        problems = []
+        if owner != str(self.experiment_id):
+            problems.append(f"the registered model {self.model_name!r} is the lineage of experiment "
+                            f"{self._experiment_name(owner)!r}, not of MLFLOW_EXPERIMENT={self.settings.mlflow_experiment!r}")
+        for v in self.versions():
+            e = self._experiment_of(v.run_id)
+            if e is not None and e != owner:
+                problems.append(f"version {v.version} of {self.model_name!r} comes from run {v.run_id} of experiment "
+                                f"{self._experiment_name(e)!r}, but the model is the lineage of {self._experiment_name(owner)!r}")
+        return problems
 
     def set_alias(self, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(self.model_name, alias, str(version))
