@@ -164,6 +164,16 @@ def watermark(ctx: Context) -> tuple[int, int]:
     return w, t
 
 
+def _scored(ctx: Context, version: ModelVersion | None) -> _core.Model | None:
+    """The kernel of a version to score with, `None` when it learnt no row: a first month
+    without a clean row registers an empty version, which is a valid lineage head but scores
+    nothing (a production or frozen model that cannot predict is absent, not an error)."""
+    if version is None:
+        return None
+    kernel = ctx.kernel(version)
+    return kernel.core if kernel.n_rows > 0 else None
+
+
 def learn(ctx: Context, w: int, t: int, step: int) -> Learned:
     """The one pass: production (prequential) and the frozen first model scored on `[w, t)`;
     the lineage head continued on `[w, h)` as the challenger, both scored on the holdout
@@ -181,11 +191,7 @@ def learn(ctx: Context, w: int, t: int, step: int) -> Learned:
                   else Model(s.ridge_alpha, s.half_life_months, feature_version=s.feature_version))
     h = t - int((t - w) * s.holdout_fraction)
     started = time.perf_counter()
-    result = ctx.source.learn(
-        w, t - w, h, challenger.core,
-        ctx.kernel(production).core if production is not None else None,
-        ctx.kernel(root).core if root is not None else None,
-    )
+    result = ctx.source.learn(w, t - w, h, challenger.core, _scored(ctx, production), _scored(ctx, root))
     seconds = time.perf_counter() - started
     rec = ctx.record
     rec.params.update(parent_version=str(head.version) if head is not None else "none", holdout_start=h,

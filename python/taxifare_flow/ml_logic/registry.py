@@ -204,6 +204,20 @@ class Registry:
                 tagged.append(str(v.version))
         return tagged
 
+    def tag_unreachable_orphans(self) -> list[str]:
+        """Tags `orphaned` the versions `tag_orphans` cannot find from the experiment's runs:
+        registered without a run, or whose run is gone for good. Reads every version."""
+        tagged = []
+        for v in self.versions():
+            if "orphaned" in v.tags or self.is_valid(v):
+                continue
+            reason = self.run_state(v.run_id)
+            self.client.set_model_version_tag(self.model_name, v.version, "orphaned",
+                                              f"run {v.run_id} is {reason}" if v.run_id else reason)
+            log.warning("version %s is orphaned: %s", v.version, reason)
+            tagged.append(str(v.version))
+        return tagged
+
     def retract_aliases(self) -> list[str]:
         """Moves `production` and `challenger` off versions whose run is no longer FINISHED and
         active: production falls back to the newest valid promoted version (or none)."""

@@ -46,16 +46,41 @@ def _remove_dead_temporaries(path: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _schema_version(path: Path) -> tuple[int, str | None]:
-    """(tables, alembic revision) of a SQLite file, read-only."""
+def _read_schema(path: Path, mode: str) -> tuple[int, str | None]:
+    conn = sqlite3.connect(f"file:{path}?mode={mode}", uri=True, timeout=10)
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if "alembic_version" not in tables:
-                return len(tables), None
-            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-            return len(tables), row[0] if row else None
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "alembic_version" not in tables:
+            return len(tables), None
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        return len(tables), row[0] if row else None
+    finally:
+        conn.close()
+
+
+def _hot_journal(e: sqlite3.Error) -> bool:
+    return getattr(e, "sqlite_errorcode", None) == getattr(sqlite3, "SQLITE_READONLY_ROLLBACK", 776)
+
+
+def _schema_version(path: Path) -> tuple[int, str | None]:
+    """(tables, alembic revision) of a SQLite file, read-only; a hot journal (a writer killed
+    mid-transaction) is rolled back first, as the Rust reader does: a read-only connection
+    cannot, and would take the store for something else."""
+    try:
+        try:
+            return _read_schema(path, "ro")
+        except sqlite3.OperationalError as e:
+            if not _hot_journal(e):
+                raise
+        # Only a connection that may write rolls the journal back to the last commit (what
+        # MLflow's next connection would do anyway); the reads are the same.
+        log.warning("%s has the rollback journal of a writer that was stopped mid-transaction: rolled back to its "
+                    "last commit", path)
+        return _read_schema(path, "rw")
     except sqlite3.DatabaseError as e:
+        if _hot_journal(e) or isinstance(e, sqlite3.OperationalError):
+            raise TrackingStoreError(f"the MLflow store {path} cannot be read ({e}): check its permissions and "
+                                     f"that {path.name}-journal beside it can be written") from None
         raise TrackingStoreError(f"{path} is not a SQLite MLflow store ({e}): point MLFLOW_TRACKING_URI elsewhere") from None
 
 
@@ -105,6 +130,7 @@ def probe_tracking_db(settings: Settings) -> None:
     refused or a file that is no MLflow store is a typed error in seconds, where SQLAlchemy
     under MLflow retries for minutes and libpq under the lock says it its own way. A database
     without MLflow's tables is fine: MLflow creates them."""
+    from taxifare_flow import _core
     from taxifare_flow._core import NotAnMlflowStoreError
     from taxifare_flow.ml_logic.watermark import get_latest_trained_row
 
@@ -114,6 +140,16 @@ def probe_tracking_db(settings: Settings) -> None:
         get_latest_trained_row(settings=settings)
     except NotAnMlflowStoreError:
         pass
+    uri = settings.mlflow_tracking_uri
+    if uri.startswith(("postgresql://", "postgres://", "postgresql+")):
+        # MLflow's own DSN, when MLFLOW_DB_* name another for the watermark: a wrong password,
+        # port or database there would cost minutes of SQLAlchemy retries and its logs.
+        dsn = "postgresql://" + uri.split("://", 1)[1]
+        if dsn != settings.mlflow_tracking_db:
+            try:
+                _core.get_latest_trained_row(dsn, settings.mlflow_experiment)
+            except NotAnMlflowStoreError:
+                pass
 
 
 def ready_store(settings: Settings) -> None:
