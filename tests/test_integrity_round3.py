@@ -225,3 +225,72 @@ def test_reset_data_sources_regenerates_a_truncated_pending_file(three_months: P
     assert r.returncode == 0, r.stderr
     assert pending_problems(settings) == []
     assert month.read_bytes() == whole, "the generator is deterministic"
+
+
+# -- 6. failures that were tracebacks -------------------------------------------------------
+
+
+def test_a_store_of_another_schema_revision_is_one_line(three_months: Path) -> None:
+    import sqlite3
+
+    settings = load_settings()
+    _reset(1)
+    run_lifecycle(settings)
+    arrive(1)
+    # What an interrupted migration by another MLflow (an `mlflow ui` of another install) leaves.
+    with sqlite3.connect(settings.mlflow_dir / "mlflow.db") as conn:
+        conn.execute("UPDATE alembic_version SET version_num = '75868b020152'")
+    for command in ("check", "report", "run_flow"):
+        _one_line(taxifare(command), "schema revision 75868b020152", "mlflow db upgrade")
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("mount") is None, reason="mounting a small tmpfs needs root")
+def test_a_full_disk_during_run_flow_is_one_line_and_a_failed_run(three_months: Path, tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(disk)]).returncode != 0:
+        pytest.skip("tmpfs cannot be mounted here")
+    try:
+        monkeypatch.setenv("LOCAL_DATA_PATH", str(disk / "data"))
+        # Prefect's own database elsewhere: the full disk is the one MLflow and the data share.
+        monkeypatch.setenv("PREFECT_HOME", str(tmp_path / "prefect"))
+        settings = load_settings()
+        _reset(1)
+        run_lifecycle(settings)
+        arrive(1)
+        filler = disk / "filler"
+        subprocess.run(["dd", "if=/dev/zero", f"of={filler}", "bs=4k"], capture_output=True)  # until full
+        # Room for the run's rows in MLflow's DB, not for its model's artifacts.
+        os.truncate(filler, filler.stat().st_size - 48 * 1024)
+        r = taxifare("run_flow")  # was: ~880 lines, exit 1, the run left RUNNING
+        _one_line(r, "no space left", "FAILED")
+        filler.unlink()
+        runs = open_registry(settings).client.search_runs([open_registry(settings).experiment_id], "")
+        assert sorted(run.info.status for run in runs) == ["FAILED", "FINISHED"]
+        assert run_lifecycle(settings).end_row == 2 * ROWS
+    finally:
+        subprocess.run(["umount", "-l", str(disk)])
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("wrong", ["database", "port", "password", "raw @"])
+def test_a_wrong_direct_postgresql_uri_is_one_line_quickly(three_months: Path, postgres_server: str,
+                                                           postgres_password_server: tuple[str, str], wrong: str) -> None:
+    _reset(1)
+    good = postgres_server.split("://", 1)[1].split("@", 1)[1]  # host:port
+    host, port = good.rsplit(":", 1)
+    secret = "Zq9-never-shown"
+    # The watermark's DSN is right (MLFLOW_DB_*), MLflow's own URI is not.
+    env = {"MLFLOW_DB_USER": "postgres", "MLFLOW_DB_HOSTNAME": host, "MLFLOW_DB_PORT": port, "MLFLOW_DB_NAME": "postgres"}
+    pw_server = postgres_password_server[0].split("@", 1)[1]  # host:port/postgres
+    uri = {
+        "database": f"postgresql://postgres:{secret}@{good}/no_such_database",
+        "port": f"postgresql://postgres:{secret}@{host}:1/postgres",
+        "password": f"postgresql://postgres:{secret}@{pw_server}",
+        "raw @": f"postgresql://postgres:{secret[:4]}@{secret[4:]}@{good}/postgres",
+    }[wrong]
+    r = taxifare("check", env={**env, "MLFLOW_TRACKING_URI": uri}, timeout=60)  # was: ~120 s, ~600 lines
+    _one_line(r, "SettingsError" if wrong == "raw @" else "TrackingDb")
+    for fragment in (secret, secret[:4], secret[4:]):
+        assert fragment not in r.stdout + r.stderr

@@ -93,6 +93,15 @@ def _guard(fn: Callable[[], T]) -> T:
         return fn()
     except (TaxifareError, OSError) as e:
         _fail(e)
+    except Exception as e:
+        from taxifare_flow.errors import TrackingStoreError
+        from taxifare_flow.ml_logic.store import no_space
+
+        if not no_space(e) or debug():
+            raise
+        # A full disk met by MLflow's SQLAlchemy (or another library) rather than by our own writes.
+        first = " ".join(str(e).split())[:200]
+        _fail(TrackingStoreError(f"no space left on a device ({first}): free some space and retry"))
 
 
 class _RowsProgress:
@@ -414,6 +423,11 @@ def mlflow_ui(port: int = typer.Option(5000)) -> None:
     if _is_server(s.mlflow_tracking_uri):
         console.print(f"the tracking server serves the MLflow UI: {mask_dsn(s.mlflow_tracking_uri)}")
         return
+    from taxifare_flow.ml_logic.store import ready_store
+
+    # Created whole here: the UI would migrate a new SQLite file in place, and a UI stopped
+    # part-way leaves a half-migrated store every other command trips over.
+    _guard(lambda: ready_store(s))
     cmd = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port)]
     if s.tracking_is_embedded:
         cmd += ["--default-artifact-root", s.artifact_location]

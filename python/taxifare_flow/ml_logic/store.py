@@ -20,7 +20,8 @@ from taxifare_flow.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def _no_space(e: BaseException) -> bool:
+def no_space(e: BaseException) -> bool:
+    """Whether `e`, or an error it came from, is a full disk (ENOSPC, SQLite's "disk is full")."""
     seen: BaseException | None = e
     while seen is not None:
         if getattr(seen, "errno", None) == errno.ENOSPC or "disk is full" in str(seen) or "No space left" in str(seen):
@@ -113,7 +114,7 @@ def ensure_sqlite_store(path: Path, artifact_root: str) -> None:
         except FileExistsError:
             log.info("another process created %s meanwhile: keeping it", path)
     except Exception as e:
-        if _no_space(e):
+        if no_space(e):
             raise TrackingStoreError(
                 f"no space left on the device of {path} while creating the MLflow store: free some space and retry "
                 "(nothing was created)"
