@@ -123,10 +123,10 @@ def _head_problems(registry: Registry, watermark: int) -> list[str]:
               if int(r.data.params["first_row"]) + int(r.data.params["row_count"]) == watermark]
     if latest:
         try:
-            found = registry.client.search_model_versions(f"run_id = '{latest[0].info.run_id}'")
+            names = sorted({v.name for v in registry.client.search_model_versions(f"run_id = '{latest[0].info.run_id}'")
+                            if v.name != registry.model_name})
         except MlflowException:
-            found = []
-        names = sorted({v.name for v in found if v.name != registry.model_name})
+            names = []
         if names:
             where = (f": run {latest[0].info.run_id} registered it as model {names[0]!r}; set MLFLOW_MODEL_NAME={names[0]} "
                      "(or start a new experiment)")
