@@ -100,8 +100,8 @@ def _guard(fn: Callable[[], T]) -> T:
         if not no_space(e) or debug():
             raise
         # A full disk met by MLflow's SQLAlchemy (or another library) rather than by our own writes.
-        first = " ".join(str(e).split())[:200]
-        _fail(TrackingStoreError(f"no space left on a device ({first}): free some space and retry"))
+        what = "database or disk is full" if "disk is full" in str(e) else " ".join(str(e).split())[:200]
+        _fail(TrackingStoreError(f"no space left on a device ({type(e).__name__}: {what}): free some space and retry"))
 
 
 class _RowsProgress:
@@ -533,6 +533,9 @@ def main() -> None:
     if not debug():
         for handler in logging.getLogger().handlers:
             handler.addFilter(_OneLinePerFailure())
+        # MLflow logs every failed database write with its traceback at ERROR (through its own
+        # handler) before raising it: the command reports the failure as its one line.
+        logging.getLogger("mlflow.store.db.utils").addFilter(lambda record: record.levelno < logging.ERROR)
     app()
 
 
