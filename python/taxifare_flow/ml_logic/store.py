@@ -15,7 +15,7 @@ import sqlite3
 from pathlib import Path
 
 from taxifare_flow.errors import TrackingStoreError
-from taxifare_flow.settings import Settings
+from taxifare_flow.settings import Settings, with_tls_params
 
 log = logging.getLogger(__name__)
 
@@ -145,7 +145,8 @@ def probe_tracking_db(settings: Settings) -> None:
     if uri.startswith(("postgresql://", "postgres://", "postgresql+")):
         # MLflow's own DSN, when MLFLOW_DB_* name another for the watermark: a wrong password,
         # port or database there would cost minutes of SQLAlchemy retries and its logs.
-        dsn = "postgresql://" + uri.split("://", 1)[1]
+        dsn = with_tls_params("postgresql://" + uri.split("://", 1)[1], settings.mlflow_db_sslmode,
+                              settings.mlflow_db_sslrootcert)
         if dsn != settings.mlflow_tracking_db:
             try:
                 _core.get_latest_trained_row(dsn, settings.mlflow_experiment)
