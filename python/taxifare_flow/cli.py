@@ -66,6 +66,15 @@ def _guard(fn: Callable[[], T]) -> T:
         return fn()
     except (TaxifareError, OSError) as e:
         _fail(e)
+    except Exception as e:
+        from taxifare_flow.errors import TrackingStoreError
+        from taxifare_flow.ml_logic.store import no_space
+
+        if not no_space(e) or debug():
+            raise
+        # A full disk met by MLflow's SQLAlchemy (or another library) rather than by our own writes.
+        what = "database or disk is full" if "disk is full" in str(e) else " ".join(str(e).split())[:200]
+        _fail(TrackingStoreError(f"no space left on a device ({type(e).__name__}: {what}): free some space and retry"))
 
 
 class _RowsProgress:
@@ -418,6 +427,11 @@ def mlflow_ui(port: int = typer.Option(5000)) -> None:
     if _is_server(s.mlflow_tracking_uri):
         console.print(f"the tracking server serves the MLflow UI: {mask_dsn(s.mlflow_tracking_uri)}")
         return
+    from taxifare_flow.ml_logic.store import ready_store
+
+    # Created whole here: the UI would migrate a new SQLite file in place, and a UI stopped
+    # part-way leaves a half-migrated store every other command trips over.
+    _guard(lambda: ready_store(s))
     cmd = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port)]
     if s.tracking_is_embedded:
         cmd += ["--default-artifact-root", s.artifact_location]
@@ -530,6 +544,9 @@ def main() -> None:
     if not debug():
         for handler in logging.getLogger().handlers:
             handler.addFilter(_OneLinePerFailure())
+        # MLflow logs every failed database write with its traceback at ERROR (through its own
+        # handler) before raising it: the command reports the failure as its one line.
+        logging.getLogger("mlflow.store.db.utils").addFilter(lambda record: record.levelno < logging.ERROR)
     app()
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from taxifare_flow.check import assert_sound, repair
 from taxifare_flow.data import open_source
 from taxifare_flow.errors import RegistryError, SettingsError
-from taxifare_flow.flow.lifecycle import RunRecord
+from taxifare_flow.flow.lifecycle import RunRecord, mark_failed
 from taxifare_flow.flow.lock import assert_lock_held, lifecycle_lock
 from taxifare_flow.ml_logic.lineage import HISTORY_TAG, assert_lineage
 from taxifare_flow.ml_logic.registry import PRODUCTION, open_registry
@@ -107,7 +107,7 @@ def backfill(settings: Settings, feature_version: int | None = None) -> Backfill
             assert_lock_held()
             client.set_terminated(run_id, "FINISHED")
         except BaseException:
-            client.set_terminated(run_id, "FAILED")
+            mark_failed(registry, run_id)
             raise
         registry.reconcile_aliases(w)
         log.info("lineage moved to feature version %d: version %s ends at row %d", target, version.version, w)

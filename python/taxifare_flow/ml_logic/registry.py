@@ -4,6 +4,7 @@ promotion by aliases (`production`, `challenger`), never by the deprecated stage
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,6 +139,30 @@ class Registry:
         self._ensure_registered_model()
         version = self.client.create_model_version(self.model_name, source=source, run_id=run_id, tags=tags)
         return version
+
+    def free_unregistered_artifacts(self, run_id: str) -> bool:
+        """Removes the model artifacts of a run that no version was registered from, when they
+        are local files (what a full disk left half-written). Whether anything was removed."""
+        import shutil
+        from urllib.parse import urlparse
+
+        from mlflow.exceptions import MlflowException
+
+        try:
+            if self.client.search_model_versions(f"run_id = '{run_id}'"):
+                return False
+            uri = self.client.get_run(run_id).info.artifact_uri
+        except MlflowException:
+            return False
+        parsed = urlparse(uri)
+        if parsed.scheme not in ("", "file"):
+            return False
+        model = Path(parsed.path) / "model"
+        if not model.is_dir():
+            return False
+        shutil.rmtree(model, ignore_errors=True)
+        log.info("removed the half-written model artifacts of run %s (%s)", run_id, model)
+        return True
 
     def _ensure_registered_model(self) -> None:
         """Creates the registered model owned by this experiment, or checks that the existing
@@ -281,6 +306,20 @@ class Registry:
                 tagged.append(str(v.version))
         return tagged
 
+    def tag_unreachable_orphans(self) -> list[str]:
+        """Tags `orphaned` the versions `tag_orphans` cannot find from the experiment's runs:
+        registered without a run, or whose run is gone for good. Reads every version."""
+        tagged = []
+        for v in self.versions():
+            if "orphaned" in v.tags or self.is_valid(v):
+                continue
+            reason = self.run_state(v.run_id)
+            self.client.set_model_version_tag(self.model_name, v.version, "orphaned",
+                                              f"run {v.run_id} is {reason}" if v.run_id else reason)
+            log.warning("version %s is orphaned: %s", v.version, reason)
+            tagged.append(str(v.version))
+        return tagged
+
     def retract_aliases(self) -> list[str]:
         """Moves `production` and `challenger` off versions whose run is no longer FINISHED and
         active: production falls back to the newest valid promoted version (or none)."""
@@ -339,6 +378,7 @@ def open_registry(settings: Settings) -> Registry:
     created whole or not at all; a store that cannot be opened is one `TrackingStoreError`."""
     import mlflow
     from mlflow.exceptions import MlflowException
+    from alembic.util.exc import CommandError as AlembicError
     from mlflow.tracking import MlflowClient
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -349,8 +389,10 @@ def open_registry(settings: Settings) -> Registry:
     ready_store(settings)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    client = MlflowClient(uri, uri)
     try:
+        # Opening the store checks its schema: a store another MLflow made or half-migrated
+        # raises here.
+        client = MlflowClient(uri, uri)
         exp = client.get_experiment_by_name(settings.mlflow_experiment)
         if exp is None:
             # A database store (SQLite or PostgreSQL) would put artifacts in ./mlruns of whatever
@@ -365,7 +407,26 @@ def open_registry(settings: Settings) -> Registry:
             )
         else:
             experiment_id = exp.experiment_id
-    except (MlflowException, SQLAlchemyError) as e:
-        cause = str(getattr(e, "message", e)).strip().splitlines()
-        raise TrackingStoreError(f"the MLflow store {mask_dsn(uri)} cannot be used: {mask_dsn(cause[-1] if cause else type(e).__name__)}") from None
+    except (MlflowException, SQLAlchemyError, AlembicError) as e:
+        raise TrackingStoreError(_unusable(uri, e)) from None
     return Registry(settings, client, experiment_id)
+
+
+def _unusable(uri: str, e: BaseException) -> str:
+    """One line for a store MLflow refused to open, password masked."""
+    import mlflow
+
+    from taxifare_flow._core import mask_dsn
+
+    text = " ".join(str(getattr(e, "message", e)).split())
+    schema = re.search(r"found version (\w+), but expected (\w+)", text)
+    unknown = re.search(r"Can't locate revision identified by '(\w+)'", text)
+    if schema or unknown:
+        found = schema[1] if schema else unknown[1] if unknown else ""
+        fix = (f"back it up, then run `mlflow db upgrade {mask_dsn(uri)}`" if schema
+               else "use the MLflow that made it, or start a new store")
+        return (f"the MLflow store {mask_dsn(uri)} has schema revision {found}, which MLflow {mlflow.__version__} does not "
+                f"open{f' (it needs {schema[2]})' if schema else ''}: another MLflow version made or half-migrated it "
+                f"(an interrupted `mlflow ui` or `mlflow db upgrade`?); {fix}")
+    cause = str(getattr(e, "message", e)).strip().splitlines()
+    return f"the MLflow store {mask_dsn(uri)} cannot be used: {mask_dsn(cause[-1] if cause else type(e).__name__)}"
