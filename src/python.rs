@@ -16,6 +16,7 @@ use pyo3_arrow::{PyRecordBatchReader, PySchema};
 use crate::calendar::Month;
 use crate::generator::history::{self, HistoryError, HistoryOptions, Progress};
 use crate::generator::import::{self, ImportOptions};
+use crate::generator::scenario::Scenario;
 use crate::kernel::cleaning::CleaningCounts;
 use crate::kernel::model::{Evaluation, Model, Settings};
 use crate::kernel::feature_set::FeatureSet;
@@ -474,7 +475,7 @@ impl PyProgress {
 
 /// Writes the pending history (one Parquet file per month) and its noise-floor sidecar.
 #[pyfunction]
-#[pyo3(signature = (pending_dir, seed = 42, first_month = "2009-01", last_month = "2015-06", rows_per_month = None, keep_existing = true, progress = None))]
+#[pyo3(signature = (pending_dir, seed = 42, first_month = "2009-01", last_month = "2015-06", rows_per_month = None, keep_existing = true, progress = None, scenario = "plain"))]
 #[allow(clippy::too_many_arguments)]
 fn generate_history<'py>(
     py: Python<'py>,
@@ -485,8 +486,10 @@ fn generate_history<'py>(
     rows_per_month: Option<u64>,
     keep_existing: bool,
     progress: Option<Py<PyAny>>,
+    scenario: &str,
 ) -> PyResult<Vec<Bound<'py, PyDict>>> {
-    let opts = HistoryOptions { seed, first: month(first_month)?, last: month(last_month)?, rows_per_month, keep_existing };
+    let scenario = history_scenario(scenario)?;
+    let opts = HistoryOptions { seed, first: month(first_month)?, last: month(last_month)?, rows_per_month, keep_existing, scenario };
     let mut reporter = PyProgress::new(progress);
     let result = py.detach(|| history::generate_history(&pending_dir, &opts, &mut |p| reporter.report(p)));
     let months = reporter.finish(result)?;
@@ -506,11 +509,36 @@ fn generate_history<'py>(
         .collect()
 }
 
+/// The scenario called `name`, or a `ValueError` listing the names.
+fn history_scenario(name: &str) -> CoreResult<Scenario> {
+    Scenario::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+        CoreError::Invalid(format!("unknown history scenario {name:?}: one of {}", names.join(", ")))
+    })
+}
+
+/// The names of the history scenarios, the default (`plain`) first.
+#[pyfunction]
+fn history_scenarios() -> Vec<&'static str> {
+    Scenario::ALL.iter().map(|s| s.name()).collect()
+}
+
+/// The dated changes of a history scenario, oldest first: `start`, `end` (New York dates
+/// `YYYY-MM-DD`) and `what`.
+#[pyfunction]
+fn scenario_changes<'py>(py: Python<'py>, scenario: &str) -> PyResult<Vec<Bound<'py, PyDict>>> {
+    history_scenario(scenario)?
+        .changes()
+        .into_iter()
+        .map(|c| [("start", c.start), ("end", c.end), ("what", c.what)].into_py_dict(py))
+        .collect()
+}
+
 /// One generated month as a `pyarrow.RecordBatchReader` (with `expected_fare` when asked).
 #[pyfunction]
-#[pyo3(signature = (month_, rows, seed = 42, with_expected = false, batch_rows = 65_536))]
-fn generate_month<'py>(py: Python<'py>, month_: &str, rows: u64, seed: u64, with_expected: bool, batch_rows: usize) -> PyResult<Bound<'py, PyAny>> {
-    let rides = crate::generator::MonthRides::new(seed, month(month_)?, rows, batch_rows, with_expected);
+#[pyo3(signature = (month_, rows, seed = 42, with_expected = false, batch_rows = 65_536, scenario = "plain"))]
+fn generate_month<'py>(py: Python<'py>, month_: &str, rows: u64, seed: u64, with_expected: bool, batch_rows: usize, scenario: &str) -> PyResult<Bound<'py, PyAny>> {
+    let rides = crate::generator::MonthRides::new(seed, month(month_)?, rows, batch_rows, with_expected).with_scenario(history_scenario(scenario)?);
     PyRecordBatchReader::new(Box::new(rides)).into_pyarrow(py)
 }
 
@@ -641,6 +669,9 @@ mod _core {
         import_kaggle_csv, lifecycle_pass, lifecycle_pass_source, log_hello, mask_dsn, read_rows, ride_schema, row_count,
         rows_decoded, source_files, source_problems, source_schema, version, PyModel,
     };
+
+    #[pymodule_export]
+    use super::{history_scenarios, scenario_changes};
 
     #[pymodule_export]
     use super::warehouse::{

@@ -36,6 +36,7 @@ __all__ = [
     "mask_dsn", "read_rows", "ride_schema", "row_count", "rows_decoded", "source_files", "source_problems", "source_schema", "version",
     "warehouse_absorb", "warehouse_features_query", "warehouse_hash", "warehouse_hash_query", "warehouse_holdout_query",
     "warehouse_paired", "warehouse_stats_query",
+    "history_scenarios", "scenario_changes",
 ]
 
 __version__: str
@@ -114,8 +115,13 @@ def generate_history(
     rows_per_month: int | None = None,
     keep_existing: bool = True,
     progress: _Progress | None = None,
+    scenario: str = "plain",
 ) -> list[GeneratedMonth]: ...
-def generate_month(month_: str, rows: int, seed: int = 42, with_expected: bool = False, batch_rows: int = 65536) -> pa.RecordBatchReader: ...
+def generate_month(
+    month_: str, rows: int, seed: int = 42, with_expected: bool = False, batch_rows: int = 65536, scenario: str = "plain",
+) -> pa.RecordBatchReader: ...
+def history_scenarios() -> list[str]: ...
+def scenario_changes(scenario: str) -> list[dict[str, str]]: ...
 def import_kaggle_csv(
     csv_path: _StrPath,
     out_dir: _StrPath,
