@@ -34,6 +34,7 @@ create_exception!(_core, DataSourceError, TaxifareError, "The data source is mis
 create_exception!(_core, SchemaError, TaxifareError, "A required column is missing or has the wrong type.");
 create_exception!(_core, MonthAlreadyPresentError, DataSourceError, "The month is already in the data source.");
 create_exception!(_core, ModelError, TaxifareError, "The kernel cannot fit, predict, or load a model.");
+create_exception!(_core, UnlearnError, ModelError, "Rows asked to be unlearnt that the model cannot have learnt; the model is unchanged.");
 create_exception!(_core, TrackingDbError, TaxifareError, "Reading the MLflow tracking database failed.");
 create_exception!(_core, TrackingDbUnreachableError, TrackingDbError, "The tracking database cannot be reached.");
 create_exception!(_core, TrackingDbAuthError, TrackingDbError, "The tracking database refused the credentials.");
@@ -72,6 +73,7 @@ impl From<CoreError> for PyErr {
             CoreError::Kernel(e @ KernelError::Schema { .. }) => SchemaError::new_err(e.to_string()),
             CoreError::Kernel(KernelError::Input(m)) => DataSourceError::new_err(m),
             CoreError::Kernel(e @ KernelError::Invalid(_)) => pyo3::exceptions::PyValueError::new_err(e.to_string()),
+            CoreError::Kernel(e @ KernelError::NotLearnt(_)) => UnlearnError::new_err(e.to_string()),
             CoreError::Kernel(e) => ModelError::new_err(e.to_string()),
             CoreError::Watermark(e) => {
                 let m = e.to_string();
@@ -355,6 +357,22 @@ impl PyModel {
     /// An empty model with the same settings and feature version.
     fn empty_like(&self) -> PyResult<Self> {
         Ok(Self { inner: Model::with_features(self.inner.settings, self.inner.feature_set).map_err(CoreError::from)? })
+    }
+
+    /// Removes raw ride rows the model learnt, exactly, each at the weight it has now under
+    /// forgetting; returns the cleaning counts. `UnlearnError` (model unchanged) for rows it
+    /// cannot have learnt.
+    fn unlearn<'py>(&mut self, py: Python<'py>, data: AnyRecordBatch) -> PyResult<Bound<'py, PyDict>> {
+        let reader = Counted(data.into_reader()?);
+        let model = &mut self.inner;
+        let counts = py.detach(|| model.unlearn(reader)).map_err(CoreError::from)?;
+        counts_dict(py, &counts)
+    }
+
+    /// Removes what another model of the same feature version and settings learnt (rows this
+    /// one learnt too): the inverse of `merge`.
+    fn unlearn_model(&mut self, other: PyRef<'_, PyModel>) -> PyResult<()> {
+        Ok(self.inner.unlearn_model(&other.inner).map_err(CoreError::from)?)
     }
 
     /// Adds the statistics of a model trained on disjoint rows.
@@ -671,7 +689,7 @@ mod _core {
     };
 
     #[pymodule_export]
-    use super::{history_scenarios, scenario_changes};
+    use super::{history_scenarios, scenario_changes, UnlearnError};
 
     #[pymodule_export]
     use super::warehouse::{
