@@ -117,7 +117,10 @@ def _plot(rows: list[ReportRow], png: Path, marks: Sequence[tuple[str, str]] = (
     for k, (month, label) in enumerate(m for m in marks if m[0] in months):
         i = months.index(month)
         ax.axvline(i, color="tab:purple", lw=1, ls="--")
-        ax.annotate(label, (i, ax.get_ylim()[1]), xytext=(4, -26 - 12 * k), textcoords="offset points", fontsize=8, color="tab:purple")
+        # Along the bottom, away from the legend; right of the line, or left of it late in the span.
+        right = i > len(months) * 0.6
+        ax.annotate(label, (i, ax.get_ylim()[0]), xytext=(-4 if right else 4, 6 + 12 * k), textcoords="offset points",
+                    fontsize=8, color="tab:purple", ha="right" if right else "left", bbox={"fc": "white", "ec": "none", "alpha": 0.8})
     step = max(1, len(x) // 16)
     ax.set_xticks(x[::step], months[::step], rotation=45, ha="right")
     ax.set_ylabel("MAE ($)")
