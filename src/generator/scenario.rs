@@ -6,7 +6,6 @@
 //! only their fares differ. `docs/scenarios.md` documents the dates.
 
 use super::trips::Ride;
-use crate::calendar::timestamp;
 use crate::geo;
 
 /// 2010-01-01 00:00 New York time: the gradual drift of the `unannounced` scenario starts.
@@ -115,17 +114,17 @@ impl Scenario {
     }
 }
 
-/// The New York midnight of a date as a UTC instant (checks the constants above).
-#[cfg(test)]
-fn ny_midnight(y: i32, m: u32, d: u32) -> i64 {
-    let mut clock = crate::calendar::NyClock::default();
-    let utc = timestamp(y, m, d, 0, 0, 0);
-    utc - clock.offset(utc + 5 * 3600)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::calendar::timestamp;
+
+    /// The New York midnight of a date as a UTC instant (checks the constants above).
+    fn ny_midnight(y: i32, m: u32, d: u32) -> i64 {
+        let mut clock = crate::calendar::NyClock::default();
+        let utc = timestamp(y, m, d, 0, 0, 0);
+        utc - clock.offset(utc + 5 * 3600)
+    }
     use crate::calendar::Month;
     use crate::generator::MonthRides;
     use arrow::array::{Array, Float64Array, StringArray};
