@@ -16,6 +16,7 @@ use pyo3_arrow::{PyRecordBatchReader, PySchema};
 use crate::calendar::Month;
 use crate::generator::history::{self, HistoryError, HistoryOptions, Progress};
 use crate::generator::import::{self, ImportOptions};
+use crate::generator::scenario::Scenario;
 use crate::kernel::cleaning::CleaningCounts;
 use crate::kernel::model::{Evaluation, Model, Settings};
 use crate::kernel::feature_set::FeatureSet;
@@ -33,6 +34,7 @@ create_exception!(_core, DataSourceError, TaxifareError, "The data source is mis
 create_exception!(_core, SchemaError, TaxifareError, "A required column is missing or has the wrong type.");
 create_exception!(_core, MonthAlreadyPresentError, DataSourceError, "The month is already in the data source.");
 create_exception!(_core, ModelError, TaxifareError, "The kernel cannot fit, predict, or load a model.");
+create_exception!(_core, UnlearnError, ModelError, "Rows asked to be unlearnt that the model cannot have learnt; the model is unchanged.");
 create_exception!(_core, TrackingDbError, TaxifareError, "Reading the MLflow tracking database failed.");
 create_exception!(_core, TrackingDbUnreachableError, TrackingDbError, "The tracking database cannot be reached.");
 create_exception!(_core, TrackingDbAuthError, TrackingDbError, "The tracking database refused the credentials.");
@@ -71,6 +73,7 @@ impl From<CoreError> for PyErr {
             CoreError::Kernel(e @ KernelError::Schema { .. }) => SchemaError::new_err(e.to_string()),
             CoreError::Kernel(KernelError::Input(m)) => DataSourceError::new_err(m),
             CoreError::Kernel(e @ KernelError::Invalid(_)) => pyo3::exceptions::PyValueError::new_err(e.to_string()),
+            CoreError::Kernel(e @ KernelError::NotLearnt(_)) => UnlearnError::new_err(e.to_string()),
             CoreError::Kernel(e) => ModelError::new_err(e.to_string()),
             CoreError::Watermark(e) => {
                 let m = e.to_string();
@@ -356,6 +359,22 @@ impl PyModel {
         Ok(Self { inner: Model::with_features(self.inner.settings, self.inner.feature_set).map_err(CoreError::from)? })
     }
 
+    /// Removes raw ride rows the model learnt, exactly, each at the weight it has now under
+    /// forgetting; returns the cleaning counts. `UnlearnError` (model unchanged) for rows it
+    /// cannot have learnt.
+    fn unlearn<'py>(&mut self, py: Python<'py>, data: AnyRecordBatch) -> PyResult<Bound<'py, PyDict>> {
+        let reader = Counted(data.into_reader()?);
+        let model = &mut self.inner;
+        let counts = py.detach(|| model.unlearn(reader)).map_err(CoreError::from)?;
+        counts_dict(py, &counts)
+    }
+
+    /// Removes what another model of the same feature version and settings learnt (rows this
+    /// one learnt too): the inverse of `merge`.
+    fn unlearn_model(&mut self, other: PyRef<'_, PyModel>) -> PyResult<()> {
+        Ok(self.inner.unlearn_model(&other.inner).map_err(CoreError::from)?)
+    }
+
     /// Adds the statistics of a model trained on disjoint rows.
     fn merge(&mut self, other: PyRef<'_, PyModel>) -> PyResult<()> {
         Ok(self.inner.merge(&other.inner).map_err(CoreError::from)?)
@@ -474,7 +493,7 @@ impl PyProgress {
 
 /// Writes the pending history (one Parquet file per month) and its noise-floor sidecar.
 #[pyfunction]
-#[pyo3(signature = (pending_dir, seed = 42, first_month = "2009-01", last_month = "2015-06", rows_per_month = None, keep_existing = true, progress = None))]
+#[pyo3(signature = (pending_dir, seed = 42, first_month = "2009-01", last_month = "2015-06", rows_per_month = None, keep_existing = true, progress = None, scenario = "plain"))]
 #[allow(clippy::too_many_arguments)]
 fn generate_history<'py>(
     py: Python<'py>,
@@ -485,8 +504,10 @@ fn generate_history<'py>(
     rows_per_month: Option<u64>,
     keep_existing: bool,
     progress: Option<Py<PyAny>>,
+    scenario: &str,
 ) -> PyResult<Vec<Bound<'py, PyDict>>> {
-    let opts = HistoryOptions { seed, first: month(first_month)?, last: month(last_month)?, rows_per_month, keep_existing };
+    let scenario = history_scenario(scenario)?;
+    let opts = HistoryOptions { seed, first: month(first_month)?, last: month(last_month)?, rows_per_month, keep_existing, scenario };
     let mut reporter = PyProgress::new(progress);
     let result = py.detach(|| history::generate_history(&pending_dir, &opts, &mut |p| reporter.report(p)));
     let months = reporter.finish(result)?;
@@ -506,11 +527,36 @@ fn generate_history<'py>(
         .collect()
 }
 
+/// The scenario called `name`, or a `ValueError` listing the names.
+fn history_scenario(name: &str) -> CoreResult<Scenario> {
+    Scenario::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = Scenario::ALL.iter().map(|s| s.name()).collect();
+        CoreError::Invalid(format!("unknown history scenario {name:?}: one of {}", names.join(", ")))
+    })
+}
+
+/// The names of the history scenarios, the default (`plain`) first.
+#[pyfunction]
+fn history_scenarios() -> Vec<&'static str> {
+    Scenario::ALL.iter().map(|s| s.name()).collect()
+}
+
+/// The dated changes of a history scenario, oldest first: `start`, `end` (New York dates
+/// `YYYY-MM-DD`) and `what`.
+#[pyfunction]
+fn scenario_changes<'py>(py: Python<'py>, scenario: &str) -> PyResult<Vec<Bound<'py, PyDict>>> {
+    history_scenario(scenario)?
+        .changes()
+        .into_iter()
+        .map(|c| [("start", c.start), ("end", c.end), ("what", c.what)].into_py_dict(py))
+        .collect()
+}
+
 /// One generated month as a `pyarrow.RecordBatchReader` (with `expected_fare` when asked).
 #[pyfunction]
-#[pyo3(signature = (month_, rows, seed = 42, with_expected = false, batch_rows = 65_536))]
-fn generate_month<'py>(py: Python<'py>, month_: &str, rows: u64, seed: u64, with_expected: bool, batch_rows: usize) -> PyResult<Bound<'py, PyAny>> {
-    let rides = crate::generator::MonthRides::new(seed, month(month_)?, rows, batch_rows, with_expected);
+#[pyo3(signature = (month_, rows, seed = 42, with_expected = false, batch_rows = 65_536, scenario = "plain"))]
+fn generate_month<'py>(py: Python<'py>, month_: &str, rows: u64, seed: u64, with_expected: bool, batch_rows: usize, scenario: &str) -> PyResult<Bound<'py, PyAny>> {
+    let rides = crate::generator::MonthRides::new(seed, month(month_)?, rows, batch_rows, with_expected).with_scenario(history_scenario(scenario)?);
     PyRecordBatchReader::new(Box::new(rides)).into_pyarrow(py)
 }
 
@@ -642,6 +688,9 @@ mod _core {
         import_kaggle_csv, lifecycle_pass, lifecycle_pass_source, log_hello, mask_dsn, read_rows, ride_schema, row_count,
         rows_decoded, source_files, source_problems, source_schema, version, PyModel,
     };
+
+    #[pymodule_export]
+    use super::{history_scenarios, scenario_changes, UnlearnError};
 
     #[pymodule_export]
     use super::warehouse::{

@@ -91,6 +91,20 @@ class Model:
     def merge(self, other: Model) -> None:
         self._m.merge(other._m)
 
+    def unlearn(self, data: Rides) -> CleaningCounts:
+        """Removes raw ride rows the model learnt, exactly: `fit(A); partial_fit(B);
+        unlearn(B)` predicts as `fit(A)`. Under forgetting each row is removed at the weight it
+        has now (its ride month's age). Give the rows as they were learnt (one call per
+        `partial_fit`): cleaning drops the same duplicates. Raises `_core.UnlearnError`, the
+        model unchanged, for rows it cannot have learnt (newer than `last_month`, or more
+        weight than it holds)."""
+        return self._m.unlearn(as_arrow(data))
+
+    def unlearn_model(self, other: Model) -> None:
+        """Removes what `other` (same feature version and settings, trained on rows this model
+        learnt) learnt: the inverse of `merge`. `_core.ModelError` for another feature version."""
+        self._m.unlearn_model(other._m)
+
     def copy(self) -> Model:
         return Model(_core_model=self._m.copy())
 

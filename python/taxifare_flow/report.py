@@ -7,12 +7,13 @@ import base64
 import csv
 import html
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypedDict
 
-from taxifare_flow.data.history import noise_floor
+from taxifare_flow import _core
+from taxifare_flow.data.history import HistoryError, noise_floor, read_manifest
 from taxifare_flow.settings import Settings
 
 COLUMNS = [
@@ -78,7 +79,19 @@ def collect(settings: Settings) -> list[ReportRow]:
     return sorted(rows, key=lambda row: row["first_row"])
 
 
-def _plot(rows: list[ReportRow], png: Path) -> None:
+def scenario_marks(settings: Settings) -> list[tuple[str, str]]:
+    """`(month, label)` of the changes of the pending history's scenario (none for a plain
+    or imported history), for the plot."""
+    try:
+        p = read_manifest(settings.pending_dir)
+    except HistoryError:
+        return []
+    if p is None or p.kind != "generated":
+        return []
+    return [(c["start"][:7], f"{c['start']}: {c['what']}") for c in _core.scenario_changes(p.history_scenario)]
+
+
+def _plot(rows: list[ReportRow], png: Path, marks: Sequence[tuple[str, str]] = ()) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -101,6 +114,13 @@ def _plot(rows: list[ReportRow], png: Path) -> None:
         i = months.index(RATE_CHANGE_MONTH)
         ax.axvline(i, color="black", lw=1, ls="-.")
         ax.annotate("2012-09-04 fare change", (i, ax.get_ylim()[1]), xytext=(4, -14), textcoords="offset points", fontsize=9)
+    for k, (month, label) in enumerate(m for m in marks if m[0] in months):
+        i = months.index(month)
+        ax.axvline(i, color="tab:purple", lw=1, ls="--")
+        # Along the bottom, away from the legend; right of the line, or left of it late in the span.
+        right = i > len(months) * 0.6
+        ax.annotate(label, (i, ax.get_ylim()[0]), xytext=(-4 if right else 4, 6 + 12 * k), textcoords="offset points",
+                    fontsize=8, color="tab:purple", ha="right" if right else "left", bbox={"fc": "white", "ec": "none", "alpha": 0.8})
     step = max(1, len(x) // 16)
     ax.set_xticks(x[::step], months[::step], rotation=45, ha="right")
     ax.set_ylabel("MAE ($)")
@@ -122,7 +142,7 @@ def write_report(settings: Settings, out_dir: Path | None = None) -> ReportFiles
         w = csv.DictWriter(f, COLUMNS)
         w.writeheader()
         w.writerows(rows)
-    _plot(rows, paths.png)
+    _plot(rows, paths.png, scenario_marks(settings))
     img = base64.b64encode(paths.png.read_bytes()).decode()
 
     def cell(v: object) -> str:

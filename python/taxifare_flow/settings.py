@@ -25,6 +25,9 @@ DATA_SOURCES = ("local", "bigquery")
 BQ_COMPUTES = ("local", "warehouse")
 SOURCE_FORMATS = ("parquet", "csv")
 PROMOTION_POLICIES = ("paired", "margin")
+#: Generated histories (`src/generator/scenario.rs`, `docs/scenarios.md`): `plain` follows the
+#: fare rules the features know; `unannounced` adds fare changes no feature knows.
+HISTORY_SCENARIOS = ("plain", "unannounced")
 #: Feature sets a new lineage may start with (`src/kernel/feature_set.rs`).
 FEATURE_VERSIONS = ("1", "2")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
@@ -158,6 +161,7 @@ class Settings:
     history_rows_per_month: int | None = _setting("data")
     history_first_month: str = _setting("data")
     history_last_month: str = _setting("data")
+    history_scenario: str = _setting("data")
     feature_version: int = _setting("model & lifecycle")
     ridge_alpha: float = _setting("model & lifecycle")
     half_life_months: float = _setting("model & lifecycle")
@@ -353,6 +357,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         history_rows_per_month=rows_per_month,
         history_first_month=r.month("HISTORY_FIRST_MONTH", "2009-01"),
         history_last_month=r.month("HISTORY_LAST_MONTH", "2015-06"),
+        history_scenario=r.choice("HISTORY_SCENARIO", "plain", HISTORY_SCENARIOS),
         feature_version=int(r.choice("FEATURE_VERSION", "2", FEATURE_VERSIONS)),
         ridge_alpha=r.number("RIDGE_ALPHA", 1e-3, minimum=0.0),
         half_life_months=half_life,

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ArrowWriter;
 
+use super::scenario::Scenario;
 use super::{MonthRides, MonthSummary};
 use crate::atomic::write_atomically;
 use crate::calendar::Month;
@@ -102,6 +103,8 @@ pub struct HistoryOptions {
     pub rows_per_month: Option<u64>,
     /// Keep months whose pending file already exists.
     pub keep_existing: bool,
+    /// The fare changes no feature knows ([`Scenario::Plain`]: none).
+    pub scenario: Scenario,
 }
 
 /// Per-month result of [`generate_history`].
@@ -153,7 +156,7 @@ pub fn generate_history(dir: &Path, opts: &HistoryOptions, progress: &mut Progre
             out.push(GeneratedMonth { month: m, rows: rows_in(&path)?, summary: None });
             continue;
         }
-        let mut rides = MonthRides::new(opts.seed, m, planned_rows(opts, m), 65_536, false);
+        let mut rides = MonthRides::new(opts.seed, m, planned_rows(opts, m), 65_536, false).with_scenario(opts.scenario);
         let schema = rides.schema();
         let format = |e: &dyn std::fmt::Display| HistoryError::format_at(&path, e);
         write_atomically(

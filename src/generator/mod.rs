@@ -5,6 +5,7 @@ pub mod dirt;
 pub mod history;
 pub mod import;
 pub mod rng;
+pub mod scenario;
 pub mod trips;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use arrow::error::ArrowError;
 use crate::calendar::{self, Month, NyClock};
 use crate::schema;
 use rng::Rng;
+use scenario::Scenario;
 
 /// Rows of the Kaggle `train.csv` (2009-01 … 2015-06).
 pub const KAGGLE_ROWS: u64 = 55_423_856;
@@ -68,6 +70,7 @@ pub struct MonthRides {
     seq: u64,
     batch_rows: usize,
     with_expected: bool,
+    scenario: Scenario,
     schema: SchemaRef,
     last: Option<dirt::Row>,
     /// What has been generated so far.
@@ -109,10 +112,19 @@ impl MonthRides {
             seq: 0,
             batch_rows: batch_rows.max(1),
             with_expected,
+            scenario: Scenario::Plain,
             schema,
             last: None,
             summary: MonthSummary::default(),
         }
+    }
+
+    /// The same rides with the fares of `scenario` (it draws no random number: only the fares
+    /// differ from the plain history's).
+    #[must_use]
+    pub fn with_scenario(mut self, scenario: Scenario) -> Self {
+        self.scenario = scenario;
+        self
     }
 
     /// The schema of the batches.
@@ -153,7 +165,7 @@ impl MonthRides {
             let row = match self.last {
                 Some(prev) if self.rng.chance(dirt::DUPLICATE) => prev,
                 _ => {
-                    let ride = trips::ride(&mut self.rng, &mut self.clock, ts);
+                    let ride = self.scenario.apply(trips::ride(&mut self.rng, &mut self.clock, ts));
                     let row = dirt::soil(&mut self.rng, ride, self.seq);
                     self.seq += 1;
                     if row.clean {

@@ -12,6 +12,7 @@ pub mod model;
 pub mod pass;
 pub(crate) mod pipeline;
 pub mod stats;
+pub mod unlearn;
 
 /// Errors of the kernel.
 #[derive(Debug, thiserror::Error)]
@@ -42,4 +43,8 @@ pub enum KernelError {
     /// The input stream failed.
     #[error("reading input: {0}")]
     Input(String),
+    /// Rows asked to be unlearnt that the model cannot have learnt (newer than its newest
+    /// month, or more weight than it holds); the model is unchanged.
+    #[error("cannot unlearn: {0}")]
+    NotLearnt(String),
 }

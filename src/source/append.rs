@@ -139,6 +139,7 @@ mod tests {
             last: Month::parse(last).unwrap(),
             rows_per_month: Some(rows),
             keep_existing: false,
+            scenario: Default::default(),
         };
         generate_history(&pending, &opts, &mut |_| true).unwrap();
         (tmp, pending, source)

@@ -210,6 +210,7 @@ mod tests {
             last: Month::parse("2009-03").unwrap(),
             rows_per_month: Some(200),
             keep_existing: false,
+            scenario: Default::default(),
         };
         let months = generate_history(&pending, &opts, &mut |_| true).unwrap();
         let files = months.iter().map(|g| append_month(&pending_file(&pending, g.month), g.month, &src, format).unwrap()).collect();

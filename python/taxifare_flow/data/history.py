@@ -3,7 +3,8 @@
 `pending/manifest.json` records the provenance of the history (this module is its only
 writer, always atomically, always last):
 
-- `generated`: seed, span (first/last month), the rows-a-month setting, rows per month;
+- `generated`: seed, span (first/last month), the rows-a-month setting, the scenario (its
+  fare changes no feature knows; a manifest without one is `plain`), rows per month;
 - `imported`: the CSV's name, path, size and SHA-256, rows read, rows per month, rows skipped
   by reason, malformed values kept as nulls by column.
 
@@ -66,6 +67,7 @@ class Provenance:
     first_month: str | None = None
     last_month: str | None = None
     rows_per_month: int | str | None = None  # the setting: a number or "kaggle"
+    scenario: str | None = None  # HISTORY_SCENARIO; None (older manifests) = "plain"
     # imported
     file: str | None = None
     path: str | None = None
@@ -85,10 +87,17 @@ class Provenance:
         """What the rows are, as every training run records it (`history_id`): a generated
         history's seed, first month and rows a month (a month's rows depend on the seed, the
         month and the size; `row_id`s on the first month; a later last month continues the same
-        rows), or an imported CSV's SHA-256."""
+        rows; a scenario other than plain changes the fares, so it is part of it), or an imported
+        CSV's SHA-256."""
         if self.kind == "generated":
-            return f"generated:seed={self.seed}:from={self.first_month}:rows={self.rows_per_month}"
+            scenario = "" if self.history_scenario == "plain" else f":scenario={self.history_scenario}"
+            return f"generated:seed={self.seed}:from={self.first_month}:rows={self.rows_per_month}{scenario}"
         return f"imported:sha256={self.sha256}"
+
+    @property
+    def history_scenario(self) -> str:
+        """The scenario of a generated history (`plain` when its manifest predates scenarios)."""
+        return self.scenario or "plain"
 
     def span(self) -> str:
         names = sorted(self.months)
@@ -99,7 +108,8 @@ class Provenance:
         n = len(self.months)
         if self.kind == "generated":
             size = "the Kaggle size" if self.rows_per_month == "kaggle" else f"{self.rows_per_month:,} rows a month"
-            return [f"pending history: generated, seed {self.seed}, {size}: {self.rows:,} rows in {n} months ({self.span()})"]
+            scenario = "" if self.history_scenario == "plain" else f", scenario {self.history_scenario}"
+            return [f"pending history: generated, seed {self.seed}, {size}{scenario}: {self.rows:,} rows in {n} months ({self.span()})"]
         skipped = sum(self.skipped.values())
         reasons = ", ".join(f"{v:,} {k.replace('_', ' ')}" for k, v in sorted(self.skipped.items()) if v) or "none"
         malformed = sum(self.malformed_values.values())
@@ -111,9 +121,10 @@ class Provenance:
         ]
 
     def to_json(self) -> dict[str, object]:
-        keys = ("seed", "first_month", "last_month", "rows_per_month") if self.kind == "generated" else (
+        keys = ("seed", "first_month", "last_month", "rows_per_month", "scenario") if self.kind == "generated" else (
             "file", "path", "bytes", "sha256", "rows_read", "skipped", "malformed_values", "has_key")
         d = asdict(self)
+        d["scenario"] = self.history_scenario
         return {"manifest_version": MANIFEST_VERSION, "kind": self.kind, "created": self.created,
                 **{k: d[k] for k in keys}, "months": dict(sorted(self.months.items()))}
 
@@ -268,7 +279,8 @@ def _setting_mismatches(p: Provenance, s: Settings) -> list[str]:
     pairs = [("HISTORY_SEED", s.history_seed, p.seed, "seed {}"),
              ("HISTORY_ROWS_PER_MONTH", wanted, p.rows_per_month, "{} rows a month"),
              ("HISTORY_FIRST_MONTH", s.history_first_month, p.first_month, "first month {}"),
-             ("HISTORY_LAST_MONTH", s.history_last_month, p.last_month, "last month {}")]
+             ("HISTORY_LAST_MONTH", s.history_last_month, p.last_month, "last month {}"),
+             ("HISTORY_SCENARIO", s.history_scenario, p.history_scenario, "scenario {}")]
     return [f"{name}={now} but pending/ was generated with {what.format(then)}" for name, now, then, what in pairs if now != then]
 
 
@@ -319,11 +331,13 @@ def ensure_history(settings: Settings, regenerate: bool = False, progress: Progr
         rows_per_month=settings.history_rows_per_month,
         keep_existing=True,
         progress=progress,
+        scenario=settings.history_scenario,
     )
     made = Provenance(
         kind="generated", months={m["month"]: m["rows"] for m in months}, created=_now(), seed=settings.history_seed,
         first_month=settings.history_first_month, last_month=settings.history_last_month,
         rows_per_month=settings.history_rows_per_month if settings.history_rows_per_month is not None else "kaggle",
+        scenario=settings.history_scenario,
     )
     _write_manifest(pending, made)
     return made
