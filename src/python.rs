@@ -195,7 +195,7 @@ fn lifecycle_pass<'py>(
 /// `lifecycle_pass` over rows `[first_row, first_row + row_count)` of a local source, read in
 /// Rust; the holdout starts at row `holdout_start`.
 #[pyfunction]
-#[pyo3(signature = (source_dir, first_row, row_count, holdout_start, challenger, production = None, frozen = None, batch_rows = 65_536))]
+#[pyo3(signature = (source_dir, first_row, row_count, holdout_start, challenger, production = None, frozen = None, batch_rows = crate::schema::BATCH_ROWS))]
 #[allow(clippy::too_many_arguments)]
 fn lifecycle_pass_source<'py>(
     py: Python<'py>,
@@ -228,7 +228,7 @@ fn rows_decoded() -> u64 {
 #[pyfunction]
 fn hash_source_rows(py: Python<'_>, source_dir: PathBuf, first_row: u64, row_count: u64) -> PyResult<String> {
     py.detach(|| -> CoreResult<String> {
-        let r = source_rows(&source_dir, first_row, Some(row_count), 65_536)?;
+        let r = source_rows(&source_dir, first_row, Some(row_count), crate::schema::BATCH_ROWS)?;
         crate::lineage::hash_rows(r).map_err(|e| CoreError::Kernel(KernelError::Input(e.to_string())))
     })
     .map_err(PyErr::from)
@@ -261,7 +261,7 @@ impl PyModel {
     }
 
     /// Adds rows `[first_row, first_row + row_count)` of a local source, read in Rust.
-    #[pyo3(signature = (source_dir, first_row, row_count = None, batch_rows = 65_536))]
+    #[pyo3(signature = (source_dir, first_row, row_count = None, batch_rows = crate::schema::BATCH_ROWS))]
     fn partial_fit_source<'py>(
         &mut self,
         py: Python<'py>,
@@ -318,7 +318,7 @@ impl PyModel {
     }
 
     /// Like `evaluate`, on rows `[first_row, first_row + row_count)` of a local source.
-    #[pyo3(signature = (source_dir, first_row, row_count = None, return_errors = false, batch_rows = 65_536))]
+    #[pyo3(signature = (source_dir, first_row, row_count = None, return_errors = false, batch_rows = crate::schema::BATCH_ROWS))]
     fn evaluate_source<'py>(
         &mut self,
         py: Python<'py>,
@@ -508,7 +508,7 @@ fn generate_history<'py>(
 
 /// One generated month as a `pyarrow.RecordBatchReader` (with `expected_fare` when asked).
 #[pyfunction]
-#[pyo3(signature = (month_, rows, seed = 42, with_expected = false, batch_rows = 65_536))]
+#[pyo3(signature = (month_, rows, seed = 42, with_expected = false, batch_rows = crate::schema::BATCH_ROWS))]
 fn generate_month<'py>(py: Python<'py>, month_: &str, rows: u64, seed: u64, with_expected: bool, batch_rows: usize) -> PyResult<Bound<'py, PyAny>> {
     let rides = crate::generator::MonthRides::new(seed, month(month_)?, rows, batch_rows, with_expected);
     PyRecordBatchReader::new(Box::new(rides)).into_pyarrow(py)
@@ -586,7 +586,7 @@ fn row_count(source_dir: PathBuf) -> PyResult<u64> {
 
 /// Rows `[first_row, first_row + row_count)` of the source as a `pyarrow.RecordBatchReader`.
 #[pyfunction]
-#[pyo3(signature = (source_dir, first_row, row_count = None, batch_rows = 65_536))]
+#[pyo3(signature = (source_dir, first_row, row_count = None, batch_rows = crate::schema::BATCH_ROWS))]
 fn read_rows<'py>(py: Python<'py>, source_dir: PathBuf, first_row: u64, row_count: Option<u64>, batch_rows: usize) -> PyResult<Bound<'py, PyAny>> {
     let r = source_rows(&source_dir, first_row, row_count, batch_rows)?;
     PyRecordBatchReader::new(Box::new(r)).into_pyarrow(py)
@@ -662,6 +662,7 @@ mod _core {
         // No level cache: Python may change logging levels at any time (tests, CLI flags).
         let _ = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::Nothing)?.filter(log::LevelFilter::Info).install();
         m.add("__version__", crate::version())?;
+        m.add("BATCH_ROWS", crate::schema::BATCH_ROWS)?;
         // FEATURE_VERSION: what a new Model gets by default (what the lifecycle trains and
         // logs); FEATURE_VERSIONS: every version this build trains, predicts with and loads.
         use crate::kernel::feature_set::FeatureSet;

@@ -153,7 +153,7 @@ pub fn generate_history(dir: &Path, opts: &HistoryOptions, progress: &mut Progre
             out.push(GeneratedMonth { month: m, rows: rows_in(&path)?, summary: None });
             continue;
         }
-        let mut rides = MonthRides::new(opts.seed, m, planned_rows(opts, m), 65_536, false);
+        let mut rides = MonthRides::new(opts.seed, m, planned_rows(opts, m), crate::schema::BATCH_ROWS, false);
         let schema = rides.schema();
         let format = |e: &dyn std::fmt::Display| HistoryError::format_at(&path, e);
         write_atomically(

@@ -100,7 +100,7 @@ class LocalSource:
         return _month(f)
 
     # -- rows, read in Rust ----------------------------------------------------------------
-    def read(self, first_row: int, row_count: int | None = None, batch_rows: int = 65_536) -> pa.RecordBatchReader:
+    def read(self, first_row: int, row_count: int | None = None, batch_rows: int = _core.BATCH_ROWS) -> pa.RecordBatchReader:
         """Rows `[first_row, first_row + row_count)` as a `pyarrow.RecordBatchReader`."""
         return _core.read_rows(self.dir, first_row, row_count, batch_rows)
 
