@@ -18,8 +18,9 @@ use crate::generator::history::{self, HistoryError, HistoryOptions, Progress};
 use crate::generator::import::{self, ImportOptions};
 use crate::kernel::cleaning::CleaningCounts;
 use crate::kernel::model::{Evaluation, Model, Settings};
-use crate::kernel::feature_set::FeatureSet;
-use crate::kernel::{codec, model, KernelError};
+use crate::kernel::feature_set::{features_of_batches, FeatureSet};
+use crate::kernel::holdout::holdout_offset;
+use crate::kernel::{codec, KernelError};
 use crate::source::layout::{self, Format};
 use crate::kernel::pass::{self, PassModels, PassResult};
 use crate::kernel::metrics::Metrics;
@@ -93,6 +94,12 @@ impl From<CoreError> for PyErr {
             CoreError::Warehouse(e) => DataSourceError::new_err(e.to_string()),
             CoreError::Invalid(m) => pyo3::exceptions::PyValueError::new_err(m),
         }
+    }
+}
+
+impl From<arrow::error::ArrowError> for CoreError {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        Self::Kernel(e.into())
     }
 }
 
@@ -208,10 +215,7 @@ fn lifecycle_pass_source<'py>(
     frozen: Option<PyRef<'py, PyModel>>,
     batch_rows: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let offset = holdout_start
-        .checked_sub(first_row)
-        .filter(|o| *o <= row_count)
-        .ok_or_else(|| CoreError::Invalid(format!("holdout_start {holdout_start} is outside rows {first_row}..{}", first_row + row_count)))?;
+    let offset = holdout_offset(first_row, first_row + row_count, holdout_start).map_err(|e| CoreError::Invalid(e.to_string()))?;
     let rows = move || source_rows(&source_dir, first_row, Some(row_count), batch_rows);
     let r = run_pass(py, rows, offset, &mut challenger.inner, production, frozen)?;
     pass_dict(py, r)
@@ -229,7 +233,7 @@ fn rows_decoded() -> u64 {
 fn hash_source_rows(py: Python<'_>, source_dir: PathBuf, first_row: u64, row_count: u64) -> PyResult<String> {
     py.detach(|| -> CoreResult<String> {
         let r = source_rows(&source_dir, first_row, Some(row_count), crate::schema::BATCH_ROWS)?;
-        crate::lineage::hash_rows(r).map_err(|e| CoreError::Kernel(KernelError::Input(e.to_string())))
+        Ok(crate::lineage::hash_rows(r)?)
     })
     .map_err(PyErr::from)
 }
@@ -242,10 +246,8 @@ pub struct PyModel {
 
 #[pymethods]
 impl PyModel {
-    // The literal defaults `feature_version = 1` are `FeatureSet::DEFAULT` (checked by its test),
-    // spelt out so that the Python signature shows them.
     #[new]
-    #[pyo3(signature = (ridge_alpha = 1e-3, half_life_months = f64::INFINITY, feature_version = 1))]
+    #[pyo3(signature = (ridge_alpha = 1e-3, half_life_months = f64::INFINITY, feature_version = FeatureSet::DEFAULT.version()))]
     fn new(ridge_alpha: f64, half_life_months: f64, feature_version: u16) -> PyResult<Self> {
         let settings = Settings { ridge_alpha, half_life_months };
         let set = FeatureSet::from_version(feature_version).map_err(CoreError::from)?;
@@ -290,16 +292,7 @@ impl PyModel {
     fn predict<'py>(&mut self, py: Python<'py>, data: AnyRecordBatch) -> PyResult<Bound<'py, PyArray1<f64>>> {
         let reader = Counted(data.into_reader()?);
         let model = &mut self.inner;
-        let out = py
-            .detach(|| -> CoreResult<Vec<f64>> {
-                let mut out = Vec::new();
-                for batch in reader {
-                    let batch = batch.map_err(|e| KernelError::Input(e.to_string()))?;
-                    out.extend(model.predict(&batch)?);
-                }
-                Ok(out)
-            })
-            .map_err(PyErr::from)?;
+        let out = py.detach(|| model.predict_stream(reader)).map_err(CoreError::from)?;
         Ok(out.into_pyarray(py))
     }
 
@@ -377,9 +370,9 @@ impl PyModel {
         Ok(Self { inner: codec::from_bytes(data).map_err(CoreError::from)? })
     }
 
-    /// Names of the features of a version (default: `FEATURE_VERSION`), in column order.
+    /// Names of the features of a version (default: `DEFAULT_FEATURE_VERSION`), in column order.
     #[staticmethod]
-    #[pyo3(signature = (feature_version = 1))]
+    #[pyo3(signature = (feature_version = FeatureSet::DEFAULT.version()))]
     fn feature_names(feature_version: u16) -> PyResult<Vec<String>> {
         Ok(FeatureSet::from_version(feature_version).map_err(CoreError::from)?.names())
     }
@@ -558,7 +551,7 @@ fn file_dict<'py>(py: Python<'py>, f: &layout::MonthFile) -> PyResult<Bound<'py,
     d.set_item("end_row", f.end)?;
     d.set_item("rows", f.rows())?;
     d.set_item("path", f.path.clone())?;
-    d.set_item("bytes", std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0))?;
+    d.set_item("bytes", f.bytes())?;
     Ok(d)
 }
 
@@ -607,16 +600,11 @@ fn mask_dsn(dsn: &str) -> String {
 /// `(X, y, cleaning)`: the features of version `feature_version` and the labels of the rows of
 /// `data` that pass cleaning.
 #[pyfunction]
-#[pyo3(signature = (data, feature_version = 1))]
+#[pyo3(signature = (data, feature_version = FeatureSet::DEFAULT.version()))]
 fn compute_features<'py>(py: Python<'py>, data: AnyRecordBatch, feature_version: u16) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>, Bound<'py, PyDict>)> {
     let set = FeatureSet::from_version(feature_version).map_err(CoreError::from)?;
     let (batches, schema) = data.into_table()?.into_inner();
-    let (x, y, c) = py
-        .detach(|| -> CoreResult<_> {
-            let batch = arrow::compute::concat_batches(&schema, &batches).map_err(|e| CoreError::Kernel(KernelError::Input(e.to_string())))?;
-            Ok(model::features_of(&batch, set)?)
-        })
-        .map_err(PyErr::from)?;
+    let (x, y, c) = py.detach(|| features_of_batches(&schema, &batches, set)).map_err(CoreError::from)?;
     Ok((x.into_pyarray(py), y.into_pyarray(py), counts_dict(py, &c)?))
 }
 
@@ -624,7 +612,7 @@ fn compute_features<'py>(py: Python<'py>, data: AnyRecordBatch, feature_version:
 #[pyfunction]
 fn hash_rows(py: Python<'_>, data: AnyRecordBatch) -> PyResult<String> {
     let reader = Counted(data.into_reader()?);
-    Ok(py.detach(|| crate::lineage::hash_rows(reader)).map_err(|e| CoreError::Kernel(KernelError::Input(e.to_string())))?)
+    Ok(py.detach(|| crate::lineage::hash_rows(reader)).map_err(CoreError::from)?)
 }
 
 /// Logs one line at INFO from Rust (target `_core.python`), to check the log bridge.
@@ -663,10 +651,10 @@ mod _core {
         let _ = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::Nothing)?.filter(log::LevelFilter::Info).install();
         m.add("__version__", crate::version())?;
         m.add("BATCH_ROWS", crate::schema::BATCH_ROWS)?;
-        // FEATURE_VERSION: what a new Model gets by default (what the lifecycle trains and
-        // logs); FEATURE_VERSIONS: every version this build trains, predicts with and loads.
+        // DEFAULT_FEATURE_VERSION: what a new Model gets by default and a new lineage starts
+        // with; FEATURE_VERSIONS: every version this build trains, predicts with and loads.
         use crate::kernel::feature_set::FeatureSet;
-        m.add("FEATURE_VERSION", FeatureSet::DEFAULT.version())?;
+        m.add("DEFAULT_FEATURE_VERSION", FeatureSet::DEFAULT.version())?;
         let versions = pyo3::types::PyTuple::new(m.py(), FeatureSet::ALL.map(FeatureSet::version))?;
         m.add("FEATURE_VERSIONS", versions)?;
         Ok(())

@@ -13,7 +13,6 @@
 //!   demand and traffic.
 
 use super::columns::RideColumns;
-pub use super::model::features_of;
 use std::sync::OnceLock;
 
 use crate::calendar::{LocalTime, MonthIndexCache, NyClock, DAY};
