@@ -34,18 +34,17 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from taxifare_flow import _core
+from taxifare_flow.errors import HistoryError
 from taxifare_flow.settings import Settings
 
 log = logging.getLogger(__name__)
 NOISE_FLOOR_FILE = "noise_floor.csv"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
+#: The pending month files (`pending_file`), as a glob.
+PENDING_GLOB = "????-??.parquet"
 #: `progress(done, total, rows)`: done/total in rows when generating, in bytes when importing.
 ProgressFn = Callable[[int, int, int], None]
-
-
-class HistoryError(_core.DataSourceError):
-    """The pending history cannot be used or changed as asked; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -102,8 +101,13 @@ class Provenance:
                 **{k: d[k] for k in keys}, "months": dict(sorted(self.months.items()))}
 
 
+def pending_file(pending_dir: Path, month: str) -> Path:
+    """The pending file of a month (`YYYY-MM.parquet`, as `generator::history::pending_file`)."""
+    return pending_dir / f"{month}.parquet"
+
+
 def _month_files(pending_dir: Path) -> list[Path]:
-    return sorted(pending_dir.glob("????-??.parquet")) if pending_dir.is_dir() else []
+    return sorted(pending_dir.glob(PENDING_GLOB)) if pending_dir.is_dir() else []
 
 
 def read_manifest(pending_dir: Path) -> Provenance | None:
@@ -154,7 +158,7 @@ def pending_problems(settings: Settings) -> list[str]:
         return [f"{pending} holds no history: run reset_data_sources (or import_csv)"]
     problems = []
     for month, rows in sorted(p.months.items()):
-        path = pending / f"{month}.parquet"
+        path = pending_file(pending, month)
         if not path.is_file():
             problems.append(f"{path.name} of the {p.kind} history is missing from {pending}")
             continue
@@ -235,7 +239,7 @@ def ensure_history(settings: Settings, regenerate: bool = False, progress: Progr
         if mismatches:
             log.warning("%s: regenerating the history", "; ".join(mismatches))
             _clear(pending)
-        elif all((pending / f"{m}.parquet").is_file() for m in current.months):
+        elif all(pending_file(pending, m).is_file() for m in current.months):
             return current
     months = _core.generate_history(
         pending,
@@ -304,7 +308,7 @@ def import_csv(settings: Settings, csv_path: Path, replace: bool = False, progre
         )
         pending.mkdir(parents=True, exist_ok=True)
         _clear(pending)
-        for f in staging.glob("????-??.parquet"):
+        for f in staging.glob(PENDING_GLOB):
             os.replace(f, pending / f.name)
         _write_manifest(pending, made)
     finally:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from taxifare_flow import _core
 from taxifare_flow.data import SourceMonth
-from taxifare_flow.data.history import ProgressFn, ensure_history, history_months, pending_problems
+from taxifare_flow.data.history import ProgressFn, ensure_history, history_months, pending_file, pending_problems
 from taxifare_flow.settings import Settings
 
 if TYPE_CHECKING:
@@ -94,7 +94,7 @@ class LocalSource:
             return None
         month = pending[0]
         f = _core.append_month(
-            self.settings.pending_dir / f"{month}.parquet", month, self.dir, self.settings.source_format
+            pending_file(self.settings.pending_dir, month), month, self.dir, self.settings.source_format
         )
         log.info("month %s arrived: rows %d..%d", month, f["first_row"], f["end_row"])
         return _month(f)

@@ -29,13 +29,12 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeVar
 
-import numpy as np
-
 from taxifare_flow import _core
 from taxifare_flow.check import assert_sound, repair
 from taxifare_flow.data import DataSource, open_source
 from taxifare_flow.errors import RegistryError, SourceBehindError
-from taxifare_flow.flow.lock import assert_lock_held, lifecycle_lock
+from taxifare_flow.flow.lock import lifecycle_lock
+from taxifare_flow.flow.training_run import RunRecord, run_params, training_run, version_tags
 from taxifare_flow.ml_logic.promotion import Decision, Paired, decide_paired
 from taxifare_flow.ml_logic.registry import PRODUCTION, Registry, open_registry
 from taxifare_flow.ml_logic.watermark import get_latest_trained_row
@@ -44,7 +43,6 @@ from taxifare_flow.settings import Settings
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
-    from mlflow.tracking import MlflowClient
 
     from taxifare_flow.core_types import PassResult
 
@@ -88,32 +86,6 @@ class Outcome:
 
     def summary(self) -> dict[str, object]:
         return {k: v for k, v in asdict(self).items() if v is not None}
-
-
-@dataclass
-class RunRecord:
-    """What a run logs, sent to MLflow in batches: params, metrics (with their step), tags."""
-
-    params: dict[str, object] = field(default_factory=dict)
-    metrics: dict[str, tuple[float, int]] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-
-    def metric(self, key: str, value: float | None, step: int) -> None:
-        if value is not None and np.isfinite(value):
-            self.metrics[key] = (float(value), step)
-
-    def send(self, client: MlflowClient, run_id: str) -> None:
-        """One `log_batch` (MLflow caps a batch at 100 params and 1,000 metrics; a run has ~15 of each)."""
-        from mlflow.entities import Metric, Param, RunTag
-
-        now = int(time.time() * 1000)
-        client.log_batch(
-            run_id,
-            metrics=[Metric(k, v, now, step) for k, (v, step) in self.metrics.items()],
-            params=[Param(k, str(v)) for k, v in self.params.items()],
-            tags=[RunTag(k, v) for k, v in self.tags.items()],
-        )
-        self.params, self.metrics, self.tags = {}, {}, {}
 
 
 @dataclass
@@ -239,18 +211,11 @@ def finalise(ctx: Context, run_id: str, learned: Learned, decision: Decision, w:
     version = ctx.registry.log_model_version(
         run_id,
         learned.challenger,
-        {
-            "first_row": str(w),
-            "end_row": str(t),
-            "data_month": month or "",
-            "decision": decision.label,
-            "decision_reason": decision.reason,
-            "evaluated_production": evaluated,
-            "parent_version": learned.parent_version or "none",
-            "lineage_hash": learned.result["lineage_hash"],
-            "cleaned_row_count": str(learned.result["cleaning"]["kept"]),
-            "feature_version": str(learned.challenger.feature_version),
-        },
+        version_tags(
+            first_row=w, end_row=t, data_month=month, decision=decision.label, decision_reason=decision.reason,
+            evaluated_production=evaluated, parent_version=learned.parent_version or "none", result=learned.result,
+            feature_version=learned.challenger.feature_version,
+        ),
     )
     return str(version.version)
 
@@ -312,24 +277,16 @@ def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
     month = source.month_of_row(t - 1)
     step = month_step(month)
     client = registry.client
-    run = client.create_run(registry.experiment_id, run_name=f"train {month} rows {w}..{t}")
-    run_id = run.info.run_id
-    try:
+    with training_run(client, registry.experiment_id, f"train {month} rows {w}..{t}") as run_id:
+        ctx.record.params.update(run_params("train", w, t - w, source.name, settings))
         ctx.record.params.update({
-            "context": "train", "first_row": w, "row_count": t - w, "data_source": source.name,
-            "ridge_alpha": settings.ridge_alpha,
-            "half_life_months": settings.half_life_months, "holdout_fraction": settings.holdout_fraction,
+            "holdout_fraction": settings.holdout_fraction,
             "promotion_policy": settings.promotion_policy, "data_month": month,
         })
         ctx.record.send(client, run_id)
         learned = wrap(learn, "learn")(ctx, w, t, step)
         decision = wrap(compare, "compare")(ctx, learned, step)
         version = wrap(finalise, "finalise")(ctx, run_id, learned, decision, w, t, month)
-        assert_lock_held()  # no other lifecycle can have taken these rows meanwhile
-        client.set_terminated(run_id, "FINISHED")
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
-        raise
     registry.reconcile_aliases(t)
     prod_now = registry.version_by_alias(PRODUCTION)
     outcome = Outcome(
