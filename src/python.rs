@@ -1,6 +1,7 @@
 //! The only PyO3 code: thin bindings over the core, errors mapped to Python exceptions in one
 //! place, the GIL released around every heavy call.
 
+mod testing;
 mod warehouse;
 
 use std::path::PathBuf;
@@ -615,24 +616,18 @@ fn hash_rows(py: Python<'_>, data: AnyRecordBatch) -> PyResult<String> {
     Ok(py.detach(|| crate::lineage::hash_rows(reader)).map_err(CoreError::from)?)
 }
 
-/// Logs one line at INFO from Rust (target `_core.python`), to check the log bridge.
-#[pyfunction]
-fn log_hello(message: &str) {
-    log::info!("{message}");
-}
-
 #[pymodule]
 mod _core {
     #[pymodule_export]
     use super::{
         append_month, compute_features, generate_history, generate_month, get_latest_trained_row, hash_rows, hash_source_rows,
-        import_kaggle_csv, lifecycle_pass, lifecycle_pass_source, log_hello, mask_dsn, read_rows, ride_schema, row_count,
+        import_kaggle_csv, lifecycle_pass, lifecycle_pass_source, mask_dsn, read_rows, ride_schema, row_count,
         rows_decoded, source_files, source_problems, source_schema, version, PyModel,
     };
 
     #[pymodule_export]
     use super::warehouse::{
-        warehouse_absorb, warehouse_features_query, warehouse_hash, warehouse_hash_query, warehouse_holdout_query,
+        warehouse_absorb, warehouse_hash, warehouse_hash_query, warehouse_holdout_query,
         warehouse_paired, warehouse_stats_query,
     };
 
@@ -657,6 +652,7 @@ mod _core {
         m.add("DEFAULT_FEATURE_VERSION", FeatureSet::DEFAULT.version())?;
         let versions = pyo3::types::PyTuple::new(m.py(), FeatureSet::ALL.map(FeatureSet::version))?;
         m.add("FEATURE_VERSIONS", versions)?;
+        m.add_submodule(&super::testing::module(m.py())?)?;
         Ok(())
     }
 }

@@ -3,6 +3,7 @@ against the compiled module by `python -m mypy.stubtest taxifare_flow._core`."""
 
 import os
 from collections.abc import Callable
+from types import ModuleType
 from typing import final
 
 import numpy as np
@@ -26,19 +27,23 @@ _StrPath = str | os.PathLike[str]
 _Progress = Callable[[int, int, int], object]
 
 __all__ = [
-    "BATCH_ROWS", "DataSourceError", "DEFAULT_FEATURE_VERSION", "FEATURE_VERSIONS", "InvalidRunParamError", "Model", "ModelError",
+    "BATCH_ROWS", "DataSourceError", "_testing", "DEFAULT_FEATURE_VERSION", "FEATURE_VERSIONS", "InvalidRunParamError", "Model", "ModelError",
     "MonthAlreadyPresentError", "NotAnMlflowStoreError", "SchemaError", "TaxifareError",
     "TrackingDbAuthError", "TrackingDbCertificateError", "TrackingDbError", "TrackingDbTlsError",
     "TrackingDbTlsNotOfferedError", "TrackingDbTlsRequiredError", "TrackingDbUnreachableError",
     "TrackingStoreNotFoundError", "__version__", "append_month", "compute_features",
     "generate_history", "generate_month", "get_latest_trained_row", "hash_rows",
-    "hash_source_rows", "import_kaggle_csv", "lifecycle_pass", "lifecycle_pass_source", "log_hello",
+    "hash_source_rows", "import_kaggle_csv", "lifecycle_pass", "lifecycle_pass_source",
     "mask_dsn", "read_rows", "ride_schema", "row_count", "rows_decoded", "source_files", "source_problems", "source_schema", "version",
-    "warehouse_absorb", "warehouse_features_query", "warehouse_hash", "warehouse_hash_query", "warehouse_holdout_query",
+    "warehouse_absorb", "warehouse_hash", "warehouse_hash_query", "warehouse_holdout_query",
     "warehouse_paired", "warehouse_stats_query",
 ]
 
 __version__: str
+#: Bindings only the tests use: `log_hello(message)` (one INFO line from Rust, to check the log
+#: bridge) and `warehouse_features_query(table, first_row, end_row, feature_version)` (the
+#: warehouse's feature SQL, to compare with the kernel's).
+_testing: ModuleType
 #: Rows per Arrow batch where the caller does not choose (the `batch_rows` defaults).
 BATCH_ROWS: int
 #: The feature version a new `Model` gets by default and a new lineage starts with (the
@@ -159,7 +164,5 @@ def warehouse_holdout_query(
     table: str, first_row: int, end_row: int, holdout_start: int, challenger: Model, production: Model | None = None
 ) -> str: ...
 def warehouse_paired(rows: _ArrowData, has_production: bool) -> HoldoutSums: ...
-def warehouse_features_query(table: str, first_row: int, end_row: int, feature_version: int) -> str: ...
 def warehouse_hash_query(table: str, first_row: int, end_row: int) -> str: ...
 def warehouse_hash(rows: _ArrowData) -> str: ...
-def log_hello(message: str) -> None: ...
