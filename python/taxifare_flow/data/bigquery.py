@@ -376,8 +376,8 @@ class BigQuerySource:
                       "diff_sum": 0.0, "diff_sq_sum": 0.0}
         challenger.merge(holdout)
         counts = {k: v for k, v in part.items() if k in PassCounts.__required_keys__}
-        return cast(PassResult, {**counts, "rows": 0, "holdout_paired": paired,
-                                 "warehouse_result_rows": numbers, "warehouse_bytes_billed_estimate": billed})
+        return cast("PassResult", {**counts, "rows": 0, "holdout_paired": paired,
+                                   "warehouse_result_rows": numbers, "warehouse_bytes_billed_estimate": billed})
 
     def _read(self, first_row: int, end: int) -> pa.Table:
         row_count = end - first_row
