@@ -31,7 +31,7 @@ def main() -> None:
     src, _ = build_source(root, ["2012-07", "2012-08"], a.rows)
     w, t = a.rows, 2 * a.rows
     h = t - int((t - w) * 0.15)
-    production = _core.Model()
+    production = _core.Model(feature_version=1)
     production.partial_fit_source(src, 0, w)
     frozen = production.copy()
 

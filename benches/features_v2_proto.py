@@ -71,7 +71,7 @@ def kept_mask(table: pa.Table) -> np.ndarray:
     prediction cleaning rejects; training also drops fares outside (0, 400) and repeated keys
     (the first one is kept), which prediction cannot check. `cleaned_rides` asserts that the
     result matches `compute_features` row for row."""
-    probe = _core.Model()
+    probe = _core.Model(feature_version=1)
     # Any fitted model will do: only the NaN pattern of its predictions is used.
     probe.partial_fit_features(np.eye(N_V1)[:2], np.array([1.0, 2.0]))
     ok = ~np.isnan(probe.predict(table))
@@ -89,7 +89,7 @@ def kept_mask(table: pa.Table) -> np.ndarray:
 
 def cleaned_rides(table: pa.Table) -> Rides:
     """The cleaned rows of `table` with the v1 matrix; checked against the kernel."""
-    x1, y, _ = _core.compute_features(table)
+    x1, y, _ = _core.compute_features(table, 1)
     ok = kept_mask(table)
     col = lambda name: table.column(name).to_numpy(zero_copy_only=False)[ok].astype(float)  # noqa: E731
     when = pd.to_datetime(pc.take(table.column("pickup_datetime"), pa.array(np.flatnonzero(ok))).to_pandas(),

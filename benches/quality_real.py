@@ -175,7 +175,7 @@ def real_rows(sample: Path, v2_groups: Sequence[str]) -> tuple[v2.Rides, v2.Ride
     tr, te = v2.cleaned_rides(train_t), v2.cleaned_rides(test_t)
     print(f"real rows: {sample.name}, train < {SPLIT_YEAR}: {tr.n:,} clean rows, test {SPLIT_YEAR}-2015: {te.n:,} clean rows")
 
-    kernel = Model()
+    kernel = Model(feature_version=1)
     kernel.partial_fit(train_t)
     p_kernel = kernel.predict(test_t)[v2.kept_mask(test_t)]
     # The numpy ridge must be the kernel's ridge: same v1 columns, same predictions.

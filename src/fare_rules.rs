@@ -7,7 +7,7 @@
 //! 2012-09-04 (plus a $4.50 weekday-peak surcharge from then); Newark: metered plus $15, $17.50
 //! from 2012-09-04. Tolls are passed through (Kaggle's `fare_amount` includes them).
 
-use crate::calendar::{timestamp, LocalTime};
+use crate::calendar::LocalTime;
 
 /// 2012-09-04 00:00 New York time, when the 2012 rate change took effect.
 pub const RATE_CHANGE: i64 = 1_346_731_200;
@@ -15,6 +15,32 @@ pub const RATE_CHANGE: i64 = 1_346_731_200;
 pub const RATE_CHANGE_DONE: i64 = RATE_CHANGE + 30 * 86_400;
 /// 2009-11-01 00:00 New York time: the MTA tax starts.
 pub const MTA_TAX_START: i64 = 1_257_048_000;
+
+/// The local hour the night surcharge starts (it runs to [`NIGHT_UNTIL_HOUR`] the next morning).
+pub const NIGHT_FROM_HOUR: i64 = 20;
+/// The local hour the night surcharge ends.
+pub const NIGHT_UNTIL_HOUR: i64 = 6;
+/// The weekday peak surcharge applies in local hours `[PEAK_FROM_HOUR, PEAK_UNTIL_HOUR)`.
+pub const PEAK_FROM_HOUR: i64 = 16;
+/// The end of the weekday peak surcharge (excluded).
+pub const PEAK_UNTIL_HOUR: i64 = 20;
+/// The first weekend day (0 = Monday): the peak surcharge applies on days before it.
+pub const SATURDAY: u32 = 5;
+/// The JFK ↔ Manhattan flat fare: before 2012-09-04, and from then.
+pub const JFK_FLAT_FARE: (f64, f64) = (45.0, 52.0);
+/// The weekday-peak surcharge on the JFK flat fare (from 2012-09-04 only).
+pub const JFK_PEAK_SURCHARGE: f64 = 4.50;
+/// The Newark surcharge: before 2012-09-04, and from then.
+pub const NEWARK_SURCHARGE: (f64, f64) = (15.00, 17.50);
+/// How much more a unit costs at the 2012 rate than at the 2009 one ($0.50 / $0.40 − 1).
+pub const METER_RATE_RISE: f64 = 0.25;
+/// The tunnel toll of [`tunnel_toll`]: `(from, amount)` in time order, the first from always.
+pub const TUNNEL_TOLLS: [(i64, f64); 3] = [
+    (i64::MIN, 5.00),
+    // 2010-12-30 05:00 UTC and 2015-03-22 04:00 UTC (checked by a test).
+    (1_293_685_200, 5.33),
+    (1_426_996_800, 5.54),
+];
 
 /// Probability that a ride's meter already charges the 2012-09-04 rate.
 #[must_use]
@@ -32,26 +58,20 @@ pub fn new_rules(ts: i64) -> bool {
 #[must_use]
 pub fn is_night(local: &LocalTime) -> bool {
     let h = local.second_of_day / 3600;
-    !(6..20).contains(&h)
+    !(NIGHT_UNTIL_HOUR..NIGHT_FROM_HOUR).contains(&h)
 }
 
 /// Whether `local` falls in the weekday peak surcharge window.
 #[must_use]
 pub fn is_peak(local: &LocalTime) -> bool {
     let h = local.second_of_day / 3600;
-    local.weekday < 5 && (16..20).contains(&h)
+    local.weekday < SATURDAY && (PEAK_FROM_HOUR..PEAK_UNTIL_HOUR).contains(&h)
 }
 
 /// A bridge or tunnel toll of the date (Queens-Midtown / Brooklyn-Battery tunnels, cash).
 #[must_use]
 pub fn tunnel_toll(ts: i64) -> f64 {
-    if ts < timestamp(2010, 12, 30, 5, 0, 0) {
-        5.00
-    } else if ts < timestamp(2015, 3, 22, 4, 0, 0) {
-        5.33
-    } else {
-        5.54
-    }
+    TUNNEL_TOLLS.iter().rev().find(|&&(from, _)| ts >= from).map_or(TUNNEL_TOLLS[0].1, |&(_, toll)| toll)
 }
 
 /// The Hudson crossing toll paid on Newark trips.
@@ -102,8 +122,8 @@ pub fn fare(kind: FareKind, trip: MeterTrip, ts: i64, local: &LocalTime, new_met
     let new = new_rules(ts);
     let mta = if ts >= MTA_TAX_START { 0.50 } else { 0.0 };
     if kind == FareKind::JfkFlat {
-        let peak = if new && is_peak(local) { 4.50 } else { 0.0 };
-        return if new { 52.0 } else { 45.0 } + peak + mta + tolls;
+        let peak = if new && is_peak(local) { JFK_PEAK_SURCHARGE } else { 0.0 };
+        return if new { JFK_FLAT_FARE.1 } else { JFK_FLAT_FARE.0 } + peak + mta + tolls;
     }
     let rate = 0.40 + 0.10 * new_meter;
     let mut f = 2.50 + rate * meter_units(trip, continuous) + mta + tolls;
@@ -114,7 +134,7 @@ pub fn fare(kind: FareKind, trip: MeterTrip, ts: i64, local: &LocalTime, new_met
         f += 1.00;
     }
     if kind == FareKind::Newark {
-        f += if new { 17.50 } else { 15.00 };
+        f += if new { NEWARK_SURCHARGE.1 } else { NEWARK_SURCHARGE.0 };
     }
     f
 }
@@ -122,7 +142,7 @@ pub fn fare(kind: FareKind, trip: MeterTrip, ts: i64, local: &LocalTime, new_met
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::calendar::NyClock;
+    use crate::calendar::{timestamp, NyClock};
 
     fn local(ts: i64) -> LocalTime {
         NyClock::default().local(ts)
@@ -132,6 +152,18 @@ mod tests {
     fn constants_are_new_york_midnights() {
         assert_eq!(RATE_CHANGE, timestamp(2012, 9, 4, 4, 0, 0));
         assert_eq!(MTA_TAX_START, timestamp(2009, 11, 1, 4, 0, 0));
+        assert_eq!(TUNNEL_TOLLS[1].0, timestamp(2010, 12, 30, 5, 0, 0));
+        assert_eq!(TUNNEL_TOLLS[2].0, timestamp(2015, 3, 22, 4, 0, 0));
+        assert!((0.40 * (1.0 + METER_RATE_RISE) - 0.50).abs() < 1e-12);
+    }
+
+    #[test]
+    fn tunnel_toll_changes_at_its_dates() {
+        for (from, toll) in TUNNEL_TOLLS.into_iter().skip(1) {
+            assert_eq!(tunnel_toll(from), toll);
+            assert!(tunnel_toll(from - 1) < toll);
+        }
+        assert_eq!(tunnel_toll(0), 5.00);
     }
 
     #[test]

@@ -24,6 +24,10 @@ pub const AIRPORTS: [Point; 3] = [JFK, LGA, EWR];
 /// Within this many km of an airport a ride counts as an airport ride.
 pub const AIRPORT_RADIUS_KM: f64 = 2.0;
 
+/// Half-sizes `(lat, lon)` in degrees of the box around an airport that [`near`] tests before
+/// the distance: 2 km is under 0.02° of latitude and 0.03° of longitude here.
+pub const AIRPORT_BOX_DEG: (f64, f64) = (0.02, 0.03);
+
 /// The NYC box outside of which rides are dropped by cleaning.
 pub const NYC_LAT: (f64, f64) = (40.5, 40.9);
 /// Longitude bounds of the NYC box.
@@ -51,8 +55,8 @@ pub fn manhattan_km(a: Point, b: Point) -> f64 {
 /// Whether a point lies within [`AIRPORT_RADIUS_KM`] of an airport.
 #[must_use]
 pub fn near(p: Point, airport: Point) -> bool {
-    // 2 km is under 0.02° of latitude and 0.03° of longitude here: most rides stop at this test.
-    if (p.lat - airport.lat).abs() > 0.02 || (p.lon - airport.lon).abs() > 0.03 {
+    // Most rides stop at the box test.
+    if (p.lat - airport.lat).abs() > AIRPORT_BOX_DEG.0 || (p.lon - airport.lon).abs() > AIRPORT_BOX_DEG.1 {
         return false;
     }
     haversine_km(p, airport) < AIRPORT_RADIUS_KM

@@ -1,6 +1,7 @@
 //! The only PyO3 code: thin bindings over the core, errors mapped to Python exceptions in one
 //! place, the GIL released around every heavy call.
 
+mod testing;
 mod warehouse;
 
 use std::path::PathBuf;
@@ -19,8 +20,9 @@ use crate::generator::import::{self, ImportOptions};
 use crate::generator::scenario::Scenario;
 use crate::kernel::cleaning::CleaningCounts;
 use crate::kernel::model::{Evaluation, Model, Settings};
-use crate::kernel::feature_set::FeatureSet;
-use crate::kernel::{codec, model, KernelError};
+use crate::kernel::feature_set::{features_of_batches, FeatureSet};
+use crate::kernel::holdout::holdout_offset;
+use crate::kernel::{codec, KernelError};
 use crate::source::layout::{self, Format};
 use crate::kernel::pass::{self, PassModels, PassResult};
 use crate::kernel::metrics::Metrics;
@@ -96,6 +98,12 @@ impl From<CoreError> for PyErr {
             CoreError::Warehouse(e) => DataSourceError::new_err(e.to_string()),
             CoreError::Invalid(m) => pyo3::exceptions::PyValueError::new_err(m),
         }
+    }
+}
+
+impl From<arrow::error::ArrowError> for CoreError {
+    fn from(e: arrow::error::ArrowError) -> Self {
+        Self::Kernel(e.into())
     }
 }
 
@@ -198,7 +206,7 @@ fn lifecycle_pass<'py>(
 /// `lifecycle_pass` over rows `[first_row, first_row + row_count)` of a local source, read in
 /// Rust; the holdout starts at row `holdout_start`.
 #[pyfunction]
-#[pyo3(signature = (source_dir, first_row, row_count, holdout_start, challenger, production = None, frozen = None, batch_rows = 65_536))]
+#[pyo3(signature = (source_dir, first_row, row_count, holdout_start, challenger, production = None, frozen = None, batch_rows = crate::schema::BATCH_ROWS))]
 #[allow(clippy::too_many_arguments)]
 fn lifecycle_pass_source<'py>(
     py: Python<'py>,
@@ -211,10 +219,7 @@ fn lifecycle_pass_source<'py>(
     frozen: Option<PyRef<'py, PyModel>>,
     batch_rows: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let offset = holdout_start
-        .checked_sub(first_row)
-        .filter(|o| *o <= row_count)
-        .ok_or_else(|| CoreError::Invalid(format!("holdout_start {holdout_start} is outside rows {first_row}..{}", first_row + row_count)))?;
+    let offset = holdout_offset(first_row, first_row + row_count, holdout_start).map_err(|e| CoreError::Invalid(e.to_string()))?;
     let rows = move || source_rows(&source_dir, first_row, Some(row_count), batch_rows);
     let r = run_pass(py, rows, offset, &mut challenger.inner, production, frozen)?;
     pass_dict(py, r)
@@ -231,8 +236,8 @@ fn rows_decoded() -> u64 {
 #[pyfunction]
 fn hash_source_rows(py: Python<'_>, source_dir: PathBuf, first_row: u64, row_count: u64) -> PyResult<String> {
     py.detach(|| -> CoreResult<String> {
-        let r = source_rows(&source_dir, first_row, Some(row_count), 65_536)?;
-        crate::lineage::hash_rows(r).map_err(|e| CoreError::Kernel(KernelError::Input(e.to_string())))
+        let r = source_rows(&source_dir, first_row, Some(row_count), crate::schema::BATCH_ROWS)?;
+        Ok(crate::lineage::hash_rows(r)?)
     })
     .map_err(PyErr::from)
 }
@@ -245,10 +250,8 @@ pub struct PyModel {
 
 #[pymethods]
 impl PyModel {
-    // The literal defaults `feature_version = 1` are `FeatureSet::DEFAULT` (checked by its test),
-    // spelt out so that the Python signature shows them.
     #[new]
-    #[pyo3(signature = (ridge_alpha = 1e-3, half_life_months = f64::INFINITY, feature_version = 1))]
+    #[pyo3(signature = (ridge_alpha = 1e-3, half_life_months = f64::INFINITY, feature_version = FeatureSet::DEFAULT.version()))]
     fn new(ridge_alpha: f64, half_life_months: f64, feature_version: u16) -> PyResult<Self> {
         let settings = Settings { ridge_alpha, half_life_months };
         let set = FeatureSet::from_version(feature_version).map_err(CoreError::from)?;
@@ -264,7 +267,7 @@ impl PyModel {
     }
 
     /// Adds rows `[first_row, first_row + row_count)` of a local source, read in Rust.
-    #[pyo3(signature = (source_dir, first_row, row_count = None, batch_rows = 65_536))]
+    #[pyo3(signature = (source_dir, first_row, row_count = None, batch_rows = crate::schema::BATCH_ROWS))]
     fn partial_fit_source<'py>(
         &mut self,
         py: Python<'py>,
@@ -293,16 +296,7 @@ impl PyModel {
     fn predict<'py>(&mut self, py: Python<'py>, data: AnyRecordBatch) -> PyResult<Bound<'py, PyArray1<f64>>> {
         let reader = Counted(data.into_reader()?);
         let model = &mut self.inner;
-        let out = py
-            .detach(|| -> CoreResult<Vec<f64>> {
-                let mut out = Vec::new();
-                for batch in reader {
-                    let batch = batch.map_err(|e| KernelError::Input(e.to_string()))?;
-                    out.extend(model.predict(&batch)?);
-                }
-                Ok(out)
-            })
-            .map_err(PyErr::from)?;
+        let out = py.detach(|| model.predict_stream(reader)).map_err(CoreError::from)?;
         Ok(out.into_pyarray(py))
     }
 
@@ -321,7 +315,7 @@ impl PyModel {
     }
 
     /// Like `evaluate`, on rows `[first_row, first_row + row_count)` of a local source.
-    #[pyo3(signature = (source_dir, first_row, row_count = None, return_errors = false, batch_rows = 65_536))]
+    #[pyo3(signature = (source_dir, first_row, row_count = None, return_errors = false, batch_rows = crate::schema::BATCH_ROWS))]
     fn evaluate_source<'py>(
         &mut self,
         py: Python<'py>,
@@ -396,9 +390,9 @@ impl PyModel {
         Ok(Self { inner: codec::from_bytes(data).map_err(CoreError::from)? })
     }
 
-    /// Names of the features of a version (default: `FEATURE_VERSION`), in column order.
+    /// Names of the features of a version (default: `DEFAULT_FEATURE_VERSION`), in column order.
     #[staticmethod]
-    #[pyo3(signature = (feature_version = 1))]
+    #[pyo3(signature = (feature_version = FeatureSet::DEFAULT.version()))]
     fn feature_names(feature_version: u16) -> PyResult<Vec<String>> {
         Ok(FeatureSet::from_version(feature_version).map_err(CoreError::from)?.names())
     }
@@ -554,7 +548,7 @@ fn scenario_changes<'py>(py: Python<'py>, scenario: &str) -> PyResult<Vec<Bound<
 
 /// One generated month as a `pyarrow.RecordBatchReader` (with `expected_fare` when asked).
 #[pyfunction]
-#[pyo3(signature = (month_, rows, seed = 42, with_expected = false, batch_rows = 65_536, scenario = "plain"))]
+#[pyo3(signature = (month_, rows, seed = 42, with_expected = false, batch_rows = crate::schema::BATCH_ROWS, scenario = "plain"))]
 fn generate_month<'py>(py: Python<'py>, month_: &str, rows: u64, seed: u64, with_expected: bool, batch_rows: usize, scenario: &str) -> PyResult<Bound<'py, PyAny>> {
     let rides = crate::generator::MonthRides::new(seed, month(month_)?, rows, batch_rows, with_expected).with_scenario(history_scenario(scenario)?);
     PyRecordBatchReader::new(Box::new(rides)).into_pyarrow(py)
@@ -604,7 +598,7 @@ fn file_dict<'py>(py: Python<'py>, f: &layout::MonthFile) -> PyResult<Bound<'py,
     d.set_item("end_row", f.end)?;
     d.set_item("rows", f.rows())?;
     d.set_item("path", f.path.clone())?;
-    d.set_item("bytes", std::fs::metadata(&f.path).map(|m| m.len()).unwrap_or(0))?;
+    d.set_item("bytes", f.bytes())?;
     Ok(d)
 }
 
@@ -632,7 +626,7 @@ fn row_count(source_dir: PathBuf) -> PyResult<u64> {
 
 /// Rows `[first_row, first_row + row_count)` of the source as a `pyarrow.RecordBatchReader`.
 #[pyfunction]
-#[pyo3(signature = (source_dir, first_row, row_count = None, batch_rows = 65_536))]
+#[pyo3(signature = (source_dir, first_row, row_count = None, batch_rows = crate::schema::BATCH_ROWS))]
 fn read_rows<'py>(py: Python<'py>, source_dir: PathBuf, first_row: u64, row_count: Option<u64>, batch_rows: usize) -> PyResult<Bound<'py, PyAny>> {
     let r = source_rows(&source_dir, first_row, row_count, batch_rows)?;
     PyRecordBatchReader::new(Box::new(r)).into_pyarrow(py)
@@ -654,16 +648,11 @@ fn mask_dsn(dsn: &str) -> String {
 /// `(X, y, cleaning)`: the features of version `feature_version` and the labels of the rows of
 /// `data` that pass cleaning.
 #[pyfunction]
-#[pyo3(signature = (data, feature_version = 1))]
+#[pyo3(signature = (data, feature_version = FeatureSet::DEFAULT.version()))]
 fn compute_features<'py>(py: Python<'py>, data: AnyRecordBatch, feature_version: u16) -> PyResult<(Bound<'py, PyArray2<f64>>, Bound<'py, PyArray1<f64>>, Bound<'py, PyDict>)> {
     let set = FeatureSet::from_version(feature_version).map_err(CoreError::from)?;
     let (batches, schema) = data.into_table()?.into_inner();
-    let (x, y, c) = py
-        .detach(|| -> CoreResult<_> {
-            let batch = arrow::compute::concat_batches(&schema, &batches).map_err(|e| CoreError::Kernel(KernelError::Input(e.to_string())))?;
-            Ok(model::features_of(&batch, set)?)
-        })
-        .map_err(PyErr::from)?;
+    let (x, y, c) = py.detach(|| features_of_batches(&schema, &batches, set)).map_err(CoreError::from)?;
     Ok((x.into_pyarray(py), y.into_pyarray(py), counts_dict(py, &c)?))
 }
 
@@ -671,13 +660,7 @@ fn compute_features<'py>(py: Python<'py>, data: AnyRecordBatch, feature_version:
 #[pyfunction]
 fn hash_rows(py: Python<'_>, data: AnyRecordBatch) -> PyResult<String> {
     let reader = Counted(data.into_reader()?);
-    Ok(py.detach(|| crate::lineage::hash_rows(reader)).map_err(|e| CoreError::Kernel(KernelError::Input(e.to_string())))?)
-}
-
-/// Logs one line at INFO from Rust (target `_core.python`), to check the log bridge.
-#[pyfunction]
-fn log_hello(message: &str) {
-    log::info!("{message}");
+    Ok(py.detach(|| crate::lineage::hash_rows(reader)).map_err(CoreError::from)?)
 }
 
 #[pymodule]
@@ -685,7 +668,7 @@ mod _core {
     #[pymodule_export]
     use super::{
         append_month, compute_features, generate_history, generate_month, get_latest_trained_row, hash_rows, hash_source_rows,
-        import_kaggle_csv, lifecycle_pass, lifecycle_pass_source, log_hello, mask_dsn, read_rows, ride_schema, row_count,
+        import_kaggle_csv, lifecycle_pass, lifecycle_pass_source, mask_dsn, read_rows, ride_schema, row_count,
         rows_decoded, source_files, source_problems, source_schema, version, PyModel,
     };
 
@@ -694,7 +677,7 @@ mod _core {
 
     #[pymodule_export]
     use super::warehouse::{
-        warehouse_absorb, warehouse_features_query, warehouse_hash, warehouse_hash_query, warehouse_holdout_query,
+        warehouse_absorb, warehouse_hash, warehouse_hash_query, warehouse_holdout_query,
         warehouse_paired, warehouse_stats_query,
     };
 
@@ -712,12 +695,14 @@ mod _core {
         // No level cache: Python may change logging levels at any time (tests, CLI flags).
         let _ = pyo3_log::Logger::new(m.py(), pyo3_log::Caching::Nothing)?.filter(log::LevelFilter::Info).install();
         m.add("__version__", crate::version())?;
-        // FEATURE_VERSION: what a new Model gets by default (what the lifecycle trains and
-        // logs); FEATURE_VERSIONS: every version this build trains, predicts with and loads.
+        m.add("BATCH_ROWS", crate::schema::BATCH_ROWS)?;
+        // DEFAULT_FEATURE_VERSION: what a new Model gets by default and a new lineage starts
+        // with; FEATURE_VERSIONS: every version this build trains, predicts with and loads.
         use crate::kernel::feature_set::FeatureSet;
-        m.add("FEATURE_VERSION", FeatureSet::DEFAULT.version())?;
+        m.add("DEFAULT_FEATURE_VERSION", FeatureSet::DEFAULT.version())?;
         let versions = pyo3::types::PyTuple::new(m.py(), FeatureSet::ALL.map(FeatureSet::version))?;
         m.add("FEATURE_VERSIONS", versions)?;
+        m.add_submodule(&super::testing::module(m.py())?)?;
         Ok(())
     }
 }

@@ -5,6 +5,11 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 
+/// Rows per Arrow batch wherever the caller does not choose (reading the source, generating,
+/// importing, appending): large enough that per-batch costs vanish, small enough that a few
+/// batches in flight keep memory flat.
+pub const BATCH_ROWS: usize = 65_536;
+
 /// Unique ride key (pickup time plus a sequence number).
 pub const KEY: &str = "key";
 /// Fare paid in dollars, tolls included.

@@ -23,7 +23,7 @@ def test_version_and_log_bridge(caplog: pytest.LogCaptureFixture) -> None:
 
     assert taxifare_flow.__version__ == _core.version() == "0.1.0"
     with caplog.at_level(logging.INFO):
-        _core.log_hello("hello from Rust")
+        _core._testing.log_hello("hello from Rust")
     assert any(r.message == "hello from Rust" and r.name.startswith("_core") for r in caplog.records)
 
 

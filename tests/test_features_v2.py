@@ -12,6 +12,7 @@ import pyarrow.csv as pacsv
 import pytest
 
 from taxifare_flow import Model, ModelError, _core
+from taxifare_flow.settings import settings_from
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parent / "data"
@@ -33,13 +34,15 @@ def month(m: str, rows: int = 20_000, seed: int = 42) -> pa.Table:
 
 
 def test_versions_are_exposed() -> None:
-    assert _core.FEATURE_VERSION == 1, "new models stay v1 until the lifecycle switches"
+    assert _core.DEFAULT_FEATURE_VERSION == 2, "new models and new lineages are v2"
+    assert settings_from({}).feature_version == _core.DEFAULT_FEATURE_VERSION, "one default: the lifecycle's too"
     assert _core.FEATURE_VERSIONS == (1, 2)
-    v1, v2 = Model.feature_names(), Model.feature_names(2)
+    v1, v2 = Model.feature_names(1), Model.feature_names()
     assert len(v1) == 80 and len(v2) == 192
     assert v2[20] == "year_index" and v1[20] == "year"
     assert v2[:20] == v1[:20] and v2[21:80] == v1[21:80]
-    assert Model(feature_version=2).feature_version == 2 and Model().feature_version == 1
+    assert Model(feature_version=1).feature_version == 1 and Model().feature_version == 2
+    assert _core.Model().feature_version == 2 and len(_core.compute_features(month("2012-01", 10))[0][0]) == 192
     with pytest.raises(ValueError, match="feature version 3"):
         Model(feature_version=3)
     with pytest.raises(ValueError):
@@ -101,7 +104,7 @@ def test_v2_model_bytes_round_trip_and_versions_do_not_merge() -> None:
     np.testing.assert_array_equal(loaded.predict(test), m.predict(test))
     x, _, _ = _core.compute_features(test, 2)
     assert m.predict_features(x).shape == (len(x),)
-    v1 = Model()
+    v1 = Model(feature_version=1)
     v1.partial_fit(month("2013-01", 3000))
     with pytest.raises(ModelError, match="feature version"):
         v1.merge(m)

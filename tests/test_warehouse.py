@@ -129,7 +129,7 @@ def test_the_warehouse_computes_the_kernels_features(source: BigQuerySource, fea
     rides = pa.concat_tables([edge_rides(), generated.cast(_core.ride_schema())])
     table = load(source, rides)
     x, _, counts = _core.compute_features(table, feature_version)
-    sql = _core.warehouse_features_query(source.table_id, 0, table.num_rows, feature_version)
+    sql = _core._testing.warehouse_features_query(source.table_id, 0, table.num_rows, feature_version)
     got = source._query(sql).to_pydict()
     ids = sorted(set(got["row_id"]))
     assert len(ids) == counts["kept"] == x.shape[0]

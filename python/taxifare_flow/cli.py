@@ -20,7 +20,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from taxifare_flow.entry import debug, one_line
+from taxifare_flow.failure import debug, one_line
 from taxifare_flow.errors import SettingsError
 from taxifare_flow.settings import Settings, load_settings
 
@@ -362,7 +362,7 @@ def watermark(experiment: str = typer.Option("", help="default: MLFLOW_EXPERIMEN
     """The first untrained row (never imports mlflow). `taxifare watermark` is answered by the
     console script before this CLI loads; this command is the same answer after options such
     as --debug."""
-    from taxifare_flow.entry import watermark as answer
+    from taxifare_flow.watermark_command import watermark as answer
 
     raise typer.Exit(answer(experiment or None))
 

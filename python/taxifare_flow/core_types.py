@@ -100,24 +100,10 @@ class HoldoutSums(TypedDict):
     diff_sq_sum: float
 
 
-class WarehousePart(TypedDict):
-    """What the warehouse's statistics query gave (`warehouse_absorb`)."""
+class PassCounts(TypedDict):
+    """What every pass over `[w, t)` reports, wherever it ran (the local pass, the warehouse's
+    statistics query): the keys `PassResult` and `WarehousePart` share, stated once."""
 
-    cleaning: CleaningCounts
-    train_kept: int
-    holdout_kept: int
-    production: Scores | None
-    frozen: Scores | None
-    lineage_hash: str
-    #: Result rows received.
-    numbers: int
-
-
-class PassResult(TypedDict):
-    """What one lifecycle pass over `[w, t)` found (`lifecycle_pass`, `lifecycle_pass_source`)."""
-
-    #: Rows read: each row of the range once.
-    rows: int
     #: Cleaning of `[w, t)`, one state across the range.
     cleaning: CleaningCounts
     #: Clean rows of `[w, h)` and of the holdout `[h, t)`.
@@ -126,6 +112,22 @@ class PassResult(TypedDict):
     #: Production and the frozen model on `[w, t)`; `None` without such a model.
     production: Scores | None
     frozen: Scores | None
+    #: The lineage hash of the raw rows.
+    lineage_hash: str
+
+
+class WarehousePart(PassCounts):
+    """What the warehouse's statistics query gave (`warehouse_absorb`)."""
+
+    #: Result rows received.
+    numbers: int
+
+
+class PassResult(PassCounts):
+    """What one lifecycle pass over `[w, t)` found (`lifecycle_pass`, `lifecycle_pass_source`)."""
+
+    #: Rows read: each row of the range once.
+    rows: int
     #: Absolute errors on the clean holdout rows, in row order: the challenger's (trained on
     #: `[w, h)`; `None` when that left it without rows) and production's.
     holdout_challenger_errors: NotRequired[NDArray[np.float64] | None]
@@ -136,5 +138,3 @@ class PassResult(TypedDict):
     #: (warehouse passes only).
     warehouse_result_rows: NotRequired[int]
     warehouse_bytes_billed_estimate: NotRequired[int]
-    #: The lineage hash of the raw rows.
-    lineage_hash: str

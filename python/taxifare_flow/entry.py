@@ -1,42 +1,15 @@
 """The `taxifare` console script. `taxifare watermark` is answered here without importing the
 CLI framework, numpy, pyarrow or mlflow (a cold process in a few tens of milliseconds); every
-other command goes to `taxifare_flow.cli`, whose `watermark` command runs `watermark` below."""
+other command goes to `taxifare_flow.cli`, whose `watermark` command gives the same answer
+(`watermark_command`). The CLI never imports this module: the dependency goes one way."""
 
 from __future__ import annotations
 
-import os
 import sys
 
+from taxifare_flow.watermark_command import watermark
+
 USAGE = "usage: taxifare watermark [--experiment NAME]"
-
-
-def debug() -> bool:
-    """Whether tracebacks are wanted (`--debug`, or TAXIFARE_DEBUG=1)."""
-    return os.environ.get("TAXIFARE_DEBUG", "") not in ("", "0")
-
-
-def one_line(e: BaseException) -> str:
-    """`Type: message` on one line, passwords masked: what a user sees of a failure."""
-    from taxifare_flow._core import mask_dsn
-
-    return f"{type(e).__name__}: {mask_dsn(' '.join(str(e).split()))}"
-
-
-def watermark(experiment: str | None) -> int:
-    """Prints the first untrained row of `experiment` (default: MLFLOW_EXPERIMENT); returns the
-    exit status: 0, or 2 with one line on stderr for a typed error (raised with --debug)."""
-    from taxifare_flow import _core
-    from taxifare_flow.ml_logic.watermark import get_latest_trained_row
-    from taxifare_flow.settings import load_settings
-
-    try:
-        print(get_latest_trained_row(experiment or None, settings=load_settings()))
-    except _core.TaxifareError as e:
-        if debug():
-            raise
-        print(one_line(e), file=sys.stderr)
-        return 2
-    return 0
 
 
 def _experiment(args: list[str]) -> str | None:

@@ -23,6 +23,18 @@ class SourceBehindError(DataSourceError):
     """The data source holds fewer rows than the model was trained on."""
 
 
+class HistoryError(DataSourceError):
+    """The pending history cannot be used or changed as asked; the message says what to do."""
+
+
+class BigQueryError(DataSourceError):
+    """BigQuery is unreachable or refused a request; the message says which and why."""
+
+
+class NotPostgresError(SettingsError):
+    """The tracking DB is not PostgreSQL (SQLite, or none configured): psql cannot open it."""
+
+
 class IntegrityError(TaxifareError):
     """The stored state breaks a guarantee (training runs do not tile the trained rows, the
     source is not what its names say): nothing is trained on top of it."""

@@ -52,7 +52,7 @@ class Model:
     feature_names = staticmethod(_core.Model.feature_names)
 
     def __init__(self, ridge_alpha: float = 1e-3, half_life_months: float = math.inf, *,
-                 feature_version: int = _core.FEATURE_VERSION, _core_model: _core.Model | None = None) -> None:
+                 feature_version: int = _core.DEFAULT_FEATURE_VERSION, _core_model: _core.Model | None = None) -> None:
         self._m = _core_model if _core_model is not None else _core.Model(ridge_alpha, half_life_months, feature_version)
 
     @property
@@ -128,6 +128,6 @@ class Model:
         return self._m.last_month
 
 
-def features(data: Rides, feature_version: int = _core.FEATURE_VERSION) -> tuple[NDArray[np.float64], NDArray[np.float64], CleaningCounts]:
+def features(data: Rides, feature_version: int = _core.DEFAULT_FEATURE_VERSION) -> tuple[NDArray[np.float64], NDArray[np.float64], CleaningCounts]:
     """`(X, y, cleaning)` for the rows of `data` that pass cleaning, features of `feature_version`."""
     return _core.compute_features(as_arrow(data), feature_version)

@@ -13,12 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import parse_qsl, quote, unquote, urlencode, urlsplit, urlunsplit
 
-from taxifare_flow.errors import SettingsError
+from taxifare_flow.errors import NotPostgresError
 from taxifare_flow.settings import Settings
-
-
-class NotPostgresError(SettingsError):
-    """The tracking DB is not PostgreSQL (SQLite, or none configured): psql cannot open it."""
 
 
 @dataclass(frozen=True)

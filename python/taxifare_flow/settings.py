@@ -17,6 +17,7 @@ from urllib.parse import parse_qsl, quote
 
 from dotenv import dotenv_values
 
+from taxifare_flow import _core
 from taxifare_flow.errors import SettingsError
 
 DATA_SOURCES = ("local", "bigquery")
@@ -28,8 +29,9 @@ PROMOTION_POLICIES = ("paired", "margin")
 #: Generated histories (`src/generator/scenario.rs`, `docs/scenarios.md`): `plain` follows the
 #: fare rules the features know; `unannounced` adds fare changes no feature knows.
 HISTORY_SCENARIOS = ("plain", "unannounced")
-#: Feature sets a new lineage may start with (`src/kernel/feature_set.rs`).
-FEATURE_VERSIONS = ("1", "2")
+#: Feature sets a new lineage may start with, and the default (`src/kernel/feature_set.rs`).
+FEATURE_VERSIONS = tuple(str(v) for v in _core.FEATURE_VERSIONS)
+DEFAULT_FEATURE_VERSION = str(_core.DEFAULT_FEATURE_VERSION)
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 #: libpq's `sslmode` values the settings accept (`allow` is left out: it encrypts only when the
 #: server insists, which no deployment wants to ask for).
@@ -358,7 +360,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         history_first_month=r.month("HISTORY_FIRST_MONTH", "2009-01"),
         history_last_month=r.month("HISTORY_LAST_MONTH", "2015-06"),
         history_scenario=r.choice("HISTORY_SCENARIO", "plain", HISTORY_SCENARIOS),
-        feature_version=int(r.choice("FEATURE_VERSION", "2", FEATURE_VERSIONS)),
+        feature_version=int(r.choice("FEATURE_VERSION", DEFAULT_FEATURE_VERSION, FEATURE_VERSIONS)),
         ridge_alpha=r.number("RIDGE_ALPHA", 1e-3, minimum=0.0),
         half_life_months=half_life,
         holdout_fraction=r.number("HOLDOUT_FRACTION", 0.15, minimum=0.01, maximum=0.5),

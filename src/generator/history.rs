@@ -156,7 +156,7 @@ pub fn generate_history(dir: &Path, opts: &HistoryOptions, progress: &mut Progre
             out.push(GeneratedMonth { month: m, rows: rows_in(&path)?, summary: None });
             continue;
         }
-        let mut rides = MonthRides::new(opts.seed, m, planned_rows(opts, m), 65_536, false).with_scenario(opts.scenario);
+        let mut rides = MonthRides::new(opts.seed, m, planned_rows(opts, m), crate::schema::BATCH_ROWS, false).with_scenario(opts.scenario);
         let schema = rides.schema();
         let format = |e: &dyn std::fmt::Display| HistoryError::format_at(&path, e);
         write_atomically(

@@ -47,7 +47,7 @@ pub struct ImportOptions {
 
 impl Default for ImportOptions {
     fn default() -> Self {
-        Self { batch_rows: 65_536, writer_budget: 64 << 20 }
+        Self { batch_rows: schema::BATCH_ROWS, writer_budget: 64 << 20 }
     }
 }
 

@@ -3,6 +3,11 @@
 //! row featurizer, so a model keeps predicting with the columns it learnt whatever the
 //! newest version is.
 
+use arrow::array::{Array, RecordBatch};
+use arrow::datatypes::SchemaRef;
+use ndarray::{Array1, Array2};
+
+use super::cleaning::{Cleaner, CleaningCounts};
 use super::columns::RideColumns;
 use super::{features, features_v2};
 use super::KernelError;
@@ -20,9 +25,11 @@ impl FeatureSet {
     /// Every version this build can train, predict with and load, oldest first.
     pub const ALL: [Self; 2] = [Self::V1, Self::V2];
 
-    /// The version new models get unless asked for another. Stays 1 until the lifecycle
-    /// switches lineages over (a v2 lineage cannot continue v1 statistics).
-    pub const DEFAULT: Self = Self::V1;
+    /// The version new models get unless asked for another, and the one a new lineage starts
+    /// with (the `FEATURE_VERSION` setting's default): the one place that says so. Python
+    /// reads it as `_core.DEFAULT_FEATURE_VERSION`. An existing lineage keeps its version
+    /// until a backfill moves it (a v2 lineage cannot continue v1 statistics).
+    pub const DEFAULT: Self = Self::V2;
 
     /// The set of a recorded version number.
     pub fn from_version(version: u16) -> Result<Self, KernelError> {
@@ -89,13 +96,43 @@ impl RowFeaturizer {
     }
 }
 
+/// Features of version `set` of the rows of a batch that pass training cleaning, with their
+/// labels.
+pub fn features_of(batch: &RecordBatch, set: FeatureSet) -> Result<(Array2<f64>, Array1<f64>, CleaningCounts), KernelError> {
+    let cols = RideColumns::from_batch(batch, true)?;
+    let mut counts = CleaningCounts::default();
+    let mut kept = Vec::new();
+    Cleaner::for_training().clean(&cols, &mut counts, &mut kept);
+    let mut x = Array2::zeros((kept.len(), set.p()));
+    let mut feat = set.featurizer();
+    let fares = cols.fare.as_ref().ok_or_else(|| KernelError::Schema { column: "fare_amount".into(), reason: "missing".into() })?;
+    let mut y = Array1::zeros(kept.len());
+    for (r, &i) in kept.iter().enumerate() {
+        let mut row = x.row_mut(r);
+        if let Some(row) = row.as_slice_mut() {
+            feat.write(&cols, i, row);
+        }
+        y[r] = if fares.is_null(i) { f64::NAN } else { fares.value(i) };
+    }
+    Ok((x, y, counts))
+}
+
+/// [`features_of`] the rows of several batches of one schema, as one batch.
+pub fn features_of_batches(
+    schema: &SchemaRef,
+    batches: &[RecordBatch],
+    set: FeatureSet,
+) -> Result<(Array2<f64>, Array1<f64>, CleaningCounts), KernelError> {
+    features_of(&arrow::compute::concat_batches(schema, batches)?, set)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::calendar::Month;
     use crate::generator::MonthRides;
     use crate::kernel::codec;
-    use crate::kernel::model::{features_of, Model, Settings};
+    use crate::kernel::model::{Model, Settings};
     use crate::kernel::pass::{lifecycle_pass, PassModels};
     use arrow::array::RecordBatch;
     use arrow::error::ArrowError;
@@ -143,7 +180,7 @@ mod tests {
 
     #[test]
     fn versions_do_not_mix() {
-        let mut a = Model::new(Settings::default()).unwrap();
+        let mut a = Model::with_features(Settings::default(), FeatureSet::V1).unwrap();
         a.partial_fit(month("2011-01", 500)).unwrap();
         let mut b = v2();
         b.partial_fit(month("2011-02", 500)).unwrap();
@@ -158,7 +195,7 @@ mod tests {
     /// version's features, and the challenger ends as one v2 fit of the rows.
     #[test]
     fn the_pass_scores_each_model_with_its_version() {
-        let mut production = Model::new(Settings::default()).unwrap();
+        let mut production = Model::with_features(Settings::default(), FeatureSet::V1).unwrap();
         production.partial_fit(month("2012-07", 3000)).unwrap();
         let mut head = v2();
         head.partial_fit(month("2012-07", 3000)).unwrap();
@@ -187,7 +224,7 @@ mod tests {
             assert_eq!(FeatureSet::from_version(s.version()).unwrap(), s);
             assert_eq!(s.names().len(), s.p());
         }
-        assert_eq!(FeatureSet::DEFAULT.version(), 1, "the Python signatures spell the default out");
+        assert_eq!(FeatureSet::DEFAULT, FeatureSet::V2);
         assert_eq!(FeatureSet::V2.p(), 192);
         assert!(FeatureSet::from_version(0).is_err());
         assert!(FeatureSet::from_version(99).unwrap_err().to_string().contains("99"));

@@ -13,7 +13,6 @@
 //!   demand and traffic.
 
 use super::columns::RideColumns;
-pub use super::model::features_of;
 use std::sync::OnceLock;
 
 use crate::calendar::{LocalTime, MonthIndexCache, NyClock, DAY};
@@ -22,6 +21,11 @@ use crate::geo::{self, Point};
 
 /// Version of the feature set; a model records the version it was trained with.
 pub const FEATURE_VERSION: u16 = 1;
+
+/// `passengers` is the passenger count over this (a scale, not a limit: cleaning keeps up to 7).
+pub const PASSENGER_SCALE: f64 = 6.0;
+/// `year` is the month index (since 2009-01) over this: six years of months.
+pub const YEAR_SCALE_MONTHS: f64 = 72.0;
 
 /// The 20 busiest Manhattan/Brooklyn geohash-5 cells of the original package.
 pub const GEOHASHES: [&str; 20] = [
@@ -124,12 +128,12 @@ impl Featurizer {
         let jfk_manhattan = f64::from(u8::from((np[0] && geo::in_manhattan(d)) || (nd[0] && geo::in_manhattan(p))));
         let ewr = f64::from(u8::from(np[2] || nd[2]));
 
-        out[0] = c.passengers.value(i) as f64 / 6.0;
+        out[0] = c.passengers.value(i) as f64 / PASSENGER_SCALE;
         out[1] = hour_sin;
         out[2] = hour_cos;
         one_hot(&mut out[3..9], (local.weekday > 0).then(|| local.weekday as usize - 1));
         one_hot(&mut out[9..20], (local.month > 1).then(|| local.month as usize - 2));
-        out[20] = f64::from(self.months.of(ts)) / 72.0;
+        out[20] = f64::from(self.months.of(ts)) / YEAR_SCALE_MONTHS;
         out[21] = dist;
         out[22] = geo::manhattan_km(p, d);
         let cell = |q: Point| {
@@ -201,84 +205,6 @@ pub(crate) mod tests {
     const TIMES_SQ: (f64, f64) = (40.758, -73.9855);
     const JFK: (f64, f64) = (40.6413, -73.7781);
     const LGA: (f64, f64) = (40.7769, -73.8740);
-
-    /// The features as first written (per-row calendar arithmetic, trigonometry and geohash
-    /// bisection): the reference the optimised [`Featurizer`] must match bit for bit.
-    fn reference(c: &RideColumns, i: usize, out: &mut [f64]) {
-        use crate::calendar::month_index_of;
-        let cells = GEOHASHES.map(|g| geo::geohash5_code(g).unwrap_or(u32::MAX));
-        let ts = c.ts[i];
-        let p = Point { lat: c.plat.value(i), lon: c.plon.value(i) };
-        let d = Point { lat: c.dlat.value(i), lon: c.dlon.value(i) };
-        let lt = ts + NyClock::default().offset(ts);
-        let days = lt.div_euclid(DAY);
-        let (year, month, _) = crate::calendar::civil_from_days(days);
-        let local = LocalTime { second_of_day: lt.rem_euclid(DAY), weekday: crate::calendar::weekday(days), month, year };
-        let dist = geo::haversine_km(p, d);
-        let post = f64::from(u8::from(ts >= RATE_CHANGE));
-        let night = f64::from(u8::from(is_night(&local)));
-        let peak = f64::from(u8::from(is_peak(&local)));
-        let hour = local.second_of_day as f64 / 3600.0;
-        let angle = hour / 24.0 * std::f64::consts::TAU;
-        let near = |q: Point| geo::AIRPORTS.map(|a| geo::near(q, a));
-        let (np, nd) = (near(p), near(d));
-        let jfk_manhattan = f64::from(u8::from((np[0] && geo::in_manhattan(d)) || (nd[0] && geo::in_manhattan(p))));
-        let ewr = f64::from(u8::from(np[2] || nd[2]));
-        out[0] = c.passengers.value(i) as f64 / 6.0;
-        out[1] = angle.sin();
-        out[2] = angle.cos();
-        one_hot(&mut out[3..9], (local.weekday > 0).then(|| local.weekday as usize - 1));
-        one_hot(&mut out[9..20], (local.month > 1).then(|| local.month as usize - 2));
-        out[20] = f64::from(month_index_of(ts)) / 72.0;
-        out[21] = dist;
-        out[22] = geo::manhattan_km(p, d);
-        let cell = |q: Point| cells.iter().position(|&c| c == geo::geohash5_bisect(q));
-        one_hot(&mut out[23..43], cell(p));
-        one_hot(&mut out[43..63], cell(d));
-        for (j, v) in np.iter().chain(nd.iter()).enumerate() {
-            out[63 + j] = f64::from(u8::from(*v));
-        }
-        let tail = [
-            night,
-            peak,
-            post,
-            dist * post,
-            f64::from(u8::from(ts >= MTA_TAX_START)),
-            jfk_manhattan,
-            jfk_manhattan * post,
-            jfk_manhattan * dist,
-            ewr * post,
-            dist * peak,
-            dist * night,
-        ];
-        out[69..80].copy_from_slice(&tail);
-    }
-
-    #[test]
-    fn features_are_bit_identical_to_the_reference() {
-        use crate::calendar::Month;
-        use crate::kernel::cleaning::{Cleaner, CleaningCounts};
-        // Months around both DST changes, the rate change and a new year; rows in time order
-        // (the caches hit) and then in reverse (they miss).
-        let mut rows = 0;
-        for m in ["2009-03", "2012-09", "2012-11", "2013-12", "2014-01"] {
-            for batch in crate::generator::MonthRides::new(4, Month::parse(m).unwrap(), 20_000, 5000, false) {
-                let batch = batch.unwrap();
-                let cols = RideColumns::from_batch(&batch, true).unwrap();
-                let mut kept = Vec::new();
-                Cleaner::for_training().clean(&cols, &mut CleaningCounts::default(), &mut kept);
-                let mut feat = Featurizer::new();
-                let (mut got, mut want) = ([0.0; N_FEATURES], [0.0; N_FEATURES]);
-                for &i in kept.iter().chain(kept.iter().rev()) {
-                    feat.write(&cols, i, &mut got);
-                    reference(&cols, i, &mut want);
-                    assert_eq!(got.map(f64::to_bits), want.map(f64::to_bits), "row {i} of {m}");
-                    rows += 1;
-                }
-            }
-        }
-        assert!(rows > 150_000, "{rows}");
-    }
 
     #[test]
     fn names_match_width() {

@@ -12,7 +12,7 @@
 use super::columns::RideColumns;
 use super::features::{self, Featurizer};
 use crate::calendar::{month_index_of, NyClock};
-use crate::fare_rules::{new_meter_share, tunnel_toll, RATE_CHANGE};
+use crate::fare_rules::{new_meter_share, tunnel_toll, JFK_FLAT_FARE, JFK_PEAK_SURCHARGE, METER_RATE_RISE, NEWARK_SURCHARGE, RATE_CHANGE, SATURDAY};
 use crate::geo::{self, Point};
 
 /// The version number recorded with v2 models.
@@ -120,11 +120,11 @@ impl FeaturizerV2 {
         let local = self.clock.local(ts);
         // Clamped only so that a corrupt clock cannot index out of the cells.
         let hour = usize::try_from(local.second_of_day / 3600).unwrap_or(0).min(23);
-        let cell = 24 * usize::from(local.weekday >= 5) + hour;
+        let cell = 24 * usize::from(local.weekday >= SATURDAY) + hour;
         let post = ts >= RATE_CHANGE;
         // The distance the meter charges, in 2009 meter units: the rate rose 25 % over the
         // month after 2012-09-04, and the JFK flat fare has no per-km part.
-        let dm = d * (1.0 + 0.25 * new_meter_share(ts)) * (1.0 - jfk);
+        let dm = d * (1.0 + METER_RATE_RISE * new_meter_share(ts)) * (1.0 - jfk);
         let (np, nq) = (geo::AIRPORTS.map(|a| geo::near(p, a)), geo::AIRPORTS.map(|a| geo::near(q, a)));
         let (ap, aq) = (np.contains(&true), nq.contains(&true));
         let airport = (ap || aq) && jfk == 0.0;
@@ -146,8 +146,8 @@ impl FeaturizerV2 {
             put(PAIR + k, 1.0);
             put(DM_PAIR + k, dm);
         }
-        put(JFK_FLAT, jfk * if post { 52.0 + 4.5 * peak } else { 45.0 });
-        put(JFK_FLAT + 1, indicator(ewr) * if post { 17.5 } else { 15.0 });
+        put(JFK_FLAT, jfk * if post { JFK_FLAT_FARE.1 + JFK_PEAK_SURCHARGE * peak } else { JFK_FLAT_FARE.0 });
+        put(JFK_FLAT + 1, indicator(ewr) * if post { NEWARK_SURCHARGE.1 } else { NEWARK_SURCHARGE.0 });
         put(JFK_FLAT + 2, indicator(d < ZERO_DIST_KM));
     }
 }

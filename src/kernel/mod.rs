@@ -7,8 +7,10 @@ pub mod columns;
 pub mod feature_set;
 pub mod features;
 pub mod features_v2;
+pub mod holdout;
 pub mod metrics;
 pub mod model;
+pub(crate) mod parallel;
 pub mod pass;
 pub(crate) mod pipeline;
 pub mod stats;
@@ -47,4 +49,15 @@ pub enum KernelError {
     /// month, or more weight than it holds); the model is unchanged.
     #[error("cannot unlearn: {0}")]
     NotLearnt(String),
+}
+
+impl From<arrow::error::ArrowError> for KernelError {
+    /// A failed input stream, as [`KernelError::Input`]: the reader's own error when Arrow
+    /// wraps one (a data-source or I/O error says which file), else Arrow's.
+    fn from(e: arrow::error::ArrowError) -> Self {
+        match e {
+            arrow::error::ArrowError::ExternalError(inner) => Self::Input(inner.to_string()),
+            other => Self::Input(other.to_string()),
+        }
+    }
 }

@@ -1,14 +1,15 @@
 //! The taxi-fare model: sufficient statistics over features of cleaned rides, optional
 //! exponential forgetting in months of ride time, lazily solved coefficients.
 
-use arrow::array::{Array, RecordBatch};
+use arrow::array::RecordBatch;
 use arrow::error::ArrowError;
-use ndarray::{s, Array1, Array2, ArrayView1, ArrayView2};
+use ndarray::{s, Array2, ArrayView1, ArrayView2};
 
 use super::cleaning::{Cleaner, CleaningCounts};
 use super::columns::RideColumns;
 use super::feature_set::FeatureSet;
 use super::metrics::Metrics;
+use super::parallel::on_cores;
 use super::stats::{Coefficients, SparseRows, Stats};
 use super::KernelError;
 use crate::calendar::month_index_of;
@@ -65,23 +66,6 @@ pub struct Model {
     pub(crate) coef: Option<Coefficients>,
 }
 
-/// Batches with fewer kept rows are summed on the calling thread.
-const PARALLEL_MIN_ROWS: usize = 8192;
-
-/// Splits `rows` into one chunk per core and runs `work` on each, results in chunk order. Few
-/// rows run inline. A worker that panics re-raises here: no row is ever silently dropped.
-pub(crate) fn on_cores<T: Send>(rows: &[usize], work: impl Fn(&[usize]) -> T + Sync) -> Vec<T> {
-    if rows.len() < PARALLEL_MIN_ROWS {
-        return vec![work(rows)];
-    }
-    let threads = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).clamp(1, 8);
-    let work = &work;
-    std::thread::scope(|s| {
-        let handles: Vec<_> = rows.chunks(rows.len().div_ceil(threads)).map(|chunk| s.spawn(move || work(chunk))).collect();
-        handles.into_iter().map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e))).collect()
-    })
-}
-
 /// Featurises and accumulates the kept rows of one batch on every core.
 fn accumulate_parallel(set: FeatureSet, cols: &RideColumns, fares: &arrow::array::Float64Array, kept: &[usize]) -> Vec<SparseRows> {
     on_cores(kept, |rows| {
@@ -124,13 +108,6 @@ where
 {
     *counts = super::pipeline::cleaned(batches, |c| each(&c.cols, &c.fares, &c.kept))?;
     Ok(())
-}
-
-pub(crate) fn input(e: ArrowError) -> KernelError {
-    match e {
-        ArrowError::ExternalError(inner) => KernelError::Input(inner.to_string()),
-        other => KernelError::Input(other.to_string()),
-    }
 }
 
 impl Model {
@@ -205,11 +182,26 @@ impl Model {
         self.coef = None;
     }
 
-    fn flush(&mut self, acc: &mut SparseRows, pending: &mut usize) {
-        if *pending > 0 {
-            self.stats.absorb(acc);
-            self.coef = None;
-            *pending = 0;
+    /// Runs `add` on the clean rows `rows` of a batch in runs within which no weight decays,
+    /// the model's clock moved to each run's month first: the one statement of the
+    /// forgetting rule (rows of an older month are added before the weights decay for a newer
+    /// one; a run's rows can be summed in any order, so the cores share them). Without
+    /// forgetting the batch is one run.
+    pub(crate) fn in_runs(&mut self, cols: &RideColumns, rows: &[usize], mut add: impl FnMut(&mut Self, &[usize])) {
+        let mut start = 0;
+        while start < rows.len() {
+            let end = if self.forgetting() {
+                self.advance_to(month_index_of(cols.ts[rows[start]]));
+                let last = self.last_month;
+                rows[start..].iter().position(|&i| Some(month_index_of(cols.ts[i])) > last).map_or(rows.len(), |p| start + p)
+            } else {
+                if let Some(m) = rows.iter().map(|&i| month_index_of(cols.ts[i])).max() {
+                    self.advance_to(m);
+                }
+                rows.len()
+            };
+            add(self, &rows[start..end]);
+            start = end;
         }
     }
 
@@ -220,40 +212,15 @@ impl Model {
         I: IntoIterator<Item = Result<RecordBatch, ArrowError>>,
     {
         let set = self.feature_set;
-        let mut feat = set.featurizer();
         let mut counts = CleaningCounts::default();
-        let mut acc = SparseRows::new(set.p());
-        let mut pending = 0usize;
-        let mut f = vec![0.0; set.p()];
         for_each_cleaned(batches, &mut counts, |cols, fares, kept| {
-            let newest = kept.iter().map(|&i| month_index_of(cols.ts[i])).max();
-            let decays = self.forgetting() && newest.is_some_and(|m| self.last_month.is_none_or(|last| m > last));
-            if !decays {
-                // No weight changes inside this batch: its rows can be summed in any order,
-                // so the cores share them.
-                if let Some(m) = newest {
-                    self.advance_to(m);
+            self.in_runs(cols, kept, |model, run| {
+                for mut part in accumulate_parallel(set, cols, fares, run) {
+                    model.absorb(&mut part);
                 }
-                for mut part in accumulate_parallel(set, cols, fares, kept) {
-                    self.stats.absorb(&mut part);
-                    self.coef = None;
-                }
-                return Ok(());
-            }
-            for &i in kept {
-                let m = month_index_of(cols.ts[i]);
-                if self.last_month.is_none_or(|last| m > last) {
-                    // Rows of the older month are added before the weights decay.
-                    self.flush(&mut acc, &mut pending);
-                    self.advance_to(m);
-                }
-                feat.write(cols, i, &mut f);
-                acc.add(&f, fares.value(i));
-                pending += 1;
-            }
+            });
             Ok(())
         })?;
-        self.flush(&mut acc, &mut pending);
         Ok(counts)
     }
 
@@ -327,6 +294,19 @@ impl Model {
             .collect())
     }
 
+    /// Predicted fares for the raw rows of a stream of batches, in order; NaN for rows
+    /// cleaning rejects.
+    pub fn predict_stream<I>(&mut self, batches: I) -> Result<Vec<f64>, KernelError>
+    where
+        I: IntoIterator<Item = Result<RecordBatch, ArrowError>>,
+    {
+        let mut out = Vec::new();
+        for batch in batches {
+            out.extend(self.predict(&batch?)?);
+        }
+        Ok(out)
+    }
+
     /// Predictions on precomputed features.
     pub fn predict_features(&mut self, x: ArrayView2<f64>) -> Result<Vec<f64>, KernelError> {
         let p = self.feature_set.p();
@@ -359,27 +339,6 @@ impl Model {
         ev.counts = counts;
         Ok(ev)
     }
-}
-
-/// Features of version `set` of the rows of a batch that pass training cleaning, with their
-/// labels.
-pub fn features_of(batch: &RecordBatch, set: FeatureSet) -> Result<(Array2<f64>, Array1<f64>, CleaningCounts), KernelError> {
-    let cols = RideColumns::from_batch(batch, true)?;
-    let mut counts = CleaningCounts::default();
-    let mut kept = Vec::new();
-    Cleaner::for_training().clean(&cols, &mut counts, &mut kept);
-    let mut x = Array2::zeros((kept.len(), set.p()));
-    let mut feat = set.featurizer();
-    let fares = cols.fare.as_ref().ok_or_else(|| KernelError::Schema { column: "fare_amount".into(), reason: "missing".into() })?;
-    let mut y = Array1::zeros(kept.len());
-    for (r, &i) in kept.iter().enumerate() {
-        let mut row = x.row_mut(r);
-        if let Some(row) = row.as_slice_mut() {
-            feat.write(&cols, i, row);
-        }
-        y[r] = if fares.is_null(i) { f64::NAN } else { fares.value(i) };
-    }
-    Ok((x, y, counts))
 }
 
 #[cfg(test)]

@@ -19,11 +19,11 @@ use super::cleaning::CleaningCounts;
 use super::columns::RideColumns;
 use super::feature_set::FeatureSet;
 use super::metrics::Metrics;
-use super::model::{on_cores, Model};
+use super::model::Model;
+use super::parallel::on_cores;
 use super::pipeline;
 use super::stats::{Coefficients, SparseRows};
 use super::KernelError;
-use crate::calendar::month_index_of;
 use crate::lineage;
 
 /// The models of one lifecycle.
@@ -193,28 +193,15 @@ struct Totals {
 /// Adds clean rows `rows` of a batch to `model`, on every core, in segments within which no
 /// weight decays (a newer month under forgetting starts a segment).
 fn feed(model: &mut Model, cols: &RideColumns, fares: &Float64Array, rows: &[usize], refs: &Refs, holdout: bool, totals: &mut Totals) {
-    let mut start = 0;
-    while start < rows.len() {
-        let end = if model.forgetting() {
-            let first = month_index_of(cols.ts[rows[start]]);
-            model.advance_to(first);
-            let last = model.last_month;
-            rows[start..].iter().position(|&i| Some(month_index_of(cols.ts[i])) > last).map_or(rows.len(), |p| start + p)
-        } else {
-            if let Some(m) = rows.iter().map(|&i| month_index_of(cols.ts[i])).max() {
-                model.advance_to(m);
-            }
-            rows.len()
-        };
-        for mut part in on_cores(&rows[start..end], |chunk| work(cols, fares, chunk, refs, holdout)) {
+    model.in_runs(cols, rows, |model, run| {
+        for mut part in on_cores(run, |chunk| work(cols, fares, chunk, refs, holdout)) {
             model.absorb(&mut part.acc);
             totals.production.merge(&part.production);
             totals.frozen.merge(&part.frozen);
             totals.kept.append(part.kept);
             totals.production_errors.extend(part.production_errors);
         }
-        start = end;
-    }
+    });
 }
 
 /// Runs the pass over a raw stream of `[w, t)` whose holdout starts `holdout_offset` rows in.
@@ -248,7 +235,7 @@ where
         let hash = hasher.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
         result.counts = fed?;
         result.rows = result.counts.raw;
-        hash.map_err(super::model::input)
+        hash.map_err(KernelError::from)
     })?;
     result.lineage_hash = hash;
     if refs.production.is_some() {

@@ -64,7 +64,7 @@ where
         let fed = (|| -> Result<(), KernelError> {
             let mut first = 0u64;
             for batch in batches {
-                let batch = batch.map_err(super::model::input)?;
+                let batch = batch?;
                 let cols = RideColumns::from_batch(&batch, true)?;
                 let fares = cols.fare.clone().ok_or_else(|| KernelError::Schema { column: FARE.into(), reason: "missing".into() })?;
                 let n = batch.num_rows() as u64;

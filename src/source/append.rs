@@ -62,7 +62,7 @@ pub fn append_month(pending: &Path, month: Month, dir: &Path, format: Format) ->
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
-    let reader = builder.with_batch_size(65_536).build().map_err(|e| corrupt(&e))?;
+    let reader = builder.with_batch_size(schema::BATCH_ROWS).build().map_err(|e| corrupt(&e))?;
     let end = first + rows;
     let target = dir.join(layout::file_name(month, first, end, format));
     let out_schema = schema::source_schema();

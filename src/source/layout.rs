@@ -57,6 +57,12 @@ impl MonthFile {
     pub fn rows(&self) -> u64 {
         self.end - self.first
     }
+
+    /// Size of the file in bytes; 0 when it cannot be read (it is listed, not opened).
+    #[must_use]
+    pub fn bytes(&self) -> u64 {
+        std::fs::metadata(&self.path).map_or(0, |m| m.len())
+    }
 }
 
 /// The file name of a month holding rows `[first, end)`.

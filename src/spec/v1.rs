@@ -5,10 +5,12 @@
 use super::expr::build::{add, call, clamp, div, ge, indicator, input, le, lt, mul, nonzero, num, sub, var, when};
 use super::expr::{Cond, Expr, Func, Input};
 use super::{Slot, Spec};
-use crate::fare_rules::{MTA_TAX_START, RATE_CHANGE};
-use crate::geo::{self, ManhattanBand, Point, AIRPORTS, AIRPORT_RADIUS_KM, EARTH_RADIUS_KM, MANHATTAN_HALF_WIDTH_KM, MANHATTAN_SPINE};
+use crate::fare_rules::{MTA_TAX_START, NIGHT_FROM_HOUR, NIGHT_UNTIL_HOUR, PEAK_FROM_HOUR, PEAK_UNTIL_HOUR, RATE_CHANGE, SATURDAY};
+use crate::geo::{
+    self, ManhattanBand, Point, AIRPORTS, AIRPORT_BOX_DEG, AIRPORT_RADIUS_KM, EARTH_RADIUS_KM, MANHATTAN_HALF_WIDTH_KM, MANHATTAN_SPINE,
+};
 use crate::kernel::feature_set::FeatureSet;
-use crate::kernel::features::{self, GEOHASHES};
+use crate::kernel::features::{self, GEOHASHES, PASSENGER_SCALE, YEAR_SCALE_MONTHS};
 
 /// Degrees to radians, as `f64::to_radians` multiplies.
 const RAD: f64 = std::f64::consts::PI / 180.0;
@@ -72,8 +74,8 @@ fn manhattan(a: &At, b: &At) -> Expr {
 /// `geo::near`: the box test, then the distance.
 fn near(q: &At, airport: Point) -> Cond {
     Cond::All(vec![
-        le(abs(sub(q.lat.clone(), num(airport.lat))), num(0.02)),
-        le(abs(sub(q.lon.clone(), num(airport.lon))), num(0.03)),
+        le(abs(sub(q.lat.clone(), num(airport.lat))), num(AIRPORT_BOX_DEG.0)),
+        le(abs(sub(q.lon.clone(), num(airport.lon))), num(AIRPORT_BOX_DEG.1)),
         lt(haversine(q, &At::fixed(airport)), num(AIRPORT_RADIUS_KM)),
     ])
 }
@@ -129,13 +131,14 @@ pub(super) fn lets() -> Vec<(String, Expr)> {
         ("angle".into(), mul(div(div(sod, num(3600.0)), num(24.0)), num(std::f64::consts::TAU))),
         ("post".into(), indicator(ge(input(Input::Seconds), num(RATE_CHANGE as f64)))),
     ];
-    v.push(("night".into(), indicator(Cond::Any(vec![lt(var("hour"), num(6.0)), ge(var("hour"), num(20.0))]))));
+    let hour = |h: i64| num(h as f64);
+    v.push(("night".into(), indicator(Cond::Any(vec![lt(var("hour"), hour(NIGHT_UNTIL_HOUR)), ge(var("hour"), hour(NIGHT_FROM_HOUR))]))));
     v.push((
         "peak".into(),
         indicator(Cond::All(vec![
-            lt(input(Input::LocalWeekday), num(5.0)),
-            ge(var("hour"), num(16.0)),
-            lt(var("hour"), num(20.0)),
+            lt(input(Input::LocalWeekday), num(f64::from(SATURDAY))),
+            ge(var("hour"), hour(PEAK_FROM_HOUR)),
+            lt(var("hour"), hour(PEAK_UNTIL_HOUR)),
         ])),
     ));
     for (end, q) in [("pickup", &p), ("dropoff", &d)] {
@@ -165,7 +168,7 @@ pub(super) fn slots(year: Slot) -> Vec<Slot> {
     let column = |name: &str, value: Expr| Slot::Column { name: name.into(), value };
     let (wd, month) = (input(Input::LocalWeekday), input(Input::LocalMonth));
     let mut s = vec![
-        column("passengers", div(input(Input::Passengers), num(6.0))),
+        column("passengers", div(input(Input::Passengers), num(PASSENGER_SCALE))),
         column("hour_sin", sin(var("angle"))),
         column("hour_cos", cos(var("angle"))),
         Slot::OneHot {
@@ -211,6 +214,6 @@ pub(super) fn slots(year: Slot) -> Vec<Slot> {
 
 /// Version 1.
 pub(super) fn spec() -> Spec {
-    let year = Slot::Column { name: "year".into(), value: div(input(Input::MonthIndex), num(72.0)) };
+    let year = Slot::Column { name: "year".into(), value: div(input(Input::MonthIndex), num(YEAR_SCALE_MONTHS)) };
     Spec { set: FeatureSet::V1, lets: lets(), slots: slots(year) }
 }

@@ -4,21 +4,17 @@ use super::expr::build::{add, clamp, div, eq, ge, indicator, input, le, lt, mul,
 use super::expr::{Cond, Expr, Input};
 use super::v1::{self, first_of, floor, is};
 use super::{Slot, Spec};
-use crate::calendar::timestamp;
-use crate::fare_rules::{RATE_CHANGE, RATE_CHANGE_DONE};
+use crate::fare_rules::{
+    JFK_FLAT_FARE, JFK_PEAK_SURCHARGE, METER_RATE_RISE, NEWARK_SURCHARGE, RATE_CHANGE, RATE_CHANGE_DONE, SATURDAY, TUNNEL_TOLLS,
+};
 use crate::kernel::feature_set::FeatureSet;
 use crate::kernel::features_v2::{N_FEATURES, PAIRS, ZERO_DIST_KM};
 
 /// `fare_rules::tunnel_toll`.
 fn tunnel_toll() -> Expr {
-    let ts = || input(Input::Seconds);
-    Expr::Case(
-        vec![
-            (lt(ts(), num(timestamp(2010, 12, 30, 5, 0, 0) as f64)), num(5.00)),
-            (lt(ts(), num(timestamp(2015, 3, 22, 4, 0, 0) as f64)), num(5.33)),
-        ],
-        Box::new(num(5.54)),
-    )
+    // The toll in force before each change, else the last one.
+    let changes = TUNNEL_TOLLS.windows(2).map(|w| (lt(input(Input::Seconds), num(w[1].0 as f64)), num(w[0].1))).collect();
+    Expr::Case(changes, Box::new(num(TUNNEL_TOLLS[TUNNEL_TOLLS.len() - 1].1)))
 }
 
 /// `features_v2::zone` of a ride end.
@@ -33,12 +29,15 @@ pub(super) fn spec() -> Spec {
         ["wd", "we"].iter().flat_map(|day| (0..24).map(move |h| format!("{prefix}_{day}_h{h:02}"))).collect()
     };
     lets.extend([
-        ("cell".to_string(), add(mul(num(24.0), indicator(ge(input(Input::LocalWeekday), num(5.0)))), clamp(var("hour"), 0.0, 23.0))),
+        (
+            "cell".to_string(),
+            add(mul(num(24.0), indicator(ge(input(Input::LocalWeekday), num(f64::from(SATURDAY))))), clamp(var("hour"), 0.0, 23.0)),
+        ),
         (
             "share".into(),
             clamp(div(sub(input(Input::Seconds), num(RATE_CHANGE as f64)), num((RATE_CHANGE_DONE - RATE_CHANGE) as f64)), 0.0, 1.0),
         ),
-        ("dm".into(), mul(mul(var("dist"), add(num(1.0), mul(num(0.25), var("share")))), sub(num(1.0), var("jfk_manhattan")))),
+        ("dm".into(), mul(mul(var("dist"), add(num(1.0), mul(num(METER_RATE_RISE), var("share")))), sub(num(1.0), var("jfk_manhattan")))),
     ]);
     for end in ["pickup", "dropoff"] {
         let any = Cond::Any(["jfk", "lga", "ewr"].iter().map(|a| is(&format!("{end}_{a}"))).collect());
@@ -80,9 +79,12 @@ pub(super) fn spec() -> Spec {
         Slot::OneHot { names: PAIRS.iter().map(|z| format!("dm_x_pair_{z}")).collect(), index: var("pair"), value: var("dm") },
         column(
             "jfk_flat_fare",
-            mul(var("jfk_manhattan"), when(is("post"), add(num(52.0), mul(num(4.5), var("peak"))), num(45.0))),
+            mul(
+                var("jfk_manhattan"),
+                when(is("post"), add(num(JFK_FLAT_FARE.1), mul(num(JFK_PEAK_SURCHARGE), var("peak"))), num(JFK_FLAT_FARE.0)),
+            ),
         ),
-        column("ewr_surcharge", mul(var("ewr"), when(is("post"), num(17.5), num(15.0)))),
+        column("ewr_surcharge", mul(var("ewr"), when(is("post"), num(NEWARK_SURCHARGE.1), num(NEWARK_SURCHARGE.0)))),
         column("zero_dist", indicator(lt(var("dist"), num(ZERO_DIST_KM)))),
     ]);
     debug_assert_eq!(slots.iter().map(Slot::width).sum::<usize>(), N_FEATURES);

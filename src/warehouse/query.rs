@@ -20,6 +20,7 @@ use crate::calendar::{days_in_month, DstRule, DST_1987, DST_2007, DST_2007_FROM,
 use crate::geo::{NYC_LAT, NYC_LON};
 use crate::kernel::cleaning::{MAX_FARE, PASSENGERS};
 use crate::kernel::feature_set::FeatureSet;
+use crate::kernel::holdout::holdout_offset;
 use crate::kernel::stats::Coefficients;
 use crate::schema::{DROPOFF_LAT, DROPOFF_LON, FARE, KEY, PASSENGERS as PASSENGER_COUNT, PICKUP_DATETIME, PICKUP_LAT, PICKUP_LON, ROW_ID};
 use crate::spec::Spec;
@@ -58,12 +59,7 @@ impl Slice {
         if !ok {
             return Err(WarehouseError::Invalid(format!("table {:?} is not project.dataset.table", self.table)));
         }
-        if !(self.first <= self.holdout_start && self.holdout_start <= self.end) {
-            return Err(WarehouseError::Invalid(format!(
-                "holdout_start {} is outside rows {}..{}",
-                self.holdout_start, self.first, self.end
-            )));
-        }
+        holdout_offset(self.first, self.end, self.holdout_start).map_err(|e| WarehouseError::Invalid(e.to_string()))?;
         Ok(())
     }
 }

@@ -22,16 +22,17 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, TypeVar, cast
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from taxifare_flow import _core
+from taxifare_flow.core_types import PassCounts
 from taxifare_flow.data import WAREHOUSE_HASH_PREFIX, SourceMonth
-from taxifare_flow.data.history import ProgressFn, ensure_history, history_months, pending_problems
-from taxifare_flow.errors import SettingsError
+from taxifare_flow.data.history import ProgressFn, ensure_history, history_months, pending_file, pending_problems
+from taxifare_flow.errors import BigQueryError, SettingsError
 from taxifare_flow.settings import Settings
 
 if TYPE_CHECKING:
@@ -82,10 +83,6 @@ class QueryCost:
 
 def _bytes(n: int) -> str:
     return f"{n / 2**20:,.1f} MiB" if n < 2**30 else f"{n / 2**30:,.2f} GiB"
-
-
-class BigQueryError(_core.DataSourceError):
-    """BigQuery is unreachable or refused a request; the message says which and why."""
 
 
 def _schema() -> list[SchemaField]:
@@ -288,7 +285,7 @@ class BigQuerySource:
             return None
         month = pending[0]
         first = self.row_count()
-        rides = pq.read_table(self.settings.pending_dir / f"{month}.parquet", columns=RIDE_COLUMNS)
+        rides = pq.read_table(pending_file(self.settings.pending_dir, month), columns=RIDE_COLUMNS)
         table = rides.add_column(0, SLICE_SCHEMA.field("row_id"),
                                  pa.array(np.arange(first, first + rides.num_rows, dtype=np.int64)))
         # Checked right before the load (not from the month listing, which may be stale), and
@@ -378,19 +375,9 @@ class BigQuerySource:
             paired = {"n": 0, "challenger_sum": 0.0, "production_sum": 0.0 if production is not None else None,
                       "diff_sum": 0.0, "diff_sq_sum": 0.0}
         challenger.merge(holdout)
-        result: PassResult = {
-            "rows": 0,
-            "cleaning": part["cleaning"],
-            "train_kept": part["train_kept"],
-            "holdout_kept": part["holdout_kept"],
-            "production": part["production"],
-            "frozen": part["frozen"],
-            "holdout_paired": paired,
-            "lineage_hash": part["lineage_hash"],
-            "warehouse_result_rows": numbers,
-            "warehouse_bytes_billed_estimate": billed,
-        }
-        return result
+        counts = {k: v for k, v in part.items() if k in PassCounts.__required_keys__}
+        return cast("PassResult", {**counts, "rows": 0, "holdout_paired": paired,
+                                   "warehouse_result_rows": numbers, "warehouse_bytes_billed_estimate": billed})
 
     def _read(self, first_row: int, end: int) -> pa.Table:
         row_count = end - first_row

@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from taxifare_flow import _core
+from taxifare_flow.errors import HistoryError
 from taxifare_flow.settings import Settings
 
 if TYPE_CHECKING:
@@ -47,12 +48,10 @@ MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
 #: The key-value metadata of a month file recording its rides' month (`schema::MONTH_METADATA_KEY`).
 MONTH_METADATA_KEY = "taxifare.month"
+#: The pending month files (`pending_file`), as a glob.
+PENDING_GLOB = "????-??.parquet"
 #: `progress(done, total, rows)`: done/total in rows when generating, in bytes when importing.
 ProgressFn = Callable[[int, int, int], None]
-
-
-class HistoryError(_core.DataSourceError):
-    """The pending history cannot be used or changed as asked; the message says what to do."""
 
 
 @dataclass(frozen=True)
@@ -129,8 +128,13 @@ class Provenance:
                 **{k: d[k] for k in keys}, "months": dict(sorted(self.months.items()))}
 
 
+def pending_file(pending_dir: Path, month: str) -> Path:
+    """The pending file of a month (`YYYY-MM.parquet`, as `generator::history::pending_file`)."""
+    return pending_dir / f"{month}.parquet"
+
+
 def _month_files(pending_dir: Path) -> list[Path]:
-    return sorted(pending_dir.glob("????-??.parquet")) if pending_dir.is_dir() else []
+    return sorted(pending_dir.glob(PENDING_GLOB)) if pending_dir.is_dir() else []
 
 
 def read_manifest(pending_dir: Path) -> Provenance | None:
@@ -191,7 +195,7 @@ def pending_problems(settings: Settings) -> list[str]:
         problems.append(f"{pending} holds month files its manifest does not list ({', '.join(strays[:3])}"
                         f"{' …' if len(strays) > 3 else ''}; removed from {MANIFEST_FILE}?): they would never arrive")
     for month, rows in sorted(p.months.items()):
-        problem = _month_file_problem(pending / f"{month}.parquet", rows, p.kind)
+        problem = _month_file_problem(pending_file(pending, month), rows, p.kind)
         if problem:
             problems.append(problem)
     return problems
@@ -317,11 +321,11 @@ def ensure_history(settings: Settings, regenerate: bool = False, progress: Progr
             # A truncated or damaged month file is regenerated (the generator is
             # deterministic) like a missing one; `reset_data_sources` would otherwise keep it.
             damaged = [m for m, rows in current.months.items()
-                       if (pending / f"{m}.parquet").is_file() and _month_file_problem(pending / f"{m}.parquet", rows, current.kind)]
+                       if pending_file(pending, m).is_file() and _month_file_problem(pending_file(pending, m), rows, current.kind)]
             for m in damaged:
-                log.warning("%s is damaged: regenerating it", pending / f"{m}.parquet")
-                (pending / f"{m}.parquet").unlink()
-            if all((pending / f"{m}.parquet").is_file() for m in current.months):
+                log.warning("%s is damaged: regenerating it", pending_file(pending, m))
+                pending_file(pending, m).unlink()
+            if all(pending_file(pending, m).is_file() for m in current.months):
                 return current
     months = _core.generate_history(
         pending,
@@ -411,7 +415,7 @@ def import_csv(settings: Settings, csv_path: Path, replace: bool = False, progre
         )
         pending.mkdir(parents=True, exist_ok=True)
         _clear(pending)
-        for f in staging.glob("????-??.parquet"):
+        for f in staging.glob(PENDING_GLOB):
             os.replace(f, pending / f.name)
         _write_manifest(pending, made)
     finally:

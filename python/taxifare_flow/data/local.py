@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from taxifare_flow import _core
 from taxifare_flow.data import SourceMonth
-from taxifare_flow.data.history import ProgressFn, ensure_history, history_months, pending_problems
+from taxifare_flow.data.history import ProgressFn, ensure_history, history_months, pending_file, pending_problems
 from taxifare_flow.settings import Settings
 
 if TYPE_CHECKING:
@@ -94,13 +94,13 @@ class LocalSource:
             return None
         month = pending[0]
         f = _core.append_month(
-            self.settings.pending_dir / f"{month}.parquet", month, self.dir, self.settings.source_format
+            pending_file(self.settings.pending_dir, month), month, self.dir, self.settings.source_format
         )
         log.info("month %s arrived: rows %d..%d", month, f["first_row"], f["end_row"])
         return _month(f)
 
     # -- rows, read in Rust ----------------------------------------------------------------
-    def read(self, first_row: int, row_count: int | None = None, batch_rows: int = 65_536) -> pa.RecordBatchReader:
+    def read(self, first_row: int, row_count: int | None = None, batch_rows: int = _core.BATCH_ROWS) -> pa.RecordBatchReader:
         """Rows `[first_row, first_row + row_count)` as a `pyarrow.RecordBatchReader`."""
         return _core.read_rows(self.dir, first_row, row_count, batch_rows)
 

@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from taxifare_flow.check import assert_sound, repair
 from taxifare_flow.data import open_source
 from taxifare_flow.errors import RegistryError, SettingsError
-from taxifare_flow.flow.lifecycle import RunRecord, mark_failed
-from taxifare_flow.flow.lock import assert_lock_held, lifecycle_lock
+from taxifare_flow.flow.lock import lifecycle_lock
+from taxifare_flow.flow.training_run import RunRecord, run_params, training_run, version_tags
 from taxifare_flow.ml_logic.lineage import HISTORY_TAG, assert_lineage
 from taxifare_flow.ml_logic.registry import PRODUCTION, open_registry
 from taxifare_flow.ml_logic.watermark import get_latest_trained_row
@@ -71,15 +71,10 @@ def backfill(settings: Settings, feature_version: int | None = None) -> Backfill
         if registry.load_kernel(head).feature_version == target:
             return Backfilled("nothing to do", target, w, previous_head=str(head.version))
         client = registry.client
-        run = client.create_run(registry.experiment_id, run_name=f"backfill features v{target} rows 0..{w}")
-        run_id = run.info.run_id
         record = RunRecord()
-        try:
-            record.params.update({
-                "context": "backfill", "first_row": 0, "row_count": w, "data_source": source.name,
-                "feature_version": target, "ridge_alpha": settings.ridge_alpha,
-                "half_life_months": settings.half_life_months, "parent_version": str(head.version),
-            })
+        with training_run(registry, f"backfill features v{target} rows 0..{w}") as run_id:
+            record.params.update(run_params("backfill", 0, w, source.name, settings))
+            record.params.update({"feature_version": target, "parent_version": str(head.version)})
             if history_id is not None:
                 record.tags[HISTORY_TAG] = history_id
             record.send(client, run_id)
@@ -92,23 +87,12 @@ def backfill(settings: Settings, feature_version: int | None = None) -> Backfill
             record.metric("pass_rows_per_second", w / seconds if seconds > 0 else None, 0)
             record.send(client, run_id)
             production = registry.version_by_alias(PRODUCTION)
-            version = registry.log_model_version(run_id, model, {
-                "first_row": "0",
-                "end_row": str(w),
-                "data_month": source.month_of_row(w - 1) or "",
-                "decision": "backfill",
-                "decision_reason": f"feature version {target} trained on rows 0..{w}, replacing head version {head.version}",
-                "evaluated_production": str(production.version) if production is not None else "none",
-                "parent_version": str(head.version),
-                "lineage_hash": result["lineage_hash"],
-                "cleaned_row_count": str(result["cleaning"]["kept"]),
-                "feature_version": str(target),
-            })
-            assert_lock_held()
-            client.set_terminated(run_id, "FINISHED")
-        except BaseException:
-            mark_failed(registry, run_id)
-            raise
+            version = registry.log_model_version(run_id, model, version_tags(
+                first_row=0, end_row=w, data_month=source.month_of_row(w - 1), decision="backfill",
+                decision_reason=f"feature version {target} trained on rows 0..{w}, replacing head version {head.version}",
+                evaluated_production=str(production.version) if production is not None else "none",
+                parent_version=str(head.version), result=result, feature_version=target,
+            ))
         registry.reconcile_aliases(w)
         log.info("lineage moved to feature version %d: version %s ends at row %d", target, version.version, w)
         return Backfilled("backfilled", target, w, str(version.version), run_id, str(head.version),

@@ -29,24 +29,21 @@ from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeVar
 
-import numpy as np
-
 from taxifare_flow import _core
 from taxifare_flow.check import assert_sound, repair
 from taxifare_flow.data import DataSource, open_source
-from taxifare_flow.errors import RegistryError, SourceBehindError, TrackingStoreError
-from taxifare_flow.flow.lock import assert_lock_held, lifecycle_lock
+from taxifare_flow.errors import RegistryError, SourceBehindError
+from taxifare_flow.flow.lock import lifecycle_lock
+from taxifare_flow.flow.training_run import RunRecord, run_params, training_run, version_tags
 from taxifare_flow.ml_logic.lineage import HISTORY_TAG, assert_lineage
 from taxifare_flow.ml_logic.promotion import Decision, Paired, decide_paired
 from taxifare_flow.ml_logic.registry import PRODUCTION, Registry, open_registry
-from taxifare_flow.ml_logic.store import no_space
 from taxifare_flow.ml_logic.watermark import get_latest_trained_row
 from taxifare_flow.model import Model
 from taxifare_flow.settings import Settings
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
-    from mlflow.tracking import MlflowClient
 
     from taxifare_flow.core_types import PassResult
 
@@ -90,32 +87,6 @@ class Outcome:
 
     def summary(self) -> dict[str, object]:
         return {k: v for k, v in asdict(self).items() if v is not None}
-
-
-@dataclass
-class RunRecord:
-    """What a run logs, sent to MLflow in batches: params, metrics (with their step), tags."""
-
-    params: dict[str, object] = field(default_factory=dict)
-    metrics: dict[str, tuple[float, int]] = field(default_factory=dict)
-    tags: dict[str, str] = field(default_factory=dict)
-
-    def metric(self, key: str, value: float | None, step: int) -> None:
-        if value is not None and np.isfinite(value):
-            self.metrics[key] = (float(value), step)
-
-    def send(self, client: MlflowClient, run_id: str) -> None:
-        """One `log_batch` (MLflow caps a batch at 100 params and 1,000 metrics; a run has ~15 of each)."""
-        from mlflow.entities import Metric, Param, RunTag
-
-        now = int(time.time() * 1000)
-        client.log_batch(
-            run_id,
-            metrics=[Metric(k, v, now, step) for k, (v, step) in self.metrics.items()],
-            params=[Param(k, str(v)) for k, v in self.params.items()],
-            tags=[RunTag(k, v) for k, v in self.tags.items()],
-        )
-        self.params, self.metrics, self.tags = {}, {}, {}
 
 
 @dataclass
@@ -247,18 +218,11 @@ def finalise(ctx: Context, run_id: str, learned: Learned, decision: Decision, w:
     version = ctx.registry.log_model_version(
         run_id,
         learned.challenger,
-        {
-            "first_row": str(w),
-            "end_row": str(t),
-            "data_month": month or "",
-            "decision": decision.label,
-            "decision_reason": decision.reason,
-            "evaluated_production": evaluated,
-            "parent_version": learned.parent_version or "none",
-            "lineage_hash": learned.result["lineage_hash"],
-            "cleaned_row_count": str(learned.result["cleaning"]["kept"]),
-            "feature_version": str(learned.challenger.feature_version),
-        },
+        version_tags(
+            first_row=w, end_row=t, data_month=month, decision=decision.label, decision_reason=decision.reason,
+            evaluated_production=evaluated, parent_version=learned.parent_version or "none", result=learned.result,
+            feature_version=learned.challenger.feature_version,
+        ),
     )
     return str(version.version)
 
@@ -292,30 +256,6 @@ def _identity(fn: Callable[P, R], name: str) -> Callable[P, R]:
     return fn
 
 
-def mark_failed(registry: Registry, run_id: str) -> None:
-    """Marks the run of a failed lifecycle FAILED. On a full disk that write may fail as well:
-    the run's partial model artifacts (no version uses them) are removed to make room, and it
-    is tried again; failing that, the run stays RUNNING and the next lifecycle marks it KILLED
-    (the original error is the one reported, not this one)."""
-    # MLflow logs a failed write with its traceback at ERROR before raising it.
-    db_log = logging.getLogger("mlflow.store.db.utils")
-    level = db_log.level
-    db_log.setLevel(logging.CRITICAL)
-    try:
-        for attempt in range(2):
-            try:
-                registry.client.set_terminated(run_id, "FAILED")
-                return
-            except Exception as e:  # noqa: BLE001 - the lifecycle's own error is the one to report
-                if attempt == 0 and no_space(e) and registry.free_unregistered_artifacts(run_id):
-                    continue
-                log.warning("run %s could not be marked FAILED (%s): the next lifecycle marks it KILLED", run_id,
-                            _core.mask_dsn(" ".join(str(e).split())[:300]))
-                return
-    finally:
-        db_log.setLevel(level)
-
-
 def checks(ctx: Context, w: int) -> None:
     """The safe repairs, then the cheap checks: nothing trains on a broken state."""
     repair(ctx.registry)
@@ -347,13 +287,10 @@ def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
     month = source.month_of_row(t - 1)
     step = month_step(month)
     client = registry.client
-    run = client.create_run(registry.experiment_id, run_name=f"train {month} rows {w}..{t}")
-    run_id = run.info.run_id
-    try:
+    with training_run(registry, f"train {month} rows {w}..{t}") as run_id:
+        ctx.record.params.update(run_params("train", w, t - w, source.name, settings))
         ctx.record.params.update({
-            "context": "train", "first_row": w, "row_count": t - w, "data_source": source.name,
-            "ridge_alpha": settings.ridge_alpha,
-            "half_life_months": settings.half_life_months, "holdout_fraction": settings.holdout_fraction,
+            "holdout_fraction": settings.holdout_fraction,
             "promotion_policy": settings.promotion_policy, "data_month": month,
         })
         if history_id is not None:
@@ -362,16 +299,6 @@ def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
         learned = wrap(learn, "learn")(ctx, w, t, step)
         decision = wrap(compare, "compare")(ctx, learned, step)
         version = wrap(finalise, "finalise")(ctx, run_id, learned, decision, w, t, month)
-        assert_lock_held()  # no other lifecycle can have taken these rows meanwhile
-        client.set_terminated(run_id, "FINISHED")
-    except BaseException as e:
-        mark_failed(registry, run_id)
-        if no_space(e):
-            raise TrackingStoreError(
-                f"no space left on the device while run {run_id} saved its model ({_core.mask_dsn(str(e))}): free some "
-                "space and run the lifecycle again (the run is FAILED: nothing was trained)"
-            ) from e
-        raise
     registry.reconcile_aliases(t)
     prod_now = registry.version_by_alias(PRODUCTION)
     outcome = Outcome(
