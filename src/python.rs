@@ -1,6 +1,7 @@
 //! The only PyO3 code: thin bindings over the core, errors mapped to Python exceptions in one
 //! place, the GIL released around every heavy call.
 
+mod profile;
 mod warehouse;
 
 use std::path::PathBuf;
@@ -149,6 +150,7 @@ fn pass_dict<'py>(py: Python<'py>, r: PassResult) -> PyResult<Bound<'py, PyDict>
     d.set_item("holdout_challenger_errors", r.holdout_challenger.map(|e| e.into_pyarray(py)))?;
     d.set_item("holdout_production_errors", r.holdout_production.map(|e| e.into_pyarray(py)))?;
     d.set_item("lineage_hash", r.lineage_hash)?;
+    d.set_item("profile", profile::profile_list(py, &r.profile)?)?;
     Ok(d)
 }
 
@@ -641,6 +643,9 @@ mod _core {
         import_kaggle_csv, lifecycle_pass, lifecycle_pass_source, log_hello, mask_dsn, read_rows, ride_schema, row_count,
         rows_decoded, source_files, source_problems, source_schema, version, PyModel,
     };
+
+    #[pymodule_export]
+    use super::profile::{profile_rows, profile_source_rows};
 
     #[pymodule_export]
     use super::warehouse::{

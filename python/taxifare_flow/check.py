@@ -110,6 +110,17 @@ def _lineage_problems(source: DataSource, registry: Registry) -> list[str]:
     return problems
 
 
+def _refusal_finding(registry: Registry, watermark: int) -> Finding:
+    """A refused range stays untrained until accepted (a guarantee that holds); the last
+    refusal still unresolved is shown, so that nobody wonders why the watermark stopped."""
+    from taxifare_flow.validation.ledger import NOTE, last_unresolved_refusal
+
+    run = last_unresolved_refusal(registry, watermark)
+    note = "" if run is None else (f"unresolved: {run.data.tags.get(NOTE, '')} (validation run {run.info.run_id}; "
+                                   "`taxifare validate` shows the table)")
+    return Finding("a range the data-validation gate refused stays untrained", [], note)
+
+
 def check(settings: Settings, deep: bool = False, repair_state: bool = False) -> list[Finding]:
     """Verifies the whole state; with `repair_state`, first does the safe repairs (under the
     lock). Raises only when a store cannot be reached; a broken guarantee is a finding."""
@@ -140,6 +151,7 @@ def check(settings: Settings, deep: bool = False, repair_state: bool = False) ->
             Finding("versions of unfinished or deleted runs are tagged orphaned",
                     [p for p in _orphan_problems(registry) if not (running and any(r in p for r in running))]),
             Finding("aliases point at versions of finished, active runs", _alias_problems(registry)),
+            _refusal_finding(registry, watermark),
         ] + ([Finding("each run's lineage hash matches the source rows", _lineage_problems(source, registry))]
              if deep and rows >= watermark else [])
 

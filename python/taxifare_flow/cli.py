@@ -51,7 +51,8 @@ TARGETS: list[tuple[str, str]] = [
     ("show_data_sources", "months in the source (rows, row_id range, bytes) and months pending"),
     ("get_new_month", "the next pending month arrives in the source (exit 3: no more data)"),
     ("import_csv", "import a Kaggle-format train.csv as the pending history (CSV=path, REPLACE=1 to replace one)"),
-    ("run_flow", "one lifecycle run (Prefect flow): evaluate, train, compare, promote"),
+    ("run_flow", "one lifecycle run (Prefect flow): evaluate, train, compare, promote (ACCEPT=1: train a refused range)"),
+    ("validate", "the data-validation gate's verdict on the untrained rows, nothing trained (exit 1: refused)"),
     ("run_all_months", "get_new_month + run_flow until no data is left (MONTHS=N to stop early)"),
     ("report", "report.png / report.html / report.csv of the error month after month"),
     ("watermark", "the first untrained row, read from MLflow's DB by the Rust core"),
@@ -271,12 +272,33 @@ def _print_outcome(o: Outcome) -> None:
 
 
 @app.command("run_flow")
-def run_flow() -> None:
+def run_flow(accept: bool = typer.Option(False, "--accept", help="train the range even if the data-validation gate refuses it")) -> None:
     """One lifecycle run as a Prefect flow."""
     from taxifare_flow.flow.prefect_flow import run_flow as flow
+    from taxifare_flow.validation.step import Acceptance, accept_next
 
     s = _settings()
+    accept_next(Acceptance.now() if accept else None)
     _print_outcome(_guard(lambda: flow(s)))
+
+
+@app.command("validate")
+def validate() -> None:
+    """The data-validation gate on the untrained rows, nothing trained: exit 0 pass, 1 refused."""
+    from taxifare_flow.validation.command import table_rows, untrained_verdict
+
+    s = _settings()
+    verdict = _guard(lambda: untrained_verdict(s))
+    if verdict is None:
+        console.print("nothing to validate: every row is trained")
+        return
+    t = Table("check", "value", "threshold", "verdict", box=None, padding=(0, 1))
+    for row in table_rows(verdict):
+        t.add_row(*row)
+    console.print(t)
+    console.print(("[red]refused[/red]: " if verdict.refused else "[green]passed[/green]: ") + verdict.line(),
+                  soft_wrap=True, highlight=False)
+    raise typer.Exit(1 if verdict.refused else 0)
 
 
 def _is_server(uri: str) -> bool:

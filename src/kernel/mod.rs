@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod model;
 pub mod pass;
 pub(crate) mod pipeline;
+pub mod profile;
 pub mod stats;
 
 /// Errors of the kernel.

@@ -21,6 +21,7 @@ use super::feature_set::FeatureSet;
 use super::metrics::Metrics;
 use super::model::{on_cores, Model};
 use super::pipeline;
+use super::profile::{Profile, Profiler};
 use super::stats::{Coefficients, SparseRows};
 use super::KernelError;
 use crate::calendar::month_index_of;
@@ -58,6 +59,8 @@ pub struct PassResult {
     pub holdout_production: Option<Vec<f64>>,
     /// The lineage hash of the raw rows (as [`lineage::hash_rows`]).
     pub lineage_hash: String,
+    /// The data-validation statistics of `[w, t)` per ride month, from the same cleaning.
+    pub profile: Profile,
 }
 
 /// Clean holdout rows, kept sparse: most features are one-hot zeros.
@@ -234,7 +237,7 @@ where
         let (train_kept, holdout_kept) = (&mut result.train_kept, &mut result.holdout_kept);
         // Decoding and cleaning run on other threads (`pipeline`); the hasher thread reads
         // the raw rows while this one featurises them.
-        let fed = pipeline::cleaned(batches, |c| {
+        let fed = pipeline::cleaned_profiled(batches, |c| {
             tx.send(c.batch).map_err(|_| KernelError::Input("the lineage hasher stopped".into()))?;
             let split = c.kept.partition_point(|&i| c.first + (i as u64) < holdout_offset);
             let (train, hold) = c.kept.split_at(split);
@@ -243,10 +246,12 @@ where
             feed(challenger, &c.cols, &c.fares, train, &refs, false, &mut totals);
             feed(&mut holdout_model, &c.cols, &c.fares, hold, &refs, true, &mut totals);
             Ok(())
-        });
+        }, Some(Profiler::default()));
         drop(tx);
         let hash = hasher.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-        result.counts = fed?;
+        let (counts, profile) = fed?;
+        result.counts = counts;
+        result.profile = profile.unwrap_or_default();
         result.rows = result.counts.raw;
         hash.map_err(super::model::input)
     })?;
@@ -311,6 +316,9 @@ mod tests {
         let counts = one.partial_fit(ok(&new)).unwrap();
         assert_eq!(r.counts, counts);
         assert_eq!(r.train_kept + r.holdout_kept, counts.kept);
+        assert_eq!(r.profile.months.len(), 2);
+        assert_eq!(r.profile.months.values().map(|p| p.raw).sum::<u64>(), n);
+        assert_eq!(r.profile.months.values().map(|p| p.kept).sum::<u64>(), counts.kept);
         let (a, b) = (challenger.coefficients().unwrap().clone(), one.coefficients().unwrap().clone());
         for (x, y) in a.beta.iter().zip(&b.beta) {
             assert!(close(*x, *y, 1e-7), "{x} vs {y}");

@@ -1,0 +1,325 @@
+//! Data-validation statistics of raw rows, per ride month, computed while the rows are
+//! cleaned (the one pass): rows dropped by each cleaning reason, and for the target and each
+//! raw input a fixed-bin histogram with its count, sum, zeros and NaN/nulls.
+//!
+//! Fixed bins make the statistics mergeable by addition (months into a reference, halves of a
+//! stream into the whole) and let the warehouse compute the same numbers in SQL; quantiles and
+//! distribution distances (Kolmogorov–Smirnov) are read off the histograms by the gate.
+
+use std::collections::BTreeMap;
+
+use arrow::array::{Array, RecordBatch};
+use arrow::error::ArrowError;
+
+use super::cleaning::{Cleaner, CleaningCounts, Reason};
+use super::columns::{RideColumns, NO_TIME};
+use super::KernelError;
+use crate::calendar::{MonthIndexCache, NyClock};
+
+/// A field's fixed bins: `bins` bins of `width` from `lo`, plus an underflow bin (index 0)
+/// and an overflow bin (index `bins + 1`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Bins {
+    /// The field's name (the Kaggle column, or `distance_km` / `hour`).
+    pub name: &'static str,
+    /// Lower edge of the first regular bin.
+    pub lo: f64,
+    /// Width of a bin.
+    pub width: f64,
+    /// Regular bins.
+    pub bins: usize,
+}
+
+impl Bins {
+    /// The histogram index of a finite value.
+    #[inline]
+    #[must_use]
+    pub fn index(&self, v: f64) -> usize {
+        let x = ((v - self.lo) / self.width).floor();
+        if x < 0.0 {
+            0
+        } else if x >= self.bins as f64 {
+            self.bins + 1
+        } else {
+            x as usize + 1
+        }
+    }
+}
+
+/// The profiled fields, in the order of [`MonthProfile::fields`]. The ranges hold a century of
+/// real NYC rides with room for gross errors (a fare in cents, coordinates swapped) to land in
+/// regular bins, so that their medians can be told.
+pub const FIELDS: [Bins; 8] = [
+    Bins { name: "fare_amount", lo: -50.0, width: 0.5, bins: 2100 },
+    Bins { name: "distance_km", lo: 0.0, width: 0.1, bins: 1500 },
+    Bins { name: "pickup_latitude", lo: 40.0, width: 0.005, bins: 400 },
+    Bins { name: "pickup_longitude", lo: -75.0, width: 0.005, bins: 400 },
+    Bins { name: "dropoff_latitude", lo: 40.0, width: 0.005, bins: 400 },
+    Bins { name: "dropoff_longitude", lo: -75.0, width: 0.005, bins: 400 },
+    Bins { name: "hour", lo: 0.0, width: 1.0, bins: 24 },
+    Bins { name: "passenger_count", lo: 0.0, width: 1.0, bins: 10 },
+];
+
+/// Kilometres per degree of longitude and latitude at New York (40.75° N): the profile's
+/// distance is the equirectangular one, cheap here and in SQL, exact enough for a histogram.
+pub const KM_PER_DEG_LON: f64 = 84.29;
+/// See [`KM_PER_DEG_LON`].
+pub const KM_PER_DEG_LAT: f64 = 111.05;
+
+/// The cleaning reasons, in the order of [`MonthProfile::drops`].
+pub const REASONS: [&str; 6] = ["missing", "zero_coordinates", "fare_out_of_range", "passenger_count", "outside_nyc", "duplicate_key"];
+
+fn reason_index(r: Reason) -> usize {
+    match r {
+        Reason::Missing => 0,
+        Reason::ZeroCoordinates => 1,
+        Reason::FareOutOfRange => 2,
+        Reason::PassengerCount => 3,
+        Reason::OutsideNyc => 4,
+        Reason::DuplicateKey => 5,
+    }
+}
+
+/// One field's statistics over raw rows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FieldStats {
+    /// Finite values seen.
+    pub count: u64,
+    /// Nulls and non-finite values.
+    pub nan: u64,
+    /// Values equal to zero.
+    pub zeros: u64,
+    /// Sum of the finite values (the mean is `sum / count`).
+    pub sum: f64,
+    /// Counts per bin: underflow, the regular bins, overflow.
+    pub hist: Vec<u64>,
+}
+
+impl FieldStats {
+    fn new(bins: &Bins) -> Self {
+        Self { count: 0, nan: 0, zeros: 0, sum: 0.0, hist: vec![0; bins.bins + 2] }
+    }
+
+    #[inline]
+    fn add(&mut self, bins: &Bins, v: f64) {
+        if v.is_finite() {
+            self.count += 1;
+            self.sum += v;
+            self.zeros += u64::from(v == 0.0);
+            self.hist[bins.index(v)] += 1;
+        } else {
+            self.nan += 1;
+        }
+    }
+
+    fn merge(&mut self, o: &Self) {
+        self.count += o.count;
+        self.nan += o.nan;
+        self.zeros += o.zeros;
+        self.sum += o.sum;
+        for (a, b) in self.hist.iter_mut().zip(&o.hist) {
+            *a += b;
+        }
+    }
+}
+
+/// The statistics of one ride month's raw rows.
+#[derive(Clone, Debug, PartialEq)]
+pub struct MonthProfile {
+    /// Raw rows.
+    pub raw: u64,
+    /// Rows kept by cleaning.
+    pub kept: u64,
+    /// Rows dropped, per reason of [`REASONS`].
+    pub drops: [u64; 6],
+    /// Per field of [`FIELDS`].
+    pub fields: Vec<FieldStats>,
+}
+
+impl Default for MonthProfile {
+    fn default() -> Self {
+        Self { raw: 0, kept: 0, drops: [0; 6], fields: FIELDS.iter().map(FieldStats::new).collect() }
+    }
+}
+
+impl MonthProfile {
+    /// Adds another profile's counts to this one.
+    pub fn merge(&mut self, o: &Self) {
+        self.raw += o.raw;
+        self.kept += o.kept;
+        for (a, b) in self.drops.iter_mut().zip(o.drops) {
+            *a += b;
+        }
+        for (a, b) in self.fields.iter_mut().zip(&o.fields) {
+            a.merge(b);
+        }
+    }
+}
+
+/// Profiles of a stream, per ride month (UTC month index since 2009-01; `None` for rows
+/// without a pickup time).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Profile {
+    /// The months, oldest first.
+    pub months: BTreeMap<Option<i32>, MonthProfile>,
+}
+
+impl Profile {
+    /// Adds another profile (for example, of the rows that follow) to this one.
+    pub fn merge(&mut self, o: &Self) {
+        for (m, p) in &o.months {
+            self.months.entry(*m).or_default().merge(p);
+        }
+    }
+}
+
+/// Accumulates a [`Profile`] row by row, caching the current month (a month's rows are
+/// contiguous in the source, so the map is looked up once per month change).
+#[derive(Default)]
+pub struct Profiler {
+    done: Profile,
+    current: Option<(Option<i32>, MonthProfile)>,
+    months: MonthIndexCache,
+    clock: NyClock,
+}
+
+impl Profiler {
+    /// Adds row `i` of `c`, whose cleaning gave `outcome`.
+    pub fn add(&mut self, c: &RideColumns, i: usize, outcome: Result<(), Reason>) {
+        let ts = c.ts[i];
+        let month = (ts != NO_TIME).then(|| self.months.of(ts));
+        if self.current.as_ref().is_none_or(|(m, _)| *m != month) {
+            self.flush();
+            let p = self.done.months.remove(&month).unwrap_or_default();
+            self.current = Some((month, p));
+        }
+        let Some((_, p)) = self.current.as_mut() else { return };
+        p.raw += 1;
+        match outcome {
+            Ok(()) => p.kept += 1,
+            Err(r) => p.drops[reason_index(r)] += 1,
+        }
+        let value = |a: &arrow::array::Float64Array| if a.is_null(i) { f64::NAN } else { a.value(i) };
+        let fare = c.fare.as_ref().map_or(f64::NAN, value);
+        let (plat, plon, dlat, dlon) = (value(&c.plat), value(&c.plon), value(&c.dlat), value(&c.dlon));
+        let (dx, dy) = ((dlon - plon) * KM_PER_DEG_LON, (dlat - plat) * KM_PER_DEG_LAT);
+        let hour = if ts == NO_TIME { f64::NAN } else { (self.clock.local(ts).second_of_day / 3600) as f64 };
+        let passengers = if c.passengers.is_null(i) { f64::NAN } else { c.passengers.value(i) as f64 };
+        let values = [fare, (dx * dx + dy * dy).sqrt(), plat, plon, dlat, dlon, hour, passengers];
+        for ((f, bins), v) in p.fields.iter_mut().zip(&FIELDS).zip(values) {
+            f.add(bins, v);
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some((m, p)) = self.current.take() {
+            self.done.months.insert(m, p);
+        }
+    }
+
+    /// The profile of every row added.
+    #[must_use]
+    pub fn finish(mut self) -> Profile {
+        self.flush();
+        self.done
+    }
+}
+
+/// [`Cleaner::clean`] that also profiles every row.
+pub fn clean_profiled(cleaner: &mut Cleaner, c: &RideColumns, counts: &mut CleaningCounts, kept: &mut Vec<usize>, profiler: &mut Profiler) {
+    for i in 0..c.len {
+        counts.raw += 1;
+        let outcome = cleaner.check(c, i);
+        match outcome {
+            Ok(()) => {
+                counts.kept += 1;
+                kept.push(i);
+            }
+            Err(r) => counts.count(r),
+        }
+        profiler.add(c, i, outcome);
+    }
+}
+
+/// The statistics alone of a raw stream (`taxifare validate`: no model, nothing trained), with
+/// the same cleaning state across the stream as the lifecycle's pass.
+pub fn profile_stream<I>(batches: I) -> Result<(CleaningCounts, Profile), KernelError>
+where
+    I: IntoIterator<Item = Result<RecordBatch, ArrowError>>,
+{
+    let (mut cleaner, mut counts, mut profiler, mut kept) = (Cleaner::for_training(), CleaningCounts::default(), Profiler::default(), Vec::new());
+    for batch in batches {
+        let batch = batch.map_err(super::model::input)?;
+        let cols = RideColumns::from_batch(&batch, true)?;
+        kept.clear();
+        clean_profiled(&mut cleaner, &cols, &mut counts, &mut kept, &mut profiler);
+    }
+    Ok((counts, profiler.finish()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calendar::Month;
+    use crate::generator::MonthRides;
+
+    fn batches(months: &[&str], n: u64) -> Vec<RecordBatch> {
+        months.iter().flat_map(|m| MonthRides::new(7, Month::parse(m).unwrap(), n, 700, false)).map(Result::unwrap).collect()
+    }
+
+    fn profile(batches: &[RecordBatch], cleaner: &mut Cleaner) -> (Profile, CleaningCounts) {
+        let (mut p, mut counts) = (Profiler::default(), CleaningCounts::default());
+        for b in batches {
+            let cols = RideColumns::from_batch(b, true).unwrap();
+            clean_profiled(cleaner, &cols, &mut counts, &mut Vec::new(), &mut p);
+        }
+        (p.finish(), counts)
+    }
+
+    #[test]
+    fn the_merge_of_two_halves_is_one_pass() {
+        let all = batches(&["2012-08", "2012-09", "2012-10"], 3000);
+        let (whole, counts) = profile(&all, &mut Cleaner::for_training());
+        // The halves split inside a month; one cleaning state, as in the pass.
+        let mut cleaner = Cleaner::for_training();
+        let mid = all.len() / 2;
+        let (mut first, _) = profile(&all[..mid], &mut cleaner);
+        let (second, _) = profile(&all[mid..], &mut cleaner);
+        first.merge(&second);
+        assert_eq!(whole.months.len(), 3);
+        for (m, a) in &whole.months {
+            let b = &first.months[m];
+            assert_eq!((a.raw, a.kept, a.drops), (b.raw, b.kept, b.drops));
+            for (x, y) in a.fields.iter().zip(&b.fields) {
+                assert_eq!((x.count, x.nan, x.zeros, &x.hist), (y.count, y.nan, y.zeros, &y.hist));
+                assert!((x.sum - y.sum).abs() <= 1e-9 * x.sum.abs().max(1.0));
+            }
+        }
+        let raw: u64 = whole.months.values().map(|p| p.raw).sum();
+        let kept: u64 = whole.months.values().map(|p| p.kept).sum();
+        let dropped: u64 = whole.months.values().map(|p| p.drops.iter().sum::<u64>()).sum();
+        assert_eq!((raw, kept, dropped), (counts.raw, counts.kept, counts.raw - counts.kept));
+        let zero: u64 = whole.months.values().map(|p| p.drops[1]).sum();
+        assert_eq!(zero, counts.zero_coordinates);
+        let (alone_counts, alone) = profile_stream(all.into_iter().map(Ok)).unwrap();
+        assert_eq!((alone_counts, &alone), (counts, &whole));
+    }
+
+    #[test]
+    fn each_row_lands_in_its_field_bins() {
+        let all = batches(&["2011-03"], 2000);
+        let (p, _) = profile(&all, &mut Cleaner::for_training());
+        let m = &p.months[&Some(Month::parse("2011-03").unwrap().index())];
+        for (f, bins) in m.fields.iter().zip(&FIELDS) {
+            assert_eq!(f.hist.iter().sum::<u64>(), f.count, "{}", bins.name);
+            assert_eq!(f.count + f.nan, m.raw, "{}", bins.name);
+        }
+        // Hours are 0..24, passengers mostly 1.
+        let hour = &m.fields[6];
+        assert_eq!(hour.hist[0] + hour.hist[25], 0);
+        assert!(m.fields[7].hist[2] * 2 > m.raw);
+        assert_eq!(FIELDS[0].index(8.1), (58.1f64 / 0.5) as usize + 1);
+        assert_eq!(FIELDS[0].index(-51.0), 0);
+        assert_eq!(FIELDS[0].index(2000.0), 2101);
+    }
+}
