@@ -92,7 +92,8 @@ def break_pending(data: Path, month: str, how: Callable[[pa.Table], pa.Table]) -
     """Rewrites a pending month file as `how` breaks it, keeping its recorded month."""
     path = data / "pending" / f"{month}.parquet"
     t = pq.read_table(path)
-    broken = how(t).replace_schema_metadata(t.schema.metadata)
+    recorded = pq.read_metadata(path).metadata[b"taxifare.month"]
+    broken = how(t).replace_schema_metadata({**(t.schema.metadata or {}), b"taxifare.month": recorded})
     pq.write_table(broken, path)
     assert pq.read_metadata(path).metadata[b"taxifare.month"] == month.encode()
 
@@ -139,8 +140,11 @@ def test_a_broken_month_is_refused_and_nothing_moves(four_months: Path, how: Cal
     assert refusal.info.status == "FINISHED" and refusal.data.tags["validation"] == "refused"
     assert (refusal.data.params["first_row"], refusal.data.params["row_count"]) == ("3000", "1000")
     assert refusal.data.tags[NOTE] == line
-    # Nothing registered for the refused range; `validate` says the same without training.
+    # Nothing registered for the refused range.
     assert len(reg.versions()) == 1
+    if how is not cents:
+        return
+    # `validate` says the same without training (the CLI, once: a child process costs seconds).
     r = taxifare("validate")
     assert r.returncode == 1 and "refused" in r.stdout and reason in r.stdout, r.stdout + r.stderr
     # `check` shows the refusal while it stays unresolved.

@@ -17,9 +17,10 @@ from taxifare_flow.validation.stats import FieldStats, Stats, ks_distance
 
 #: Recent trained ride months merged into the reference.
 REFERENCE_MONTHS = 6
-#: Kolmogorov–Smirnov: c(α) of the two-sample bound c·sqrt((n+m)/(n·m)); 1.95 is α = 0.001
-#: for one test (a few dozen tests a month, 78 months: a false alarm from noise alone is rare).
-KS_C_ALPHA = 1.95
+#: Kolmogorov–Smirnov: c(α) = sqrt(-ln(α/2)/2) of the two-sample bound c·sqrt((n+m)/(n·m)).
+#: 8 fields × 78 months ≈ 600 tests a history; α = 0.1 / 600 (Bonferroni) gives c = 2.17: a
+#: history of good months has a 10 % chance of one false alarm from sampling noise alone.
+KS_C_ALPHA = 2.17
 #: ... and the effect-size floor (the 2012-09 fare change measures 0.10 on fare_amount).
 KS_FLOOR = 0.25
 #: A drop rate (any reason, or one reason) may rise by DROP_Z binomial standard errors of the
@@ -73,7 +74,11 @@ class Verdict:
 
     @property
     def failures(self) -> list[Check]:
-        return sorted((c for c in self.checks if not c.ok), key=lambda c: -c.severity)
+        """The failed checks, the most telling first: rows of another month, then a field's
+        distribution (it names the values), then drops by reason, then the rest."""
+        order = ("foreign", "ks ", "drop ", "")
+        rank = {c.name: next(i for i, p in enumerate(order) if c.name.startswith(p)) for c in self.checks}
+        return sorted((c for c in self.checks if not c.ok), key=lambda c: (rank[c.name], -c.severity))
 
     @property
     def max_ks(self) -> float:
@@ -86,8 +91,14 @@ class Verdict:
             ref = f"{len(self.reference_months)} recent months" if self.reference_months else "no reference (first month)"
             return f"{what} passed against {ref}"
         failures = self.failures
-        shown = "; ".join(c.detail for c in failures[:2])
-        more = f" … ({len(failures) - 2} more)" if len(failures) > 2 else ""
+        # The worst of each kind: rows of another month, a distribution, a drop reason, the rest.
+        picked: list[Check] = []
+        for c in failures:
+            kind = c.name.split(" ")[0]
+            if all(p.name.split(" ")[0] != kind for p in picked) and len(picked) < 3:
+                picked.append(c)
+        shown = "; ".join(c.detail for c in picked)
+        more = f" … ({len(failures) - len(picked)} more)" if len(failures) > len(picked) else ""
         return (f"{what} refused: {shown}{more}; nothing was trained: fix the month, or train it deliberately "
                 "with `taxifare run_flow --accept`")
 
@@ -99,7 +110,7 @@ class Verdict:
 
 
 def _pct(x: float) -> str:
-    return f"{100 * x:.1f} %"
+    return f"{100 * x:.1f} %" if x >= 0.01 or x == 0 else f"{100 * x:.2f} %"
 
 
 def _ks_bound(n: int, m: int) -> float:
@@ -116,9 +127,21 @@ def _median_range(name: str, per_month: Sequence[Stats]) -> str:
     return f"{min(medians):.2f}–{max(medians):.2f}" if medians else "n/a"
 
 
+def _median(f: FieldStats) -> str:
+    """The median, or where it lies when outside the bins (then the exact mean tells more)."""
+    if f.count == 0:
+        return "n/a (no value)"
+    m = f.quantile(0.5)
+    hi = f.lo + f.bins * f.width
+    if m <= f.lo and f.hist[0] * 2 >= f.count:
+        return f"below {f.lo:.2f} (mean {f.mean:.2f})"
+    if m >= hi:
+        return f"above {hi:.2f} (mean {f.mean:.2f})"
+    return f"{m:.2f}"
+
+
 def _field_detail(name: str, new: FieldStats, per_month: Sequence[Stats], ks: float) -> str:
-    return (f"{name} median {new.quantile(0.5):.2f}, recent months {_median_range(name, per_month)} "
-            f"(KS distance {ks:.2f})")
+    return f"{name} median {_median(new)}, recent months {_median_range(name, per_month)} (KS distance {ks:.2f})"
 
 
 def judge(new: Sequence[MonthProfile], reference: Sequence[MonthProfile], range_months: Sequence[str],
