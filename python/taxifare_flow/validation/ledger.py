@@ -51,11 +51,11 @@ def _profile_of(registry: Registry, run: Run) -> list[MonthProfile] | None:
 def recent_months(registry: Registry, months: int = REFERENCE_MONTHS) -> list[MonthProfile]:
     """The statistics of the last `months` ride months trained (by the latest FINISHED, active
     training runs), oldest first; empty before the first run with statistics."""
-    runs = registry.client.search_runs(
+    found_runs = registry.client.search_runs(
         [registry.experiment_id], "params.context = 'train' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"], max_results=RECENT_RUNS,
     )
-    runs = sorted(runs, key=lambda r: -int(r.data.params.get("first_row", "0")))
+    runs = sorted(found_runs, key=lambda r: -int(r.data.params.get("first_row", "0")))
     found: dict[str, MonthProfile] = {}
     for run in runs:
         profile = _profile_of(registry, run)
