@@ -225,6 +225,14 @@ pub fn lifecycle_pass<I>(batches: I, holdout_offset: u64, models: PassModels<'_>
 where
     I: IntoIterator<Item = Result<RecordBatch, ArrowError>>,
 {
+    pass_with(batches, holdout_offset, models, true)
+}
+
+/// [`lifecycle_pass`], with or without the data-validation statistics (to measure what they cost).
+pub(crate) fn pass_with<I>(batches: I, holdout_offset: u64, models: PassModels<'_>, profile: bool) -> Result<PassResult, KernelError>
+where
+    I: IntoIterator<Item = Result<RecordBatch, ArrowError>>,
+{
     let PassModels { challenger, production, frozen } = models;
     let refs = Refs::new(challenger.feature_set, production, frozen)?;
     // Same version as the challenger: it is merged into it at the end.
@@ -246,7 +254,7 @@ where
             feed(challenger, &c.cols, &c.fares, train, &refs, false, &mut totals);
             feed(&mut holdout_model, &c.cols, &c.fares, hold, &refs, true, &mut totals);
             Ok(())
-        }, Some(Profiler::default()));
+        }, profile.then(Profiler::default));
         drop(tx);
         let hash = hasher.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
         let (counts, profile) = fed?;

@@ -8,13 +8,13 @@
 
 use std::collections::BTreeMap;
 
-use arrow::array::{Array, RecordBatch};
+use arrow::array::{Array, Float64Array, RecordBatch};
 use arrow::error::ArrowError;
 
 use super::cleaning::{Cleaner, CleaningCounts, Reason};
 use super::columns::{RideColumns, NO_TIME};
 use super::KernelError;
-use crate::calendar::{MonthIndexCache, NyClock};
+use crate::calendar::{Month, MonthIndexCache, NyClock};
 
 /// A field's fixed bins: `bins` bins of `width` from `lo`, plus an underflow bin (index 0)
 /// and an overflow bin (index `bins + 1`).
@@ -35,7 +35,9 @@ impl Bins {
     #[inline]
     #[must_use]
     pub fn index(&self, v: f64) -> usize {
-        let x = ((v - self.lo) / self.width).floor();
+        // The same arithmetic as the profiler's loop (and the warehouse's SQL): a multiplication
+        // by the inverse width, truncated.
+        let x = (v - self.lo) * (1.0 / self.width);
         if x < 0.0 {
             0
         } else if x >= self.bins as f64 {
@@ -100,18 +102,6 @@ impl FieldStats {
         Self { count: 0, nan: 0, zeros: 0, sum: 0.0, hist: vec![0; bins.bins + 2] }
     }
 
-    #[inline]
-    fn add(&mut self, bins: &Bins, v: f64) {
-        if v.is_finite() {
-            self.count += 1;
-            self.sum += v;
-            self.zeros += u64::from(v == 0.0);
-            self.hist[bins.index(v)] += 1;
-        } else {
-            self.nan += 1;
-        }
-    }
-
     fn merge(&mut self, o: &Self) {
         self.count += o.count;
         self.nan += o.nan;
@@ -173,42 +163,130 @@ impl Profile {
     }
 }
 
-/// Accumulates a [`Profile`] row by row, caching the current month (a month's rows are
-/// contiguous in the source, so the map is looked up once per month change).
+/// Accumulates a [`Profile`] a batch at a time, column by column over each run of rows of
+/// one ride month (a month's rows are contiguous in the source: a batch is one run, and the
+/// map is looked up once per month change).
 #[derive(Default)]
 pub struct Profiler {
     done: Profile,
     current: Option<(Option<i32>, MonthProfile)>,
     months: MonthIndexCache,
     clock: NyClock,
+    /// Each row's cleaning outcome in the batch: 0 kept, else 1 + the reason's index.
+    outcomes: Vec<u8>,
+}
+
+/// Adds the finite values of `vals` (nulls where `arr` has them) to `f`, with the sums kept
+/// in registers.
+#[inline]
+fn add_values(f: &mut FieldStats, bins: &Bins, vals: impl Iterator<Item = f64>) {
+    let (inv, lo, top) = (1.0 / bins.width, bins.lo, bins.bins as f64);
+    let (mut count, mut nan, mut zeros, mut sum) = (0u64, 0u64, 0u64, 0.0f64);
+    let hist = &mut f.hist[..];
+    for v in vals {
+        if v.is_finite() {
+            count += 1;
+            sum += v;
+            zeros += u64::from(v == 0.0);
+            let x = (v - lo) * inv;
+            // `as usize` truncates: the floor for x ≥ 0.
+            let i = if x < 0.0 { 0 } else if x >= top { bins.bins + 1 } else { x as usize + 1 };
+            hist[i.min(bins.bins + 1)] += 1;
+        } else {
+            nan += 1;
+        }
+    }
+    f.count += count;
+    f.nan += nan;
+    f.zeros += zeros;
+    f.sum += sum;
+}
+
+/// The values of rows `a..b` of a float column, NaN for nulls.
+fn floats(arr: &Float64Array, a: usize, b: usize) -> impl Iterator<Item = f64> + '_ {
+    let vals = &arr.values()[a..b];
+    let nulls = arr.nulls().filter(|n| n.null_count() > 0);
+    vals.iter().enumerate().map(move |(k, &v)| if nulls.is_some_and(|n| n.is_null(a + k)) { f64::NAN } else { v })
 }
 
 impl Profiler {
-    /// Adds row `i` of `c`, whose cleaning gave `outcome`.
-    pub fn add(&mut self, c: &RideColumns, i: usize, outcome: Result<(), Reason>) {
-        let ts = c.ts[i];
-        let month = (ts != NO_TIME).then(|| self.months.of(ts));
+    /// Adds the rows of `c`, whose cleaning outcomes are in `self.outcomes`.
+    fn add_batch(&mut self, c: &RideColumns) {
+        let mut a = 0;
+        while a < c.len {
+            let month_of = |m: &mut MonthIndexCache, ts: i64| (ts != NO_TIME).then(|| m.of(ts));
+            let month = month_of(&mut self.months, c.ts[a]);
+            let mut b = a + 1;
+            while b < c.len && month_of(&mut self.months, c.ts[b]) == month {
+                b += 1;
+            }
+            self.add_run(c, a, b, month);
+            a = b;
+        }
+    }
+
+    /// Adds rows `a..b` of `c`, all of ride month `month`.
+    fn add_run(&mut self, c: &RideColumns, a: usize, b: usize, month: Option<i32>) {
         if self.current.as_ref().is_none_or(|(m, _)| *m != month) {
             self.flush();
             let p = self.done.months.remove(&month).unwrap_or_default();
             self.current = Some((month, p));
         }
         let Some((_, p)) = self.current.as_mut() else { return };
-        p.raw += 1;
-        match outcome {
-            Ok(()) => p.kept += 1,
-            Err(r) => p.drops[reason_index(r)] += 1,
+        let mut tally = [0u64; 7];
+        for &o in &self.outcomes[a..b] {
+            tally[usize::from(o)] += 1;
         }
-        let value = |a: &arrow::array::Float64Array| if a.is_null(i) { f64::NAN } else { a.value(i) };
-        let fare = c.fare.as_ref().map_or(f64::NAN, value);
-        let (plat, plon, dlat, dlon) = (value(&c.plat), value(&c.plon), value(&c.dlat), value(&c.dlon));
-        let (dx, dy) = ((dlon - plon) * KM_PER_DEG_LON, (dlat - plat) * KM_PER_DEG_LAT);
-        let hour = if ts == NO_TIME { f64::NAN } else { (self.clock.local(ts).second_of_day / 3600) as f64 };
-        let passengers = if c.passengers.is_null(i) { f64::NAN } else { c.passengers.value(i) as f64 };
-        let values = [fare, (dx * dx + dy * dy).sqrt(), plat, plon, dlat, dlon, hour, passengers];
-        for ((f, bins), v) in p.fields.iter_mut().zip(&FIELDS).zip(values) {
-            f.add(bins, v);
+        p.raw += (b - a) as u64;
+        p.kept += tally[0];
+        for (d, t) in p.drops.iter_mut().zip(&tally[1..]) {
+            *d += t;
         }
+        let f = &mut p.fields;
+        match c.fare.as_ref() {
+            Some(fare) => add_values(&mut f[0], &FIELDS[0], floats(fare, a, b)),
+            None => f[0].nan += (b - a) as u64,
+        }
+        let distance = floats(&c.plon, a, b).zip(floats(&c.plat, a, b)).zip(floats(&c.dlon, a, b).zip(floats(&c.dlat, a, b))).map(
+            |((plon, plat), (dlon, dlat))| {
+                let (dx, dy) = ((dlon - plon) * KM_PER_DEG_LON, (dlat - plat) * KM_PER_DEG_LAT);
+                (dx * dx + dy * dy).sqrt()
+            },
+        );
+        add_values(&mut f[1], &FIELDS[1], distance);
+        add_values(&mut f[2], &FIELDS[2], floats(&c.plat, a, b));
+        add_values(&mut f[3], &FIELDS[3], floats(&c.plon, a, b));
+        add_values(&mut f[4], &FIELDS[4], floats(&c.dlat, a, b));
+        add_values(&mut f[5], &FIELDS[5], floats(&c.dlon, a, b));
+        // New York's offset is constant over a run of one UTC month but at a DST change: find
+        // that instant once (rows are not in time order within a month, so a per-row clock
+        // cache would miss).
+        let (off_lo, switch, off_hi) = match month {
+            Some(m) => {
+                let (lo, hi) = (Month::from_index(m).start(), Month::from_index(m + 1).start() - 1);
+                let (off_lo, off_hi) = (self.clock.offset(lo), self.clock.offset(hi));
+                let (mut l, mut h) = (lo, hi);
+                while off_lo != off_hi && h - l > 1 {
+                    let mid = l + (h - l) / 2;
+                    if self.clock.offset(mid) == off_lo { l = mid } else { h = mid }
+                }
+                (off_lo, if off_lo == off_hi { i64::MAX } else { h }, off_hi)
+            }
+            None => (0, i64::MAX, 0),
+        };
+        let hours = c.ts[a..b].iter().map(|&ts| {
+            if ts == NO_TIME {
+                f64::NAN
+            } else {
+                let off = if ts < switch { off_lo } else { off_hi };
+                ((ts + off).rem_euclid(86_400) / 3600) as f64
+            }
+        });
+        add_values(&mut f[6], &FIELDS[6], hours);
+        let pc = &c.passengers;
+        let nulls = pc.nulls().filter(|n| n.null_count() > 0);
+        let passengers = pc.values()[a..b].iter().enumerate().map(|(k, &v)| if nulls.is_some_and(|n| n.is_null(a + k)) { f64::NAN } else { v as f64 });
+        add_values(&mut f[7], &FIELDS[7], passengers);
     }
 
     fn flush(&mut self) {
@@ -227,18 +305,23 @@ impl Profiler {
 
 /// [`Cleaner::clean`] that also profiles every row.
 pub fn clean_profiled(cleaner: &mut Cleaner, c: &RideColumns, counts: &mut CleaningCounts, kept: &mut Vec<usize>, profiler: &mut Profiler) {
+    profiler.outcomes.clear();
     for i in 0..c.len {
         counts.raw += 1;
-        let outcome = cleaner.check(c, i);
-        match outcome {
+        let code = match cleaner.check(c, i) {
             Ok(()) => {
                 counts.kept += 1;
                 kept.push(i);
+                0
             }
-            Err(r) => counts.count(r),
-        }
-        profiler.add(c, i, outcome);
+            Err(r) => {
+                counts.count(r);
+                1 + reason_index(r) as u8
+            }
+        };
+        profiler.outcomes.push(code);
     }
+    profiler.add_batch(c);
 }
 
 /// The statistics alone of a raw stream (`taxifare validate`: no model, nothing trained), with
@@ -305,6 +388,52 @@ mod tests {
         assert_eq!((alone_counts, &alone), (counts, &whole));
     }
 
+    /// What the statistics add to the one pass, per row (`cargo test --profile dev-fast
+    /// profile_cost -- --ignored --nocapture`): the cleaning with and without them, and the whole
+    /// pass, on the same rows. Prints; asserts nothing about time.
+    #[test]
+    #[ignore = "a measurement, run by hand"]
+    fn profile_cost() {
+        use crate::kernel::model::{Model, Settings};
+        use crate::kernel::pass::{pass_with, PassModels};
+        let all = batches(&["2012-08"], 300_000);
+        let cols: Vec<_> = all.iter().map(|b| RideColumns::from_batch(b, true).unwrap()).collect();
+        let n = all.iter().map(RecordBatch::num_rows).sum::<usize>() as f64;
+        // Alternated, best of many: the machine is shared, the minimum is the least disturbed.
+        let mut best = [f64::INFINITY; 4];
+        let h = (n * 0.85) as u64;
+        for _ in 0..15 {
+            for (k, b) in best.iter_mut().enumerate() {
+                let t = std::time::Instant::now();
+                match k {
+                    0 | 1 => {
+                        let (mut c, mut counts, mut kept, mut p) = (Cleaner::for_training(), CleaningCounts::default(), Vec::new(), Profiler::default());
+                        for x in &cols {
+                            kept.clear();
+                            if k == 0 {
+                                c.clean(x, &mut counts, &mut kept);
+                            } else {
+                                clean_profiled(&mut c, x, &mut counts, &mut kept, &mut p);
+                            }
+                        }
+                        std::hint::black_box(p.finish());
+                    }
+                    _ => {
+                        let mut m = Model::new(Settings::default()).unwrap();
+                        let models = PassModels { challenger: &mut m, production: None, frozen: None };
+                        std::hint::black_box(pass_with(all.iter().cloned().map(Ok), h, models, k == 3).unwrap());
+                    }
+                }
+                *b = b.min(t.elapsed().as_secs_f64());
+            }
+        }
+        let ns = |s: f64| s / n * 1e9;
+        println!(
+            "rows {n}: cleaning {:.1} ns/row, with statistics {:.1} (+{:.1}); the pass {:.1} ns/row wall, with statistics {:.1} (+{:.1} %); statistics' CPU = {:.1} % of the pass's wall",
+            ns(best[0]), ns(best[1]), ns(best[1] - best[0]), ns(best[2]), ns(best[3]), 100.0 * (best[3] / best[2] - 1.0), 100.0 * (best[1] - best[0]) / best[2]
+        );
+    }
+
     #[test]
     fn each_row_lands_in_its_field_bins() {
         let all = batches(&["2011-03"], 2000);
@@ -314,7 +443,16 @@ mod tests {
             assert_eq!(f.hist.iter().sum::<u64>(), f.count, "{}", bins.name);
             assert_eq!(f.count + f.nan, m.raw, "{}", bins.name);
         }
-        // Hours are 0..24, passengers mostly 1.
+        // Hours are New York's (the clock's, row by row), 0..24; passengers mostly 1.
+        let mut clock = NyClock::default();
+        let mut want = vec![0u64; 26];
+        for b in &all {
+            let cols = RideColumns::from_batch(b, true).unwrap();
+            for &ts in cols.ts.iter().filter(|&&t| t != NO_TIME) {
+                want[FIELDS[6].index((clock.local(ts).second_of_day / 3600) as f64)] += 1;
+            }
+        }
+        assert_eq!(m.fields[6].hist, want);
         let hour = &m.fields[6];
         assert_eq!(hour.hist[0] + hour.hist[25], 0);
         assert!(m.fields[7].hist[2] * 2 > m.raw);
