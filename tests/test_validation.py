@@ -6,7 +6,9 @@ refused month. Small histories: three trained months, then the month under test.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 
 import numpy as np
@@ -152,15 +154,35 @@ def test_a_broken_month_is_refused_and_nothing_moves(four_months: Path, how: Cal
     assert "unresolved" in r.stdout and "2012-08" in r.stdout, r.stdout + r.stderr
 
 
-def test_accept_trains_a_refused_month_and_says_who(four_months: Path) -> None:
+def test_accept_trains_a_refused_month_and_says_who(four_months: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    received: list[dict] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            received.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
     _train_three(four_months)
+    monkeypatch.setenv("NOTIFY_WEBHOOK_URL", f"http://127.0.0.1:{server.server_port}/hook")
     settings = load_settings()
     break_pending(four_months, "2012-08", cents)
     arrive(1)
-    with pytest.raises(DataValidationError):
+    with pytest.raises(DataValidationError) as e:
         run_lifecycle(settings)
+    # The webhook hears of the refusal (the lifecycle's own notification never came).
+    assert [r["event"] for r in received] == ["refused"] and received[0]["line"] == str(e.value)
     accept_next(Acceptance("tester@host", "2026-01-01T00:00:00Z"))
     outcome = run_lifecycle(settings)
+    server.shutdown()
+    events = [r.get("event", "lifecycle") for r in received]
+    assert events == ["refused", "accepted anomaly", "lifecycle"], events
+    assert received[1]["accepted_by"] == "tester@host"
     assert outcome.status == "trained" and (outcome.first_row, outcome.end_row) == (3000, 4000)
     run = open_registry(settings).client.get_run(outcome.run_id)
     assert run.data.tags["validation"] == "accepted"
