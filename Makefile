@@ -1,6 +1,8 @@
 # taxifare-flow entry points. Every target is one line; the work is in the `taxifare` CLI.
 #   make demo   — set up and run the whole simulation on the embedded defaults
 #   make test   — set up and run every test
+# Each `taxifare` command has a target of its name calling it; the targets of this Makefile
+# only carry a `## name: what it does` line, which `make list` prints after the CLI's list.
 .DEFAULT_GOAL := list
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -16,6 +18,7 @@ RUST_SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock pyproject.t
 
 # Set-up: a virtualenv with the package built from source; redone only when Rust or the
 # project metadata changed (Python sources are installed editable).
+## install: set up .venv with the package built from source (redone when Rust or the metadata change)
 install: $(STAMP)
 $(STAMP): $(RUST_SOURCES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,10 +27,13 @@ $(STAMP): $(RUST_SOURCES)
 	@touch $(STAMP)
 
 demo: install ; $(TAXIFARE) demo $(if $(MONTHS),--months $(MONTHS))
+## test: set up and run every test (cargo test, stubtest, mypy, pytest)
 test: install ; bash scripts/test.sh
+## dev_test: same as test
 dev_test: test
-list: install ; @$(TAXIFARE) list
+list: install ; @$(TAXIFARE) list && echo "make NAME runs taxifare NAME; the Makefile's own targets:" && awk '/^## [a-z_]+: /{t=$$2; sub(/:$$/, "", t); sub(/^## [a-z_]+: /, ""); printf "  %-18s %s\n", t, $$0}' $(firstword $(MAKEFILE_LIST))
 show_env: install ; @$(TAXIFARE) show_env
+## reinstall_package: rebuild the Rust core and reinstall the package into .venv
 reinstall_package: ; rm -f $(STAMP) && $(MAKE) install
 reset_data_sources: install ; $(TAXIFARE) reset_data_sources
 show_data_sources: install ; $(TAXIFARE) show_data_sources
@@ -46,5 +52,7 @@ reset_bq_tables: install ; $(TAXIFARE) reset_bq_tables
 show_bq_tables: install ; $(TAXIFARE) show_bq_tables
 push_month_to_bq: install ; $(TAXIFARE) push_month_to_bq
 bq_cost: install ; $(TAXIFARE) bq_cost
+## bench: every benchmark; writes docs/benchmarks.md
 bench: install ; bash scripts/bench.sh
+## wheel: an abi3 wheel in dist/, release profile (thin LTO, stripped)
 wheel: install ; $(BIN)/maturin build --release --out dist

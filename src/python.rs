@@ -594,7 +594,8 @@ fn read_rows<'py>(py: Python<'py>, source_dir: PathBuf, first_row: u64, row_coun
     PyRecordBatchReader::new(Box::new(r)).into_pyarrow(py)
 }
 
-/// `first_row + row_count` of the latest finished training run of `experiment`, or 0.
+/// The first untrained row of `experiment`: the end of the chain of finished training runs' rows
+/// `[first_row, first_row + row_count)` that starts at row 0, or 0.
 #[pyfunction]
 fn get_latest_trained_row(py: Python<'_>, tracking_db: String, experiment: String) -> PyResult<u64> {
     Ok(py.detach(|| watermark::get_latest_trained_row(&tracking_db, &experiment)).map_err(CoreError::from)?)

@@ -168,11 +168,46 @@ def test_a_lifecycle_refuses_a_broken_tiling_and_check_names_it(small_history: P
     arrive(1)
     with pytest.raises(IntegrityError, match=f"rows {ROWS}..{2 * ROWS} were trained by no finished run"):
         run_lifecycle(settings)
-    assert get_latest_trained_row() == 3 * ROWS
+    assert get_latest_trained_row() == ROWS, "the rows tile from 0 only up to the gap"
     r = taxifare("check")
     assert r.returncode == 1 and f"rows {ROWS}..{2 * ROWS} were trained by no finished run" in r.stdout
     reg.client.restore_run(_deleted_run(reg))
     assert run_lifecycle(settings).end_row == 4 * ROWS
+
+
+@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+def test_a_client_clock_behind_does_not_move_the_watermark(small_history: Path, store: str, request, monkeypatch) -> None:
+    """A laptop an hour behind the others logs its lifecycle's run with an end_time before the
+    previous run's; an old run marked FAILED then FINISHED again gets the newest end_time. The
+    watermark follows the rows: later lifecycles continue, and check says sound."""
+    if store == "postgresql":
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", request.getfixturevalue("postgres_db"))
+    settings = load_settings()
+    LocalSource(settings).reset()
+    arrive(1)
+    run_lifecycle(settings)
+    real = time.time
+    arrive(1)
+    with monkeypatch.context() as behind:
+        behind.setattr(time, "time", lambda: real() - 3600)
+        assert run_lifecycle(settings).end_row == 2 * ROWS
+    runs = _runs_by_first_row(settings)
+    assert runs[ROWS].info.end_time < runs[0].info.end_time, "the second run's clock was behind"
+    assert get_latest_trained_row() == 2 * ROWS
+    arrive(1)
+    assert run_lifecycle(settings).end_row == 3 * ROWS
+    # The first run marked FAILED (retracted), then FINISHED again: the newest end_time.
+    client = open_registry(settings).client
+    client.set_terminated(runs[0].info.run_id, "FAILED")
+    assert get_latest_trained_row() == 0, "no finished run starts at row 0"
+    assert taxifare("check").returncode == 1
+    client.set_terminated(runs[0].info.run_id, "FINISHED")
+    assert get_latest_trained_row() == 3 * ROWS
+    r = taxifare("check", "--repair")
+    assert r.returncode == 0, r.stdout
+    arrive(1)
+    assert run_lifecycle(settings).end_row == 4 * ROWS
+    assert_tiles(training_intervals(settings), 4 * ROWS)
 
 
 def _deleted_run(reg) -> str:

@@ -7,7 +7,7 @@ import csv
 import time
 import uuid
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import pytest
 from typer.testing import CliRunner
@@ -88,10 +88,11 @@ def test_shifts_parameters_show_env_masks_passwords(clean_env: Path, monkeypatch
 
     for name, value in {"MLFLOW_DB_USER": "u", "MLFLOW_DB_PASSWORD": PASSWORD, "MLFLOW_DB_HOSTNAME": "h", "MLFLOW_DB_NAME": "d"}.items():
         monkeypatch.setenv(name, value)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"postgresql://u:{PASSWORD}@h:5432/d")
+    # Percent-encoded: a raw '@' in MLflow's own URI is refused even when MLFLOW_DB_* are set.
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"postgresql://u:{quote(PASSWORD, safe='')}@h:5432/d")
     result = CliRunner().invoke(app, ["show_env"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output
-    assert PASSWORD not in result.output and "p%40ss" not in result.output
+    assert PASSWORD not in result.output and "p%40ss" not in result.output and quote(PASSWORD, safe="") not in result.output
     assert "***" in result.output and "MLFLOW_DB_PASSWORD" in result.output
     for group in ("data", "model & lifecycle", "MLflow", "Prefect", "BigQuery"):
         assert group in result.output

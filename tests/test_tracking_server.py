@@ -39,7 +39,7 @@ class TrackingServer:
 
 
 def _read_only_role_sql(role: str, database: str) -> list[Any]:
-    """The README's SQL for the watermark's role (SELECT only; advisory locks need no grant)."""
+    """The SQL of docs/deploying.md for the watermark's role (SELECT only; advisory locks need no grant)."""
     from psycopg import sql
 
     r, db = sql.Identifier(role), sql.Identifier(database)

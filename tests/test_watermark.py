@@ -60,14 +60,34 @@ def test_rules(store) -> None:
     run(client, similar, train(0, 10_000), t0 + 7000)
     assert wm(db, name) == 150
     assert wm(db, name + "%") == 0
-    # A tie on end_time is broken by start_time (then run_uuid): deterministic.
-    late_start = client.create_run(exp, start_time=t0 + 7900)
-    early_start = client.create_run(exp, start_time=t0 + 7000)
-    for r, count in ((late_start, 10), (early_start, 20)):
-        for k, v in train(150, count).items():
-            client.log_param(r.info.run_id, k, v)
-        client.set_terminated(r.info.run_id, "FINISHED", end_time=t0 + 8000)
-    assert wm(db, name) == 160
+    # Two runs claiming rows from the same start (an overlap `check` names): the furthest row
+    # a chain from 0 reaches, whatever their times.
+    for count, end in ((20, t0 + 7000), (10, t0 + 8000)):
+        run(client, exp, train(150, count), end)
+    assert wm(db, name) == 170
+
+
+def test_clocks_do_not_move_the_watermark(store) -> None:
+    """A client whose clock is behind logs the latest run with an end_time before the previous
+    run's; an old run marked FAILED then FINISHED again gets the newest end_time. The rows
+    decide, not the clocks."""
+    db, client, name, exp = store
+    t0 = int(time.time() * 1000)
+    first = run(client, exp, train(0, 4000), t0)
+    run(client, exp, train(4000, 4000), t0 - 3_600_000)  # an hour behind
+    assert wm(db, name) == 8000
+    run(client, exp, train(8000, 1000), t0 - 30_000)
+    assert wm(db, name) == 9000
+    client.set_terminated(first, "FAILED", end_time=t0 + 1000)
+    assert wm(db, name) == 0, "no finished run starts at row 0: nothing counts as trained"
+    client.set_terminated(first, "FINISHED", end_time=t0 + 2000)
+    assert wm(db, name) == 9000
+    # A gap (a middle run deleted): the chain stops before it.
+    middle = client.search_runs([exp], "params.first_row = '4000'")[0].info.run_id
+    client.delete_run(middle)
+    assert wm(db, name) == 4000
+    client.restore_run(middle)
+    assert wm(db, name) == 9000
 
 
 def test_deleted_experiment_counts_nothing(store) -> None:
@@ -92,6 +112,7 @@ def test_non_integer_param_names_the_run(store) -> None:
     with pytest.raises(_core.InvalidRunParamError, match=run_id) as e:
         wm(db, name)
     assert "first_row" in str(e.value)
+    client.delete_run(run_id)
     run(client, exp, {"context": "train", "first_row": 0, "row_count": -5}, int(time.time() * 1000) + 10)
     with pytest.raises(_core.InvalidRunParamError, match="row_count"):
         wm(db, name)

@@ -9,6 +9,7 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from taxifare_flow._core import DataSourceError
 from taxifare_flow.data import WAREHOUSE_HASH_PREFIX
 from taxifare_flow.errors import IntegrityError, LockTimeout
 
@@ -33,12 +34,16 @@ class Finding:
         return not self.problems
 
 
-def repair(registry: Registry) -> list[str]:
+def repair(registry: Registry, thorough: bool = False) -> list[str]:
     """The safe repairs, only under the lifecycle lock: a RUNNING training run is what a killed
     lifecycle left (marked KILLED), a version whose run is not FINISHED and active is tagged
-    `orphaned`, and no alias stays on such a version."""
+    `orphaned`, and no alias stays on such a version. `thorough` (`check --repair`) also reads
+    every version, for those whose run the experiment's searches cannot find (registered
+    without a run, or whose run was deleted for good): too slow for every lifecycle."""
     notes = [f"run {r} was left RUNNING: marked KILLED" for r in registry.kill_stale_runs()]
     notes += [f"version {v} tagged orphaned" for v in registry.tag_orphans()]
+    if thorough:
+        notes += [f"version {v} tagged orphaned" for v in registry.tag_unreachable_orphans()]
     notes += registry.retract_aliases()
     return notes
 
@@ -55,7 +60,8 @@ def tiling_problems(intervals: list[tuple[int, int]], watermark: int) -> list[st
             problems.append(f"rows {first}..{min(end, first + count)} were trained twice")
         end = max(end, first + count)
     if end != watermark:
-        problems.append(f"the finished training runs end at row {end} but the watermark is {watermark}")
+        # The watermark is where the runs' rows stop tiling from row 0 (docs/watermark.md).
+        problems.append(f"the finished training runs reach row {end} but tile from row 0 only up to the watermark {watermark}")
     return problems
 
 
@@ -78,7 +84,9 @@ def _alias_problems(registry: Registry) -> list[str]:
     for alias in (PRODUCTION, CHALLENGER):
         v = registry.version_by_alias(alias)
         if v is not None and not registry.is_valid(v):
-            problems.append(f"{alias} points at version {v.version}, whose run {v.run_id} is {registry.run_state(v.run_id)}")
+            problems.append(f"{alias} points at version {v.version}, whose run {v.run_id} is {registry.run_state(v.run_id)}: "
+                            f"models:/{registry.model_name}@{alias} still loads it until `taxifare check --repair` or the "
+                            "next lifecycle moves the alias off it")
     return problems
 
 
@@ -95,6 +103,38 @@ def _running_runs(registry: Registry) -> set[str]:
     return {r.info.run_id for r in registry.running_runs()}
 
 
+def _rows_problems(rows: int | None, watermark: int) -> list[str]:
+    if rows is None:
+        return ["the source's row count is unknown: its file names leave a gap or overlap (see above)"]
+    if rows < watermark:
+        return [f"the source holds {rows:,} rows but the model was trained on rows up to {watermark:,} (the source was "
+                "reset, MLflow was not)"]
+    return []
+
+
+def _head_problems(registry: Registry, watermark: int) -> list[str]:
+    """The next lifecycle continues the version that ends at the watermark: a model renamed
+    (MLFLOW_MODEL_NAME changed) or a deleted version leaves none, and every lifecycle fails."""
+    from mlflow.exceptions import MlflowException
+
+    if watermark == 0 or registry.head_for(watermark) is not None:
+        return []
+    where = ""
+    latest = [r for r in registry.training_runs()
+              if int(r.data.params["first_row"]) + int(r.data.params["row_count"]) == watermark]
+    if latest:
+        try:
+            names = sorted({v.name for v in registry.client.search_model_versions(f"run_id = '{latest[0].info.run_id}'")
+                            if v.name != registry.model_name})
+        except MlflowException:
+            names = []
+        if names:
+            where = (f": run {latest[0].info.run_id} registered it as model {names[0]!r}; set MLFLOW_MODEL_NAME={names[0]} "
+                     "(or start a new experiment)")
+    return [f"no valid version of {registry.model_name!r} ends at row {watermark:,}, so every lifecycle will fail"
+            + (where or ": its version was deleted, or MLFLOW_MODEL_NAME changed since it was registered")]
+
+
 def _lineage_problems(source: DataSource, registry: Registry) -> list[str]:
     problems = []
     for run in registry.training_runs():
@@ -105,8 +145,14 @@ def _lineage_problems(source: DataSource, registry: Registry) -> list[str]:
         elif stored.startswith(WAREHOUSE_HASH_PREFIX) and source.name != "bigquery":
             problems.append(f"run {run.info.run_id} (rows {first}..{first + count}) was hashed inside BigQuery: "
                             "check it with DATA_SOURCE=bigquery")
-        elif source.content_hash(first, count, like=stored) != stored:
-            problems.append(f"rows {first}..{first + count} of the source differ from those run {run.info.run_id} trained on")
+        else:
+            try:
+                same = source.content_hash(first, count, like=stored) == stored
+            except DataSourceError as e:
+                problems.append(f"rows {first}..{first + count} (run {run.info.run_id}) cannot be read: {e}")
+                continue
+            if not same:
+                problems.append(f"rows {first}..{first + count} of the source differ from those run {run.info.run_id} trained on")
     return problems
 
 
@@ -126,6 +172,7 @@ def check(settings: Settings, deep: bool = False, repair_state: bool = False) ->
     lock). Raises only when a store cannot be reached; a broken guarantee is a finding."""
     from taxifare_flow.data import open_source
     from taxifare_flow.flow.lock import lifecycle_lock
+    from taxifare_flow.ml_logic.lineage import history_problems
     from taxifare_flow.ml_logic.registry import open_registry
     from taxifare_flow.ml_logic.watermark import get_latest_trained_row
 
@@ -139,26 +186,30 @@ def check(settings: Settings, deep: bool = False, repair_state: bool = False) ->
         # Read in one go, under the lock when it is free: a lifecycle finishing between two
         # reads would otherwise look like a broken tiling or an untagged orphan.
         watermark = get_latest_trained_row(settings=settings)
-        rows = source.row_count()
+        try:
+            rows: int | None = source.row_count()
+        except DataSourceError:
+            rows = None  # its names leave a gap or overlap: the first finding says where
         running = lifecycle_running and _running_runs(registry)
         return [
             Finding(f"finished training runs tile [0, {watermark:,})", tiling_problems(training_intervals(registry), watermark)),
-            Finding("the source holds every trained row", [] if rows >= watermark else [
-                f"the source holds {rows:,} rows but the model was trained on rows up to {watermark:,} (the source was "
-                "reset, MLflow was not)"]),
+            Finding("the source holds every trained row", _rows_problems(rows, watermark)),
+            Finding(f"the lineage head is a version of {settings.mlflow_model_name!r}", _head_problems(registry, watermark)),
             Finding("no stale RUNNING training run", [] if lifecycle_running else _stale_runs(registry),
                     "a lifecycle is running now: its RUNNING run is not stale" if lifecycle_running else ""),
             Finding("versions of unfinished or deleted runs are tagged orphaned",
                     [p for p in _orphan_problems(registry) if not (running and any(r in p for r in running))]),
             Finding("aliases point at versions of finished, active runs", _alias_problems(registry)),
+            Finding("the registered model is this experiment's lineage, no version from another", registry.crossed_lineages()),
+            Finding("the training runs were trained on the pending history", history_problems(settings, registry.training_runs())),
             _refusal_finding(registry, watermark),
         ] + ([Finding("each run's lineage hash matches the source rows", _lineage_problems(source, registry))]
-             if deep and rows >= watermark else [])
+             if deep and rows is not None and rows >= watermark else [])
 
     try:
         with lifecycle_lock(settings, timeout_seconds=settings.lock_timeout_seconds if repair_state else 0):
             if repair_state:
-                repaired = repair(registry)
+                repaired = repair(registry, thorough=True)
             findings += judge(lifecycle_running=False)
     except LockTimeout:
         if repair_state:

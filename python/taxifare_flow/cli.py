@@ -1,4 +1,5 @@
-"""`taxifare`: the command line. Every Makefile target is one call of a command here.
+"""`taxifare`: the command line. Each command has a Makefile target of the same name that calls
+it; the Makefile's own targets (install, test, bench, wheel…) are not commands here.
 
 Commands import only what they need: `watermark` and `show_env` never import mlflow or
 Prefect, so they answer in a fraction of a second.
@@ -39,35 +40,6 @@ err = Console(stderr=True)
 #: Exit status of `get_new_month` / `push_month_to_bq` when no month is pending.
 NO_MORE_DATA = 3
 
-#: Every user entry point: (command, one-line description). `make list` prints this.
-TARGETS: list[tuple[str, str]] = [
-    ("demo", "set up, generate the history, run every month through the lifecycle, write the report"),
-    ("test", "set up and run every test (cargo test + pytest)"),
-    ("dev_test", "same as test"),
-    ("list", "this list"),
-    ("show_env", "the settings, grouped, passwords masked"),
-    ("reinstall_package", "rebuild the Rust core and reinstall the package into .venv"),
-    ("reset_data_sources", "empty the local source; generate the pending history if missing"),
-    ("show_data_sources", "months in the source (rows, row_id range, bytes) and months pending"),
-    ("get_new_month", "the next pending month arrives in the source (exit 3: no more data)"),
-    ("import_csv", "import a Kaggle-format train.csv as the pending history (CSV=path, REPLACE=1 to replace one)"),
-    ("run_flow", "one lifecycle run (Prefect flow): evaluate, train, compare, promote (ACCEPT=1: train a refused range)"),
-    ("validate", "the data-validation gate's verdict on the untrained rows, nothing trained (exit 1: refused)"),
-    ("run_all_months", "get_new_month + run_flow until no data is left (MONTHS=N to stop early)"),
-    ("report", "report.png / report.html / report.csv of the error month after month"),
-    ("watermark", "the first untrained row, read from MLflow's DB by the Rust core"),
-    ("check", "verify the stored state against the guarantees (DEEP=1: lineage hashes; REPAIR=1: safe repairs)"),
-    ("mlflow_ui", "the MLflow UI on the configured store, bound to 127.0.0.1 (a tracking server: its URL)"),
-    ("backfill", "move the lineage to FEATURE_VERSION: one pass over the trained rows, recorded as a run (FEATURE_VERSION=N)"),
-    ("psql", "psql on the PostgreSQL tracking DB, password kept off the command line"),
-    ("reset_bq_tables", "(re)create the BigQuery dataset and table, empty"),
-    ("show_bq_tables", "months in BigQuery and months pending"),
-    ("push_month_to_bq", "load the next pending month into BigQuery (exit 3: no more data)"),
-    ("bq_cost", "what the next lifecycle would bill in BigQuery, from dry runs (nothing runs)"),
-    ("bench", "benchmarks: slicing, import, kernel, watermark, quality, simulation (prints ratios)"),
-    ("wheel", "an abi3 wheel in dist/, built with the release profile (thin LTO, stripped)"),
-]
-
 
 def _fail(e: BaseException) -> NoReturn:
     """One line naming the cause (passwords masked), exit status 2; the traceback only with
@@ -94,6 +66,15 @@ def _guard(fn: Callable[[], T]) -> T:
         return fn()
     except (TaxifareError, OSError) as e:
         _fail(e)
+    except Exception as e:
+        from taxifare_flow.errors import TrackingStoreError
+        from taxifare_flow.ml_logic.store import no_space
+
+        if not no_space(e) or debug():
+            raise
+        # A full disk met by MLflow's SQLAlchemy (or another library) rather than by our own writes.
+        what = "database or disk is full" if "disk is full" in str(e) else " ".join(str(e).split())[:200]
+        _fail(TrackingStoreError(f"no space left on a device ({type(e).__name__}: {what}): free some space and retry"))
 
 
 class _RowsProgress:
@@ -129,14 +110,37 @@ class _RowsProgress:
 
 
 @app.command("list")
-def list_targets() -> None:
-    """Every entry point with a one-line description."""
-    t = Table(show_header=True, header_style="bold")
-    t.add_column("make target")
+def list_commands(
+    markdown: bool = typer.Option(False, "--markdown", help="a Markdown table (the README's commands table)"),
+) -> None:
+    """The commands of this CLI, each with a one-line description."""
+    rows = commands()
+    if markdown:
+        # Plain text, not rich: a table row must never be wrapped at the terminal's width.
+        lines = ["| command | what it does |", "|---|---|"]
+        lines += [f"| `{name}` | {what.replace('|', chr(92) + '|')} |" for name, what in rows]
+        sys.stdout.write("\n".join(lines) + "\n")
+        return
+    t = Table(show_header=True, header_style="bold", caption="taxifare COMMAND --help: its options")
+    t.add_column("command")
     t.add_column("what it does")
-    for name, what in TARGETS:
+    for name, what in rows:
         t.add_row(name, what)
     console.print(t)
+
+
+def commands() -> list[tuple[str, str]]:
+    """(name, one line) of every command this CLI runs, in the order they are defined: the
+    first sentence of each command's help, so a new command is listed by being written."""
+    import re
+
+    rows = []
+    for name, command in typer.main.get_group(app).commands.items():
+        if command.hidden:
+            continue
+        text = " ".join((command.short_help or command.help or "").split("\n\n")[0].split())
+        rows.append((name, re.split(r"(?<=\.)\s+(?=[A-Z`])", text)[0]))
+    return rows
 
 
 @app.command("show_env")
@@ -225,8 +229,15 @@ def get_new_month() -> None:
     """The next pending month arrives in the source. Exit status 3 when nothing is pending."""
     from taxifare_flow.data import open_source
 
+    from taxifare_flow.ml_logic.lineage import assert_may_arrive
+
     s = _settings()
-    _next_month(lambda: open_source(s, "local").bring_next_month(), "arrived", "has arrived")
+
+    def bring() -> SourceMonth | None:
+        assert_may_arrive(s)
+        return open_source(s, "local").bring_next_month()
+
+    _next_month(bring, "arrived", "has arrived")
 
 
 def _next_month(bring: Callable[[], SourceMonth | None], verb: str, where: str) -> None:
@@ -312,7 +323,7 @@ def _where_to_look(s: Settings) -> None:
     if _is_server(s.mlflow_tracking_uri):
         console.print(f"  MLflow UI : {mask_dsn(s.mlflow_tracking_uri)}   (the tracking server)")
     else:
-        console.print(f"  MLflow UI : make mlflow_ui   (= mlflow ui --backend-store-uri {mask_dsn(s.mlflow_tracking_uri)} --host 127.0.0.1)")
+        console.print(f"  MLflow UI : taxifare mlflow_ui   (= mlflow ui --backend-store-uri {mask_dsn(s.mlflow_tracking_uri)} --host 127.0.0.1)")
     if s.prefect_api_url:
         console.print(f"  Prefect UI: {mask_dsn(s.prefect_api_url.removesuffix('/api'))}   (flow runs of {s.prefect_flow_name!r})")
     console.print(f"  report    : {s.reports_dir / 'report.html'}  (and report.png, report.csv)")
@@ -401,8 +412,9 @@ def check(
 def backfill(
     feature_version: int = typer.Option(0, "--feature-version", help="default: FEATURE_VERSION"),
 ) -> None:
-    """Moves the lineage to another feature version: a model of that version trained on every
-    trained row in one pass, registered as the new lineage head (watermark and tiling unchanged)."""
+    """Moves the lineage to another feature version, in one recorded pass over the trained rows.
+    The model of that version trained on every trained row becomes the new lineage head
+    (watermark and tiling unchanged)."""
     from taxifare_flow.flow.backfill import backfill as run_backfill
 
     s = _settings()
@@ -426,8 +438,8 @@ def demo(months: int = typer.Option(0, help="stop after N months (0 = all)")) ->
 
 @app.command("mlflow_ui")
 def mlflow_ui(port: int = typer.Option(5000)) -> None:
-    """The MLflow UI on the configured store, bound to 127.0.0.1; for a tracking server, its URL
-    (the server is the UI: `mlflow ui --backend-store-uri http://…` cannot start)."""
+    """The MLflow UI on the configured store, bound to 127.0.0.1 (a tracking server: its URL).
+    The server is the UI: `mlflow ui --backend-store-uri http://…` cannot start."""
     import os
 
     from taxifare_flow._core import mask_dsn
@@ -436,6 +448,11 @@ def mlflow_ui(port: int = typer.Option(5000)) -> None:
     if _is_server(s.mlflow_tracking_uri):
         console.print(f"the tracking server serves the MLflow UI: {mask_dsn(s.mlflow_tracking_uri)}")
         return
+    from taxifare_flow.ml_logic.store import ready_store
+
+    # Created whole here: the UI would migrate a new SQLite file in place, and a UI stopped
+    # part-way leaves a half-migrated store every other command trips over.
+    _guard(lambda: ready_store(s))
     cmd = [sys.executable, "-m", "mlflow", "ui", "--host", "127.0.0.1", "--port", str(port)]
     if s.tracking_is_embedded:
         cmd += ["--default-artifact-root", s.artifact_location]
@@ -446,8 +463,8 @@ def mlflow_ui(port: int = typer.Option(5000)) -> None:
 
 @app.command("psql", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def psql(ctx: typer.Context) -> None:
-    """psql on the PostgreSQL tracking DB (MLFLOW_TRACKING_DB or MLFLOW_DB_*); the password goes
-    in psql's PGPASSWORD, never on its command line. Extra arguments go to psql:
+    """psql on the PostgreSQL tracking DB, the password kept off its command line. The DB is
+    MLFLOW_TRACKING_DB or MLFLOW_DB_*; the password goes in psql's PGPASSWORD. Extra arguments go to psql:
     `taxifare psql -c "select count(*) from runs"`."""
     from taxifare_flow.psql import exec_psql, psql_command
 
@@ -481,14 +498,21 @@ def push_month_to_bq() -> None:
     """Loads the next pending month into BigQuery. Exit status 3 when nothing is pending."""
     from taxifare_flow.data import open_source
 
+    from taxifare_flow.ml_logic.lineage import assert_may_arrive
+
     s = _settings()
-    _next_month(lambda: open_source(s, "bigquery").bring_next_month(), "loaded", "is in BigQuery")
+
+    def bring() -> SourceMonth | None:
+        assert_may_arrive(s)
+        return open_source(s, "bigquery").bring_next_month()
+
+    _next_month(bring, "loaded", "is in BigQuery")
 
 
 @app.command("bq_cost")
 def bq_cost() -> None:
-    """What the next lifecycle would bill in BigQuery (BQ_COMPUTE decides which queries), from
-    BigQuery's dry runs: nothing runs, nothing is billed."""
+    """What the next lifecycle would bill in BigQuery, from dry runs: nothing runs, nothing is
+    billed. BQ_COMPUTE decides which queries."""
     from taxifare_flow.data.bigquery import BigQuerySource
     from taxifare_flow.ml_logic.watermark import get_latest_trained_row
 
@@ -541,6 +565,9 @@ def main() -> None:
     if not debug():
         for handler in logging.getLogger().handlers:
             handler.addFilter(_OneLinePerFailure())
+        # MLflow logs every failed database write with its traceback at ERROR (through its own
+        # handler) before raising it: the command reports the failure as its one line.
+        logging.getLogger("mlflow.store.db.utils").addFilter(lambda record: record.levelno < logging.ERROR)
     app()
 
 

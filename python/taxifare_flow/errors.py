@@ -28,6 +28,11 @@ class IntegrityError(TaxifareError):
     source is not what its names say): nothing is trained on top of it."""
 
 
+class LineageError(IntegrityError):
+    """The lineage belongs elsewhere: the registered model is another experiment's, or the
+    pending history is not the one the lineage was trained on. Nothing was changed."""
+
+
 class RegistryError(TaxifareError):
     """The model registry lacks what the lineage needs (a version, its artifact)."""
 

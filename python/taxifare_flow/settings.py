@@ -337,6 +337,9 @@ def settings_from(env: Mapping[str, str]) -> Settings:
     data_path = r.data_path("LOCAL_DATA_PATH", "data")
     default_uri = "sqlite:///" + str(data_path / "mlflow" / "mlflow.db")
     tracking_uri = r.text("MLFLOW_TRACKING_URI", default_uri)
+    if tracking_uri.startswith(("postgresql://", "postgres://", "postgresql+")):
+        # Also when MLFLOW_DB_* name the watermark's DSN: MLflow's SQLAlchemy reads this one.
+        check_dsn_encoding("MLFLOW_TRACKING_URI", "postgresql://" + tracking_uri.split("://", 1)[1])
     half_life_raw = r.text("HALF_LIFE_MONTHS", "inf").lower()
     half_life = math.inf if half_life_raw in ("inf", "none", "") else r.number("HALF_LIFE_MONTHS", math.inf, minimum=1e-9)
     rows = r.text("HISTORY_ROWS_PER_MONTH", "10000").lower()
@@ -355,7 +358,8 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         half_life_months=half_life,
         holdout_fraction=r.number("HOLDOUT_FRACTION", 0.15, minimum=0.01, maximum=0.5),
         promotion_policy=r.choice("PROMOTION_POLICY", "paired", PROMOTION_POLICIES),
-        promotion_margin=r.number("PROMOTION_MARGIN", 0.01, minimum=0.0),
+        # A fraction of production's MAE: at 1 a challenger would need a negative error.
+        promotion_margin=r.number("PROMOTION_MARGIN", 0.01, minimum=0.0, maximum=1.0),
         promotion_min_rows=r.integer("PROMOTION_MIN_ROWS", 200, minimum=1) or 200,
         lock_timeout_seconds=r.number("LOCK_TIMEOUT_SECONDS", 600.0, minimum=0.0),
         notify_webhook_url=r.text("NOTIFY_WEBHOOK_URL"),

@@ -139,15 +139,15 @@ fn find_rustls_error(e: &postgres::Error) -> Option<&rustls::Error> {
     None
 }
 
-fn query(client: &mut Client, sql: &str, experiment: &str) -> Result<Option<Row>, postgres::Error> {
+fn query(client: &mut Client, sql: &str, experiment: &str) -> Result<Vec<Row>, postgres::Error> {
     // Typed parameters: one round trip, no server-side prepared statement.
     let rows = client.query_typed(sql, &[(&experiment, Type::TEXT)])?;
-    rows.first().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).transpose()
+    rows.iter().map(|r| Ok((r.try_get(0)?, r.try_get(1)?, r.try_get(2)?))).collect()
 }
 
-pub(super) fn latest(dsn: &str, experiment: &str) -> Result<Option<Row>, WatermarkError> {
+pub(super) fn intervals(dsn: &str, experiment: &str) -> Result<Vec<Row>, WatermarkError> {
     let target = Target::new(dsn)?;
-    let sql = QUERY.replace("{p}", "$1").replace("{fence}", "OFFSET 0").replace("{no_index}", "");
+    let sql = QUERY.replace("{p}", "$1").replace("{materialized}", "MATERIALIZED").replace("{no_index}", "").replace("{join}", "JOIN");
     let shown = mask_dsn(dsn);
     pool::with_client(&target.key(), &shown, || target.connect(), |client| query(client, &sql, experiment), |e| target.classify(e, false))
 }

@@ -1,6 +1,6 @@
 //! The watermark query on an SQLite store, opened read-only.
 
-use rusqlite::{Connection, OpenFlags, OptionalExtension};
+use rusqlite::{Connection, OpenFlags};
 
 use super::{Row, WatermarkError, QUERY};
 
@@ -12,12 +12,14 @@ fn open(path: &str, uri: &str, flags: OpenFlags) -> Result<Connection, Watermark
     Ok(conn)
 }
 
-fn query(conn: &Connection, experiment: &str) -> rusqlite::Result<Option<Row>> {
-    let sql = QUERY.replace("{p}", "?1").replace("{fence}", "LIMIT -1 OFFSET 0").replace("{no_index}", "NOT INDEXED");
-    conn.query_row(&sql, [experiment], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?))).optional()
+fn query(conn: &Connection, experiment: &str) -> rusqlite::Result<Vec<Row>> {
+    let sql = QUERY.replace("{p}", "?1").replace("{materialized}", "").replace("{no_index}", "NOT INDEXED").replace("{join}", "CROSS JOIN");
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map([experiment], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get::<_, String>(2)?)))?;
+    rows.collect()
 }
 
-pub(super) fn latest(path: &str, experiment: &str) -> Result<Option<Row>, WatermarkError> {
+pub(super) fn intervals(path: &str, experiment: &str) -> Result<Vec<Row>, WatermarkError> {
     let uri = format!("sqlite:///{path}");
     if !std::path::Path::new(path).exists() {
         return Err(WatermarkError::StoreNotFound(path.to_owned()));
@@ -93,8 +95,8 @@ mod tests {
         let plain = query(&ro, "exp").unwrap_err();
         assert_eq!(plain.sqlite_error().map(|e| e.extended_code), Some(rusqlite::ffi::SQLITE_READONLY_ROLLBACK), "{plain}");
         drop(ro);
-        let got = latest(copy.to_str().unwrap(), "exp").unwrap();
-        assert_eq!(got, Some(("a".into(), "0".into(), "100".into())), "the uncommitted run is not counted");
+        let got = intervals(copy.to_str().unwrap(), "exp").unwrap();
+        assert_eq!(got, vec![("a".into(), "0".into(), "100".into())], "the uncommitted run is not counted");
         assert!(!copy.with_extension("db-journal").exists(), "rolled back");
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -32,14 +32,20 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from taxifare_flow import _core
 from taxifare_flow.settings import Settings
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 log = logging.getLogger(__name__)
 NOISE_FLOOR_FILE = "noise_floor.csv"
 MANIFEST_FILE = "manifest.json"
 MANIFEST_VERSION = 1
+#: The key-value metadata of a month file recording its rides' month (`schema::MONTH_METADATA_KEY`).
+MONTH_METADATA_KEY = "taxifare.month"
 #: `progress(done, total, rows)`: done/total in rows when generating, in bytes when importing.
 ProgressFn = Callable[[int, int, int], None]
 
@@ -73,6 +79,16 @@ class Provenance:
     @property
     def rows(self) -> int:
         return sum(self.months.values())
+
+    @property
+    def identity(self) -> str:
+        """What the rows are, as every training run records it (`history_id`): a generated
+        history's seed, first month and rows a month (a month's rows depend on the seed, the
+        month and the size; `row_id`s on the first month; a later last month continues the same
+        rows), or an imported CSV's SHA-256."""
+        if self.kind == "generated":
+            return f"generated:seed={self.seed}:from={self.first_month}:rows={self.rows_per_month}"
+        return f"imported:sha256={self.sha256}"
 
     def span(self) -> str:
         names = sorted(self.months)
@@ -143,8 +159,6 @@ def history_months(pending_dir: Path) -> list[str]:
 
 def pending_problems(settings: Settings) -> list[str]:
     """Where the pending history is missing, lacks its provenance, or differs from it."""
-    import pyarrow.parquet as pq
-
     pending = settings.pending_dir
     try:
         p = provenance(pending)
@@ -153,19 +167,71 @@ def pending_problems(settings: Settings) -> list[str]:
     if p is None:
         return [f"{pending} holds no history: run reset_data_sources (or import_csv)"]
     problems = []
+    if p.kind == "generated":
+        problems += [f"{m}: the history no longer matches the settings (set it back, or regenerate it with "
+                     "`taxifare reset_data_sources`)" for m in _setting_mismatches(p, settings)]
+        if p.first_month and p.last_month:
+            dropped = [m for m in _month_span(p.first_month, p.last_month) if m not in p.months]
+            if dropped:
+                problems.append(f"{pending / MANIFEST_FILE} lacks {len(dropped)} months of its span ({', '.join(dropped[:3])}"
+                                f"{' …' if len(dropped) > 3 else ''}): they would never arrive; regenerate the history")
+    strays = [f.stem for f in _month_files(pending) if f.stem not in p.months]
+    if strays:
+        problems.append(f"{pending} holds month files its manifest does not list ({', '.join(strays[:3])}"
+                        f"{' …' if len(strays) > 3 else ''}; removed from {MANIFEST_FILE}?): they would never arrive")
     for month, rows in sorted(p.months.items()):
-        path = pending / f"{month}.parquet"
-        if not path.is_file():
-            problems.append(f"{path.name} of the {p.kind} history is missing from {pending}")
-            continue
-        try:
-            found = pq.read_metadata(path).num_rows
-        except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
-            problems.append(f"{path} is not a readable Parquet file ({e})")
-            continue
-        if found != rows:
-            problems.append(f"{path} holds {found:,} rows but the manifest says {rows:,}")
+        problem = _month_file_problem(pending / f"{month}.parquet", rows, p.kind)
+        if problem:
+            problems.append(problem)
     return problems
+
+
+def _month_span(first: str, last: str) -> list[str]:
+    """`first` … `last` (YYYY-MM), every month."""
+    y, m = map(int, first.split("-"))
+    out = []
+    while (month := f"{y:04d}-{m:02d}") <= last:
+        out.append(month)
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
+
+
+def _month_file_problem(path: Path, rows: int, kind: str) -> str | None:
+    """What is wrong with a pending month file against its manifest entry (`None`: nothing)."""
+    import pyarrow.parquet as pq
+
+    if not path.is_file():
+        return f"{path.name} of the {kind} history is missing from {path.parent}"
+    try:
+        meta = pq.read_metadata(path)
+    except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError
+        return f"{path} is not a readable Parquet file ({e})"
+    if meta.num_rows != rows:
+        return f"{path} holds {meta.num_rows:,} rows but the manifest says {rows:,}"
+    held = _months_held(meta)
+    if held and held != {path.stem}:
+        return (f"{path} holds the rides of {', '.join(sorted(held))}, not of {path.stem} (a month file copied or renamed): "
+                "regenerate the history (`taxifare reset_data_sources`) or import it again")
+    return None
+
+
+def _months_held(meta: pq.FileMetaData) -> set[str]:
+    """The months a pending file's rows are of, from its footer: the month recorded when it
+    was written, else its pickup times' statistics (empty: it cannot tell)."""
+    recorded = (meta.metadata or {}).get(MONTH_METADATA_KEY.encode())
+    if recorded is not None:
+        return {recorded.decode(errors="replace")}
+    names = [meta.schema.column(i).name for i in range(meta.num_columns)]
+    if "pickup_datetime" not in names:
+        return set()
+    col = names.index("pickup_datetime")
+    held = set()
+    for g in range(meta.num_row_groups):
+        stats = meta.row_group(g).column(col).statistics
+        if stats is None or not stats.has_min_max:
+            return set()
+        held |= {str(stats.min)[:7], str(stats.max)[:7]}
+    return held
 
 
 def _write_manifest(pending_dir: Path, p: Provenance) -> None:
@@ -235,8 +301,16 @@ def ensure_history(settings: Settings, regenerate: bool = False, progress: Progr
         if mismatches:
             log.warning("%s: regenerating the history", "; ".join(mismatches))
             _clear(pending)
-        elif all((pending / f"{m}.parquet").is_file() for m in current.months):
-            return current
+        else:
+            # A truncated or damaged month file is regenerated (the generator is
+            # deterministic) like a missing one; `reset_data_sources` would otherwise keep it.
+            damaged = [m for m, rows in current.months.items()
+                       if (pending / f"{m}.parquet").is_file() and _month_file_problem(pending / f"{m}.parquet", rows, current.kind)]
+            for m in damaged:
+                log.warning("%s is damaged: regenerating it", pending / f"{m}.parquet")
+                (pending / f"{m}.parquet").unlink()
+            if all((pending / f"{m}.parquet").is_file() for m in current.months):
+                return current
     months = _core.generate_history(
         pending,
         seed=settings.history_seed,
@@ -272,6 +346,25 @@ def _remove_stale_imports(root: Path) -> None:
             pass
 
 
+def _not_a_file(path: Path) -> str:
+    """Why `path` cannot be imported, when it is not a regular file."""
+    import stat
+
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "no such file to import"
+    except OSError as e:
+        return f"cannot be read ({e.strerror or e})"
+    if stat.S_ISDIR(mode):
+        return "is a folder, not a CSV file: name the train.csv inside it"
+    kinds = [(stat.S_ISFIFO, "a named pipe (FIFO)"), (stat.S_ISSOCK, "a socket"), (stat.S_ISCHR, "a character device"),
+             (stat.S_ISBLK, "a block device")]
+    kind = next((name for test, name in kinds if test(mode)), "a special file")
+    # The import reads the file with two readers at once (its SHA-256, its rows) and measures its size.
+    return f"is {kind}, not a regular file: the import reads a file twice over and needs its size; copy the rows into a file first"
+
+
 def import_csv(settings: Settings, csv_path: Path, replace: bool = False, progress: ProgressFn | None = None,
                batch_rows: int | None = None) -> Provenance:
     """Imports a Kaggle-format CSV as the pending history (one file per month) and records its
@@ -281,13 +374,13 @@ def import_csv(settings: Settings, csv_path: Path, replace: bool = False, progre
     pending = settings.pending_dir
     csv_path = csv_path.resolve()
     if not csv_path.is_file():
-        raise HistoryError(f"{csv_path}: no such file to import")
+        raise HistoryError(f"{csv_path}: {_not_a_file(csv_path)}")
     current = read_manifest(pending)
     existing = len(current.months) if current else len(_month_files(pending))
     if existing and not replace:
         kind = f"an {current.kind}" if current and current.kind == "imported" else ("a generated" if current else "a")
         raise HistoryError(f"{pending} already holds {kind} history of {existing} months: pass --replace "
-                           "(make import_csv CSV=… REPLACE=1) to replace it with this CSV")
+                           "to replace it with this CSV")
     if arrived := _source_months(settings):
         raise HistoryError(f"the local source {settings.source_dir} holds {arrived} months of the current history: "
                            "empty it first (`taxifare reset_data_sources --fresh` also drops the runs trained on it), then import")

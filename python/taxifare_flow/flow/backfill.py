@@ -24,8 +24,9 @@ from dataclasses import dataclass
 from taxifare_flow.check import assert_sound, repair
 from taxifare_flow.data import open_source
 from taxifare_flow.errors import RegistryError, SettingsError
-from taxifare_flow.flow.lifecycle import RunRecord
+from taxifare_flow.flow.lifecycle import RunRecord, mark_failed
 from taxifare_flow.flow.lock import assert_lock_held, lifecycle_lock
+from taxifare_flow.ml_logic.lineage import HISTORY_TAG, assert_lineage
 from taxifare_flow.ml_logic.registry import PRODUCTION, open_registry
 from taxifare_flow.ml_logic.watermark import get_latest_trained_row
 from taxifare_flow.model import Model
@@ -57,6 +58,7 @@ def backfill(settings: Settings, feature_version: int | None = None) -> Backfill
     with lifecycle_lock(settings):
         source = open_source(settings)
         registry = open_registry(settings)
+        history_id = assert_lineage(settings, registry)
         w = get_latest_trained_row(settings=settings)
         repair(registry)
         assert_sound(settings, source, registry, w)
@@ -78,6 +80,8 @@ def backfill(settings: Settings, feature_version: int | None = None) -> Backfill
                 "feature_version": target, "ridge_alpha": settings.ridge_alpha,
                 "half_life_months": settings.half_life_months, "parent_version": str(head.version),
             })
+            if history_id is not None:
+                record.tags[HISTORY_TAG] = history_id
             record.send(client, run_id)
             model = Model(settings.ridge_alpha, settings.half_life_months, feature_version=target)
             # No holdout: every trained row goes into the statistics, read once.
@@ -103,7 +107,7 @@ def backfill(settings: Settings, feature_version: int | None = None) -> Backfill
             assert_lock_held()
             client.set_terminated(run_id, "FINISHED")
         except BaseException:
-            client.set_terminated(run_id, "FAILED")
+            mark_failed(registry, run_id)
             raise
         registry.reconcile_aliases(w)
         log.info("lineage moved to feature version %d: version %s ends at row %d", target, version.version, w)

@@ -1,4 +1,4 @@
-"""One lifecycle run, as a state machine (README, "One lifecycle"): watermark → checks →
+"""One lifecycle run, as a state machine (docs/architecture.md, "One lifecycle"): watermark → checks →
 learn → compare → finalise → notify, under a lock so two runs never train the same rows. Each
 step is a Prefect task in `prefect_flow`; `run_lifecycle` runs the same steps without Prefect
 (for tests of the logic and for embedding).
@@ -34,10 +34,12 @@ import numpy as np
 from taxifare_flow import _core
 from taxifare_flow.check import assert_sound, repair
 from taxifare_flow.data import DataSource, open_source
-from taxifare_flow.errors import RegistryError, SourceBehindError
+from taxifare_flow.errors import RegistryError, SourceBehindError, TrackingStoreError
 from taxifare_flow.flow.lock import assert_lock_held, lifecycle_lock
+from taxifare_flow.ml_logic.lineage import HISTORY_TAG, assert_lineage
 from taxifare_flow.ml_logic.promotion import Decision, Paired, decide_paired
 from taxifare_flow.ml_logic.registry import PRODUCTION, Registry, open_registry
+from taxifare_flow.ml_logic.store import no_space
 from taxifare_flow.ml_logic.watermark import get_latest_trained_row
 from taxifare_flow.model import Model
 from taxifare_flow.settings import Settings
@@ -165,6 +167,16 @@ def watermark(ctx: Context) -> tuple[int, int]:
     return w, t
 
 
+def _scored(ctx: Context, version: ModelVersion | None) -> _core.Model | None:
+    """The kernel of a version to score with, `None` when it learnt no row: a first month
+    without a clean row registers an empty version, which is a valid lineage head but scores
+    nothing (a production or frozen model that cannot predict is absent, not an error)."""
+    if version is None:
+        return None
+    kernel = ctx.kernel(version)
+    return kernel.core if kernel.n_rows > 0 else None
+
+
 def learn(ctx: Context, w: int, t: int, step: int) -> Learned:
     """The one pass: production (prequential) and the frozen first model scored on `[w, t)`;
     the lineage head continued on `[w, h)` as the challenger, both scored on the holdout
@@ -182,11 +194,7 @@ def learn(ctx: Context, w: int, t: int, step: int) -> Learned:
                   else Model(s.ridge_alpha, s.half_life_months, feature_version=s.feature_version))
     h = t - int((t - w) * s.holdout_fraction)
     started = time.perf_counter()
-    result = ctx.source.learn(
-        w, t - w, h, challenger.core,
-        ctx.kernel(production).core if production is not None else None,
-        ctx.kernel(root).core if root is not None else None,
-    )
+    result = ctx.source.learn(w, t - w, h, challenger.core, _scored(ctx, production), _scored(ctx, root))
     seconds = time.perf_counter() - started
     rec = ctx.record
     rec.params.update(parent_version=str(head.version) if head is not None else "none", holdout_start=h,
@@ -285,6 +293,30 @@ def _identity(fn: Callable[P, R], name: str) -> Callable[P, R]:
     return fn
 
 
+def mark_failed(registry: Registry, run_id: str) -> None:
+    """Marks the run of a failed lifecycle FAILED. On a full disk that write may fail as well:
+    the run's partial model artifacts (no version uses them) are removed to make room, and it
+    is tried again; failing that, the run stays RUNNING and the next lifecycle marks it KILLED
+    (the original error is the one reported, not this one)."""
+    # MLflow logs a failed write with its traceback at ERROR before raising it.
+    db_log = logging.getLogger("mlflow.store.db.utils")
+    level = db_log.level
+    db_log.setLevel(logging.CRITICAL)
+    try:
+        for attempt in range(2):
+            try:
+                registry.client.set_terminated(run_id, "FAILED")
+                return
+            except Exception as e:  # noqa: BLE001 - the lifecycle's own error is the one to report
+                if attempt == 0 and no_space(e) and registry.free_unregistered_artifacts(run_id):
+                    continue
+                log.warning("run %s could not be marked FAILED (%s): the next lifecycle marks it KILLED", run_id,
+                            _core.mask_dsn(" ".join(str(e).split())[:300]))
+                return
+    finally:
+        db_log.setLevel(level)
+
+
 def checks(ctx: Context, w: int) -> None:
     """The safe repairs, then the cheap checks: nothing trains on a broken state."""
     repair(ctx.registry)
@@ -304,6 +336,9 @@ def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
     started = time.perf_counter()
     source = open_source(settings)
     registry = open_registry(settings)
+    # Before the watermark: a swapped history under a kept store is named as such, not as a
+    # source behind the watermark.
+    history_id = assert_lineage(settings, registry)
     ctx = Context(settings, source, registry)
     w, t = wrap(watermark, "watermark")(ctx)
     wrap(checks, "checks")(ctx, w)
@@ -322,6 +357,8 @@ def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
             "half_life_months": settings.half_life_months, "holdout_fraction": settings.holdout_fraction,
             "promotion_policy": settings.promotion_policy, "data_month": month,
         })
+        if history_id is not None:
+            ctx.record.tags[HISTORY_TAG] = history_id
         ctx.record.send(client, run_id)
         learned = wrap(learn, "learn")(ctx, w, t, step)
         wrap(validate_step, "validate")(ctx, run_id, learned, w, t, step)  # before anything is registered
@@ -329,8 +366,13 @@ def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
         version = wrap(finalise, "finalise")(ctx, run_id, learned, decision, w, t, month)
         assert_lock_held()  # no other lifecycle can have taken these rows meanwhile
         client.set_terminated(run_id, "FINISHED")
-    except BaseException:
-        client.set_terminated(run_id, "FAILED")
+    except BaseException as e:
+        mark_failed(registry, run_id)
+        if no_space(e):
+            raise TrackingStoreError(
+                f"no space left on the device while run {run_id} saved its model ({_core.mask_dsn(str(e))}): free some "
+                "space and run the lifecycle again (the run is FAILED: nothing was trained)"
+            ) from e
         raise
     registry.reconcile_aliases(t)
     prod_now = registry.version_by_alias(PRODUCTION)

@@ -52,7 +52,11 @@ def simulate(settings: Settings, months: int | None = None, run: Callable[[Setti
     """Yields one `Tick` per lifecycle (a Prefect flow by default): first a catch-up over the
     arrived, untrained rows if there are any, then arrival + lifecycle per month."""
     from taxifare_flow.data import open_source
+    from taxifare_flow.ml_logic.lineage import assert_may_arrive
 
+    # No month of another history arrives under this lineage (the lifecycle would refuse it,
+    # after the month had moved).
+    assert_may_arrive(settings)
     if run is None:
         from taxifare_flow.flow.prefect_flow import run_flow
 

@@ -4,13 +4,14 @@ promotion by aliases (`production`, `challenger`), never by the deprecated stage
 from __future__ import annotations
 
 import logging
+import re
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from taxifare_flow import __version__
-from taxifare_flow.errors import RegistryError, TrackingStoreError
+from taxifare_flow.errors import LineageError, RegistryError, TrackingStoreError
 from taxifare_flow.model import Model
 from taxifare_flow.settings import Settings
 
@@ -25,6 +26,9 @@ PRODUCTION = "production"
 CHALLENGER = "challenger"
 #: Runs that train a model (param `context`): a lifecycle's, and `taxifare backfill`'s.
 TRAINING_CONTEXTS = ("train", "backfill")
+#: Registered-model tags naming the experiment whose lineage the model is (set at creation).
+OWNER_TAG = "owner_experiment_id"
+OWNER_NAME_TAG = "owner_experiment"
 KERNEL_FILE = "model.txfm"
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 # Explicit requirements: inferring them spawns a subprocess and costs ~1.5 s per model.
@@ -136,13 +140,111 @@ class Registry:
         version = self.client.create_model_version(self.model_name, source=source, run_id=run_id, tags=tags)
         return version
 
+    def free_unregistered_artifacts(self, run_id: str) -> bool:
+        """Removes the model artifacts of a run that no version was registered from, when they
+        are local files (what a full disk left half-written). Whether anything was removed."""
+        import shutil
+        from urllib.parse import urlparse
+
+        from mlflow.exceptions import MlflowException
+
+        try:
+            if self.client.search_model_versions(f"run_id = '{run_id}'"):
+                return False
+            uri = self.client.get_run(run_id).info.artifact_uri
+        except MlflowException:
+            return False
+        parsed = urlparse(uri)
+        if parsed.scheme not in ("", "file"):
+            return False
+        model = Path(parsed.path) / "model"
+        if not model.is_dir():
+            return False
+        shutil.rmtree(model, ignore_errors=True)
+        log.info("removed the half-written model artifacts of run %s (%s)", run_id, model)
+        return True
+
     def _ensure_registered_model(self) -> None:
+        """Creates the registered model owned by this experiment, or checks that the existing
+        one is (another experiment's first lifecycle may have created it meanwhile)."""
         from mlflow.exceptions import MlflowException
 
         try:
             self.client.get_registered_model(self.model_name)
         except MlflowException:
-            self.client.create_registered_model(self.model_name)
+            try:
+                self.client.create_registered_model(self.model_name, tags=self._owner_tags())
+                return
+            except MlflowException:  # created meanwhile
+                pass
+        self.assert_owned()
+
+    def _owner_tags(self) -> dict[str, str]:
+        return {OWNER_TAG: str(self.experiment_id), OWNER_NAME_TAG: self.settings.mlflow_experiment}
+
+    def _experiment_of(self, run_id: str | None) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        if not run_id:
+            return None
+        try:
+            return str(self.client.get_run(run_id).info.experiment_id)
+        except MlflowException:
+            return None
+
+    def _experiment_name(self, experiment_id: str) -> str:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self.client.get_experiment(experiment_id).name)
+        except MlflowException:
+            return f"#{experiment_id} (deleted for good)"
+
+    def owner(self) -> str | None:
+        """The id of the experiment whose lineage the registered model is: its tag, or, for a
+        model registered before owners were recorded, the experiment of its first version's
+        run. `None` when the model does not exist or has no version yet (anyone may claim it)."""
+        from mlflow.exceptions import MlflowException
+
+        try:
+            model = self.client.get_registered_model(self.model_name)
+        except MlflowException:
+            return None
+        if model.tags.get(OWNER_TAG):
+            return str(model.tags[OWNER_TAG])
+        return next((e for v in self.versions() if (e := self._experiment_of(v.run_id)) is not None), None)
+
+    def assert_owned(self) -> None:
+        """Refuses (`LineageError`, nothing changed) a registered model that is another
+        experiment's lineage; claims an existing model that records no owner and is ours."""
+        owner = self.owner()
+        if owner is None or owner == str(self.experiment_id):
+            if owner is not None and self.client.get_registered_model(self.model_name).tags.get(OWNER_TAG) is None:
+                for k, v in self._owner_tags().items():
+                    self.client.set_registered_model_tag(self.model_name, k, v)
+            return
+        raise LineageError(
+            f"the registered model {self.model_name!r} is the lineage of experiment {self._experiment_name(owner)!r}, "
+            f"not of MLFLOW_EXPERIMENT={self.settings.mlflow_experiment!r}: set MLFLOW_MODEL_NAME to a model name of "
+            "this experiment's own (nothing was changed)"
+        )
+
+    def crossed_lineages(self) -> list[str]:
+        """Where the registered model mixes lineages: it belongs to another experiment, or
+        some of its versions come from runs of another experiment than its owner."""
+        owner = self.owner()
+        if owner is None:
+            return []
+        problems = []
+        if owner != str(self.experiment_id):
+            problems.append(f"the registered model {self.model_name!r} is the lineage of experiment "
+                            f"{self._experiment_name(owner)!r}, not of MLFLOW_EXPERIMENT={self.settings.mlflow_experiment!r}")
+        for v in self.versions():
+            e = self._experiment_of(v.run_id)
+            if e is not None and e != owner:
+                problems.append(f"version {v.version} of {self.model_name!r} comes from run {v.run_id} of experiment "
+                                f"{self._experiment_name(e)!r}, but the model is the lineage of {self._experiment_name(owner)!r}")
+        return problems
 
     def set_alias(self, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(self.model_name, alias, str(version))
@@ -204,6 +306,20 @@ class Registry:
                 tagged.append(str(v.version))
         return tagged
 
+    def tag_unreachable_orphans(self) -> list[str]:
+        """Tags `orphaned` the versions `tag_orphans` cannot find from the experiment's runs:
+        registered without a run, or whose run is gone for good. Reads every version."""
+        tagged = []
+        for v in self.versions():
+            if "orphaned" in v.tags or self.is_valid(v):
+                continue
+            reason = self.run_state(v.run_id)
+            self.client.set_model_version_tag(self.model_name, v.version, "orphaned",
+                                              f"run {v.run_id} is {reason}" if v.run_id else reason)
+            log.warning("version %s is orphaned: %s", v.version, reason)
+            tagged.append(str(v.version))
+        return tagged
+
     def retract_aliases(self) -> list[str]:
         """Moves `production` and `challenger` off versions whose run is no longer FINISHED and
         active: production falls back to the newest valid promoted version (or none)."""
@@ -262,6 +378,7 @@ def open_registry(settings: Settings) -> Registry:
     created whole or not at all; a store that cannot be opened is one `TrackingStoreError`."""
     import mlflow
     from mlflow.exceptions import MlflowException
+    from alembic.util.exc import CommandError as AlembicError
     from mlflow.tracking import MlflowClient
     from sqlalchemy.exc import SQLAlchemyError
 
@@ -272,8 +389,10 @@ def open_registry(settings: Settings) -> Registry:
     ready_store(settings)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
-    client = MlflowClient(uri, uri)
     try:
+        # Opening the store checks its schema: a store another MLflow made or half-migrated
+        # raises here.
+        client = MlflowClient(uri, uri)
         exp = client.get_experiment_by_name(settings.mlflow_experiment)
         if exp is None:
             # A database store (SQLite or PostgreSQL) would put artifacts in ./mlruns of whatever
@@ -288,7 +407,26 @@ def open_registry(settings: Settings) -> Registry:
             )
         else:
             experiment_id = exp.experiment_id
-    except (MlflowException, SQLAlchemyError) as e:
-        cause = str(getattr(e, "message", e)).strip().splitlines()
-        raise TrackingStoreError(f"the MLflow store {mask_dsn(uri)} cannot be used: {mask_dsn(cause[-1] if cause else type(e).__name__)}") from None
+    except (MlflowException, SQLAlchemyError, AlembicError) as e:
+        raise TrackingStoreError(_unusable(uri, e)) from None
     return Registry(settings, client, experiment_id)
+
+
+def _unusable(uri: str, e: BaseException) -> str:
+    """One line for a store MLflow refused to open, password masked."""
+    import mlflow
+
+    from taxifare_flow._core import mask_dsn
+
+    text = " ".join(str(getattr(e, "message", e)).split())
+    schema = re.search(r"found version (\w+), but expected (\w+)", text)
+    unknown = re.search(r"Can't locate revision identified by '(\w+)'", text)
+    if schema or unknown:
+        found = schema[1] if schema else unknown[1] if unknown else ""
+        fix = (f"back it up, then run `mlflow db upgrade {mask_dsn(uri)}`" if schema
+               else "use the MLflow that made it, or start a new store")
+        return (f"the MLflow store {mask_dsn(uri)} has schema revision {found}, which MLflow {mlflow.__version__} does not "
+                f"open{f' (it needs {schema[2]})' if schema else ''}: another MLflow version made or half-migrated it "
+                f"(an interrupted `mlflow ui` or `mlflow db upgrade`?); {fix}")
+    cause = str(getattr(e, "message", e)).strip().splitlines()
+    return f"the MLflow store {mask_dsn(uri)} cannot be used: {mask_dsn(cause[-1] if cause else type(e).__name__)}"

@@ -15,12 +15,13 @@ import sqlite3
 from pathlib import Path
 
 from taxifare_flow.errors import TrackingStoreError
-from taxifare_flow.settings import Settings
+from taxifare_flow.settings import Settings, with_tls_params
 
 log = logging.getLogger(__name__)
 
 
-def _no_space(e: BaseException) -> bool:
+def no_space(e: BaseException) -> bool:
+    """Whether `e`, or an error it came from, is a full disk (ENOSPC, SQLite's "disk is full")."""
     seen: BaseException | None = e
     while seen is not None:
         if getattr(seen, "errno", None) == errno.ENOSPC or "disk is full" in str(seen) or "No space left" in str(seen):
@@ -46,16 +47,41 @@ def _remove_dead_temporaries(path: Path) -> None:
             tmp.unlink(missing_ok=True)
 
 
-def _schema_version(path: Path) -> tuple[int, str | None]:
-    """(tables, alembic revision) of a SQLite file, read-only."""
+def _read_schema(path: Path, mode: str) -> tuple[int, str | None]:
+    conn = sqlite3.connect(f"file:{path}?mode={mode}", uri=True, timeout=10)
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
-            tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-            if "alembic_version" not in tables:
-                return len(tables), None
-            row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
-            return len(tables), row[0] if row else None
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "alembic_version" not in tables:
+            return len(tables), None
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        return len(tables), row[0] if row else None
+    finally:
+        conn.close()
+
+
+def _hot_journal(e: sqlite3.Error) -> bool:
+    return getattr(e, "sqlite_errorcode", None) == getattr(sqlite3, "SQLITE_READONLY_ROLLBACK", 776)
+
+
+def _schema_version(path: Path) -> tuple[int, str | None]:
+    """(tables, alembic revision) of a SQLite file, read-only; a hot journal (a writer killed
+    mid-transaction) is rolled back first, as the Rust reader does: a read-only connection
+    cannot, and would take the store for something else."""
+    try:
+        try:
+            return _read_schema(path, "ro")
+        except sqlite3.OperationalError as e:
+            if not _hot_journal(e):
+                raise
+        # Only a connection that may write rolls the journal back to the last commit (what
+        # MLflow's next connection would do anyway); the reads are the same.
+        log.warning("%s has the rollback journal of a writer that was stopped mid-transaction: rolled back to its "
+                    "last commit", path)
+        return _read_schema(path, "rw")
     except sqlite3.DatabaseError as e:
+        if _hot_journal(e) or isinstance(e, sqlite3.OperationalError):
+            raise TrackingStoreError(f"the MLflow store {path} cannot be read ({e}): check its permissions and "
+                                     f"that {path.name}-journal beside it can be written") from None
         raise TrackingStoreError(f"{path} is not a SQLite MLflow store ({e}): point MLFLOW_TRACKING_URI elsewhere") from None
 
 
@@ -88,7 +114,7 @@ def ensure_sqlite_store(path: Path, artifact_root: str) -> None:
         except FileExistsError:
             log.info("another process created %s meanwhile: keeping it", path)
     except Exception as e:
-        if _no_space(e):
+        if no_space(e):
             raise TrackingStoreError(
                 f"no space left on the device of {path} while creating the MLflow store: free some space and retry "
                 "(nothing was created)"
@@ -105,6 +131,7 @@ def probe_tracking_db(settings: Settings) -> None:
     refused or a file that is no MLflow store is a typed error in seconds, where SQLAlchemy
     under MLflow retries for minutes and libpq under the lock says it its own way. A database
     without MLflow's tables is fine: MLflow creates them."""
+    from taxifare_flow import _core
     from taxifare_flow._core import NotAnMlflowStoreError
     from taxifare_flow.ml_logic.watermark import get_latest_trained_row
 
@@ -114,6 +141,17 @@ def probe_tracking_db(settings: Settings) -> None:
         get_latest_trained_row(settings=settings)
     except NotAnMlflowStoreError:
         pass
+    uri = settings.mlflow_tracking_uri
+    if uri.startswith(("postgresql://", "postgres://", "postgresql+")):
+        # MLflow's own DSN, when MLFLOW_DB_* name another for the watermark: a wrong password,
+        # port or database there would cost minutes of SQLAlchemy retries and its logs.
+        dsn = with_tls_params("postgresql://" + uri.split("://", 1)[1], settings.mlflow_db_sslmode,
+                              settings.mlflow_db_sslrootcert)
+        if dsn != settings.mlflow_tracking_db:
+            try:
+                _core.get_latest_trained_row(dsn, settings.mlflow_experiment)
+            except NotAnMlflowStoreError:
+                pass
 
 
 def ready_store(settings: Settings) -> None:
