@@ -13,7 +13,7 @@ STAMP := $(VENV)/.taxifare-installed
 RUST_SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock pyproject.toml
 
 .PHONY: install demo test dev_test list show_env reinstall_package reset_data_sources show_data_sources \
-	get_new_month import_csv run_flow run_all_months report watermark check backfill mlflow_ui psql reset_bq_tables show_bq_tables \
+	get_new_month import_csv run_flow validate run_all_months report watermark check backfill mlflow_ui psql reset_bq_tables show_bq_tables \
 	push_month_to_bq bq_cost bench wheel
 
 # Set-up: a virtualenv with the package built from source; redone only when Rust or the
@@ -39,7 +39,8 @@ reset_data_sources: install ; $(TAXIFARE) reset_data_sources
 show_data_sources: install ; $(TAXIFARE) show_data_sources
 get_new_month: install ; $(TAXIFARE) get_new_month
 import_csv: install ; $(TAXIFARE) import_csv "$(CSV)" $(if $(REPLACE),--replace)
-run_flow: install ; $(TAXIFARE) run_flow
+run_flow: install ; $(TAXIFARE) run_flow $(if $(ACCEPT),--accept)
+validate: install ; $(TAXIFARE) validate
 run_all_months: install ; $(TAXIFARE) run_all_months $(if $(MONTHS),--months $(MONTHS))
 report: install ; $(TAXIFARE) report
 watermark: install ; $(TAXIFARE) watermark

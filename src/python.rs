@@ -2,6 +2,7 @@
 //! place, the GIL released around every heavy call.
 
 mod testing;
+mod profile;
 mod warehouse;
 
 use std::path::PathBuf;
@@ -160,6 +161,7 @@ fn pass_dict<'py>(py: Python<'py>, r: PassResult) -> PyResult<Bound<'py, PyDict>
     d.set_item("holdout_challenger_errors", r.holdout_challenger.map(|e| e.into_pyarray(py)))?;
     d.set_item("holdout_production_errors", r.holdout_production.map(|e| e.into_pyarray(py)))?;
     d.set_item("lineage_hash", r.lineage_hash)?;
+    d.set_item("profile", profile::profile_list(py, &r.profile)?)?;
     Ok(d)
 }
 
@@ -674,6 +676,7 @@ mod _core {
 
     #[pymodule_export]
     use super::{history_scenarios, scenario_changes, UnlearnError};
+    use super::profile::{profile_rows, profile_source_rows};
 
     #[pymodule_export]
     use super::warehouse::{

@@ -16,7 +16,7 @@ import pytest
 from helpers import child_env, taxifare
 
 ROOT = Path(__file__).resolve().parent.parent
-STEPS = {"watermark", "checks", "learn", "compare", "finalise", "notify"}
+STEPS = {"watermark", "checks", "learn", "validate", "compare", "finalise", "notify"}
 
 # Run in a process of its own: importing Prefect here would fix Prefect's settings
 # (PREFECT_HOME, API URL) for the rest of the pytest session, which other tests' harness shares.

@@ -19,6 +19,7 @@ from taxifare_flow.core_types import (
     ImportSummary,
     MonthFile,
     PassResult,
+    ProfileResult,
     WarehousePart,
 )
 
@@ -34,7 +35,7 @@ __all__ = [
     "TrackingStoreNotFoundError", "__version__", "append_month", "compute_features",
     "generate_history", "generate_month", "get_latest_trained_row", "hash_rows",
     "hash_source_rows", "import_kaggle_csv", "lifecycle_pass", "lifecycle_pass_source",
-    "mask_dsn", "read_rows", "ride_schema", "row_count", "rows_decoded", "source_files", "source_problems", "source_schema", "version",
+    "mask_dsn", "profile_rows", "profile_source_rows", "read_rows", "ride_schema", "row_count", "rows_decoded", "source_files", "source_problems", "source_schema", "version",
     "warehouse_absorb", "warehouse_hash", "warehouse_hash_query", "warehouse_holdout_query",
     "warehouse_paired", "warehouse_stats_query",
     "history_scenarios", "scenario_changes", "UnlearnError",
@@ -164,6 +165,8 @@ def lifecycle_pass_source(
     batch_rows: int = ...,
 ) -> PassResult: ...
 def rows_decoded() -> int: ...
+def profile_rows(data: _ArrowData) -> ProfileResult: ...
+def profile_source_rows(source_dir: _StrPath, first_row: int, row_count: int) -> ProfileResult: ...
 def warehouse_stats_query(
     table: str, first_row: int, end_row: int, holdout_start: int, feature_version: int,
     production: Model | None = None, frozen: Model | None = None,

@@ -156,6 +156,17 @@ def _lineage_problems(source: DataSource, registry: Registry) -> list[str]:
     return problems
 
 
+def _refusal_finding(registry: Registry, watermark: int) -> Finding:
+    """A refused range stays untrained until accepted (a guarantee that holds); the last
+    refusal still unresolved is shown, so that nobody wonders why the watermark stopped."""
+    from taxifare_flow.validation.ledger import NOTE, last_unresolved_refusal
+
+    run = last_unresolved_refusal(registry, watermark)
+    note = "" if run is None else (f"unresolved: {run.data.tags.get(NOTE, '')} (validation run {run.info.run_id}; "
+                                   "`taxifare validate` shows the table)")
+    return Finding("a range the data-validation gate refused stays untrained", [], note)
+
+
 def check(settings: Settings, deep: bool = False, repair_state: bool = False) -> list[Finding]:
     """Verifies the whole state; with `repair_state`, first does the safe repairs (under the
     lock). Raises only when a store cannot be reached; a broken guarantee is a finding."""
@@ -191,6 +202,7 @@ def check(settings: Settings, deep: bool = False, repair_state: bool = False) ->
             Finding("aliases point at versions of finished, active runs", _alias_problems(registry)),
             Finding("the registered model is this experiment's lineage, no version from another", registry.crossed_lineages()),
             Finding("the training runs were trained on the pending history", history_problems(settings, registry.training_runs())),
+            _refusal_finding(registry, watermark),
         ] + ([Finding("each run's lineage hash matches the source rows", _lineage_problems(source, registry))]
              if deep and rows is not None and rows >= watermark else [])
 

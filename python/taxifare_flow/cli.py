@@ -283,12 +283,33 @@ def _print_outcome(o: Outcome) -> None:
 
 
 @app.command("run_flow")
-def run_flow() -> None:
+def run_flow(accept: bool = typer.Option(False, "--accept", help="train the range even if the data-validation gate refuses it")) -> None:
     """One lifecycle run as a Prefect flow."""
     from taxifare_flow.flow.prefect_flow import run_flow as flow
+    from taxifare_flow.validation.step import Acceptance, accept_next
 
     s = _settings()
+    accept_next(Acceptance.now() if accept else None)
     _print_outcome(_guard(lambda: flow(s)))
+
+
+@app.command("validate")
+def validate() -> None:
+    """The data-validation gate on the untrained rows, nothing trained: exit 0 pass, 1 refused."""
+    from taxifare_flow.validation.command import table_rows, untrained_verdict
+
+    s = _settings()
+    verdict = _guard(lambda: untrained_verdict(s))
+    if verdict is None:
+        console.print("nothing to validate: every row is trained")
+        return
+    t = Table("check", "value", "threshold", "verdict", box=None, padding=(0, 1))
+    for row in table_rows(verdict):
+        t.add_row(*row)
+    console.print(t)
+    console.print(("[red]refused[/red]: " if verdict.refused else "[green]passed[/green]: ") + verdict.line(),
+                  soft_wrap=True, highlight=False)
+    raise typer.Exit(1 if verdict.refused else 0)
 
 
 def _is_server(uri: str) -> bool:

@@ -138,3 +138,38 @@ class PassResult(PassCounts):
     #: (warehouse passes only).
     warehouse_result_rows: NotRequired[int]
     warehouse_bytes_billed_estimate: NotRequired[int]
+    #: The data-validation statistics per ride month (absent when computed in the warehouse).
+    profile: NotRequired[list[MonthProfile]]
+
+
+class FieldProfile(TypedDict):
+    """One field's statistics over raw rows: fixed bins (`lo`, `width`, `bins`; index 0 is the
+    underflow, `bins + 1` the overflow), sparse `[bin, count]` pairs, count of finite values,
+    NaN/nulls, zeros and sum."""
+
+    count: int
+    nan: int
+    zeros: int
+    sum: float
+    lo: float
+    width: float
+    bins: int
+    hist: list[tuple[int, int]]
+
+
+class MonthProfile(TypedDict):
+    """The data-validation statistics of one ride month's raw rows (`month` is `None` for rows
+    without a pickup time): rows, rows kept, drops per cleaning reason, fields."""
+
+    month: str | None
+    raw: int
+    kept: int
+    drops: dict[str, int]
+    fields: dict[str, FieldProfile]
+
+
+class ProfileResult(TypedDict):
+    """`profile_rows` / `profile_source_rows`: the statistics alone, nothing trained."""
+
+    cleaning: CleaningCounts
+    profile: list[MonthProfile]

@@ -55,3 +55,9 @@ class TrackingStoreError(TaxifareError):
 
 class PrefectServerError(TaxifareError):
     """The local Prefect API server did not start."""
+
+
+class DataValidationError(TaxifareError):
+    """The data-validation gate refused a range: its statistics differ from recent trained
+    months the way broken data does. Nothing was trained; `taxifare run_flow --accept` trains
+    it deliberately."""

@@ -19,6 +19,7 @@ from taxifare_flow.settings import Settings
 COLUMNS = [
     "month", "first_row", "end_row", "row_count", "cleaned_row_count", "prequential_mae", "frozen_mae",
     "holdout_mae_challenger", "holdout_mae_production", "decision", "noise_floor_mae", "version",
+    "validation", "validation_max_ks", "validation_drop_rate",
 ]
 RATE_CHANGE_MONTH = "2012-09"
 
@@ -38,6 +39,12 @@ class ReportRow(TypedDict):
     decision: str
     noise_floor_mae: float | None
     version: str
+    #: The data-validation gate: passed, accepted (trained though refused), refused (not
+    #: trained: a `context=validation` run), or empty for runs from before the gate.
+    validation: str
+    #: The largest Kolmogorov–Smirnov distance to the recent months, and the drop rate.
+    validation_max_ks: float | None
+    validation_drop_rate: float | None
 
 
 #: The columns drawn as lines.
@@ -75,6 +82,25 @@ def collect(settings: Settings) -> list[ReportRow]:
             "holdout_mae_production": m.get("holdout_mae_production"),
             "decision": r.data.tags.get("decision", ""), "noise_floor_mae": floor.get(month),
             "version": versions.get(r.info.run_id, ""),
+            "validation": r.data.tags.get("validation", ""),
+            "validation_max_ks": m.get("validation_max_ks"), "validation_drop_rate": m.get("validation_drop_rate"),
+        })
+    trained = {row["first_row"] for row in rows}
+    refusals = reg.client.search_runs(
+        [reg.experiment_id], "params.context = 'validation' and tags.validation = 'refused'", max_results=50_000
+    )
+    for r in refusals:
+        p, m = r.data.params, r.data.metrics
+        first, count = int(p["first_row"]), int(p["row_count"])
+        if first in trained:  # accepted later: the training run's row says so
+            continue
+        trained.add(first)
+        rows.append({
+            "month": p.get("data_month", ""), "first_row": first, "end_row": first + count, "row_count": count,
+            "cleaned_row_count": 0, "prequential_mae": None, "frozen_mae": None, "holdout_mae_challenger": None,
+            "holdout_mae_production": None, "decision": "refused", "noise_floor_mae": None, "version": "",
+            "validation": "refused", "validation_max_ks": m.get("validation_max_ks"),
+            "validation_drop_rate": m.get("validation_drop_rate"),
         })
     return sorted(rows, key=lambda row: row["first_row"])
 
@@ -99,7 +125,7 @@ def _plot(rows: list[ReportRow], png: Path, marks: Sequence[tuple[str, str]] = (
 
     months = [r["month"] for r in rows]
     x = list(range(len(rows)))
-    fig, ax = plt.subplots(figsize=(12, 5), dpi=100)
+    fig, (ax, drift) = plt.subplots(2, 1, figsize=(12, 7), dpi=100, sharex=True, height_ratios=(5, 2))
 
     def series(key: Series) -> list[float]:
         return [math.nan if (v := r[key]) is None else v for r in rows]
@@ -121,8 +147,23 @@ def _plot(rows: list[ReportRow], png: Path, marks: Sequence[tuple[str, str]] = (
         right = i > len(months) * 0.6
         ax.annotate(label, (i, ax.get_ylim()[0]), xytext=(-4 if right else 4, 6 + 12 * k), textcoords="offset points",
                     fontsize=8, color="tab:purple", ha="right" if right else "left", bbox={"fc": "white", "ec": "none", "alpha": 0.8})
+    for i, r in enumerate(rows):
+        if r["validation"] in ("refused", "accepted"):
+            color = "tab:red" if r["validation"] == "refused" else "tab:orange"
+            for a in (ax, drift):
+                a.axvspan(i - 0.4, i + 0.4, color=color, alpha=0.25, lw=0)
+            ax.annotate(r["validation"], (i, ax.get_ylim()[0]), xytext=(2, 4), textcoords="offset points", fontsize=8, color=color)
+
+    def values(key: Literal["validation_max_ks", "validation_drop_rate"]) -> list[float]:
+        return [math.nan if (v := r[key]) is None else v for r in rows]
+
+    drift.plot(x, values("validation_max_ks"), "-", color="tab:purple", lw=1.2, label="drift: largest KS distance to recent months")
+    drift.plot(x, values("validation_drop_rate"), "-", color="tab:brown", lw=1.2, label="share of rows dropped by cleaning")
+    drift.set_ylim(bottom=0)
+    drift.grid(alpha=0.3)
+    drift.legend(fontsize=8, loc="upper left")
     step = max(1, len(x) // 16)
-    ax.set_xticks(x[::step], months[::step], rotation=45, ha="right")
+    drift.set_xticks(x[::step], months[::step], rotation=45, ha="right")
     ax.set_ylabel("MAE ($)")
     ax.set_title("Taxi-fare error month after month")
     ax.grid(alpha=0.3)

@@ -54,7 +54,8 @@ pub struct CleaningCounts {
 }
 
 impl CleaningCounts {
-    fn count(&mut self, r: Reason) {
+    /// Counts a row dropped for `r`.
+    pub(crate) fn count(&mut self, r: Reason) {
         match r {
             Reason::Missing => self.missing += 1,
             Reason::ZeroCoordinates => self.zero_coordinates += 1,

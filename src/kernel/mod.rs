@@ -13,6 +13,7 @@ pub mod model;
 pub(crate) mod parallel;
 pub mod pass;
 pub(crate) mod pipeline;
+pub mod profile;
 pub mod stats;
 pub mod unlearn;
 

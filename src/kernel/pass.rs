@@ -22,6 +22,7 @@ use super::metrics::Metrics;
 use super::model::Model;
 use super::parallel::on_cores;
 use super::pipeline;
+use super::profile::{Profile, Profiler};
 use super::stats::{Coefficients, SparseRows};
 use super::KernelError;
 use crate::lineage;
@@ -58,6 +59,8 @@ pub struct PassResult {
     pub holdout_production: Option<Vec<f64>>,
     /// The lineage hash of the raw rows (as [`lineage::hash_rows`]).
     pub lineage_hash: String,
+    /// The data-validation statistics of `[w, t)` per ride month, from the same cleaning.
+    pub profile: Profile,
 }
 
 /// Clean holdout rows, kept sparse: most features are one-hot zeros.
@@ -209,6 +212,14 @@ pub fn lifecycle_pass<I>(batches: I, holdout_offset: u64, models: PassModels<'_>
 where
     I: IntoIterator<Item = Result<RecordBatch, ArrowError>>,
 {
+    pass_with(batches, holdout_offset, models, true)
+}
+
+/// [`lifecycle_pass`], with or without the data-validation statistics (to measure what they cost).
+pub(crate) fn pass_with<I>(batches: I, holdout_offset: u64, models: PassModels<'_>, profile: bool) -> Result<PassResult, KernelError>
+where
+    I: IntoIterator<Item = Result<RecordBatch, ArrowError>>,
+{
     let PassModels { challenger, production, frozen } = models;
     let refs = Refs::new(challenger.feature_set, production, frozen)?;
     // Same version as the challenger: it is merged into it at the end.
@@ -221,7 +232,7 @@ where
         let (train_kept, holdout_kept) = (&mut result.train_kept, &mut result.holdout_kept);
         // Decoding and cleaning run on other threads (`pipeline`); the hasher thread reads
         // the raw rows while this one featurises them.
-        let fed = pipeline::cleaned(batches, |c| {
+        let fed = pipeline::cleaned_profiled(batches, |c| {
             tx.send(c.batch).map_err(|_| KernelError::Input("the lineage hasher stopped".into()))?;
             let split = c.kept.partition_point(|&i| c.first + (i as u64) < holdout_offset);
             let (train, hold) = c.kept.split_at(split);
@@ -230,10 +241,12 @@ where
             feed(challenger, &c.cols, &c.fares, train, &refs, false, &mut totals);
             feed(&mut holdout_model, &c.cols, &c.fares, hold, &refs, true, &mut totals);
             Ok(())
-        });
+        }, profile.then(Profiler::default));
         drop(tx);
         let hash = hasher.join().unwrap_or_else(|e| std::panic::resume_unwind(e));
-        result.counts = fed?;
+        let (counts, profile) = fed?;
+        result.counts = counts;
+        result.profile = profile.unwrap_or_default();
         result.rows = result.counts.raw;
         hash.map_err(KernelError::from)
     })?;
@@ -298,6 +311,9 @@ mod tests {
         let counts = one.partial_fit(ok(&new)).unwrap();
         assert_eq!(r.counts, counts);
         assert_eq!(r.train_kept + r.holdout_kept, counts.kept);
+        assert_eq!(r.profile.months.len(), 2);
+        assert_eq!(r.profile.months.values().map(|p| p.raw).sum::<u64>(), n);
+        assert_eq!(r.profile.months.values().map(|p| p.kept).sum::<u64>(), counts.kept);
         let (a, b) = (challenger.coefficients().unwrap().clone(), one.coefficients().unwrap().clone());
         for (x, y) in a.beta.iter().zip(&b.beta) {
             assert!(close(*x, *y, 1e-7), "{x} vs {y}");

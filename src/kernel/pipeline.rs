@@ -12,6 +12,7 @@ use arrow::error::ArrowError;
 
 use super::cleaning::{Cleaner, CleaningCounts};
 use super::columns::RideColumns;
+use super::profile::{clean_profiled, Profile, Profiler};
 use super::KernelError;
 use crate::schema::FARE;
 
@@ -40,19 +41,32 @@ where
     I: IntoIterator<Item = Result<RecordBatch, ArrowError>>,
     F: FnMut(Cleaned) -> Result<(), KernelError> + Send,
 {
+    Ok(cleaned_profiled(batches, consume, None)?.0)
+}
+
+/// [`cleaned`], and with `profiler` the data-validation statistics of every row, computed on
+/// the cleaning thread where each row's outcome is known.
+pub(crate) fn cleaned_profiled<I, F>(batches: I, consume: F, profiler: Option<Profiler>) -> Result<(CleaningCounts, Option<Profile>), KernelError>
+where
+    I: IntoIterator<Item = Result<RecordBatch, ArrowError>>,
+    F: FnMut(Cleaned) -> Result<(), KernelError> + Send,
+{
     let (to_clean, cleaning) = mpsc::sync_channel::<(u64, RecordBatch, RideColumns, Float64Array)>(IN_FLIGHT);
     let (to_learn, learning) = mpsc::sync_channel::<Cleaned>(IN_FLIGHT);
     std::thread::scope(|s| {
         let cleaner = s.spawn(move || {
-            let (mut cleaner, mut counts) = (Cleaner::for_training(), CleaningCounts::default());
+            let (mut cleaner, mut counts, mut profiler) = (Cleaner::for_training(), CleaningCounts::default(), profiler);
             for (first, batch, cols, fares) in cleaning {
                 let mut kept = Vec::with_capacity(cols.len);
-                cleaner.clean(&cols, &mut counts, &mut kept);
+                match profiler.as_mut() {
+                    Some(p) => clean_profiled(&mut cleaner, &cols, &mut counts, &mut kept, p),
+                    None => cleaner.clean(&cols, &mut counts, &mut kept),
+                }
                 if to_learn.send(Cleaned { first, batch, cols, fares, kept }).is_err() {
                     break; // the consumer failed: its error is reported
                 }
             }
-            counts
+            (counts, profiler.map(Profiler::finish))
         });
         let learner = s.spawn(move || -> Result<(), KernelError> {
             let mut consume = consume;

@@ -41,6 +41,7 @@ from taxifare_flow.ml_logic.registry import PRODUCTION, Registry, open_registry
 from taxifare_flow.ml_logic.watermark import get_latest_trained_row
 from taxifare_flow.model import Model
 from taxifare_flow.settings import Settings
+from taxifare_flow.validation.step import validate_step
 
 if TYPE_CHECKING:
     from mlflow.entities.model_registry import ModelVersion
@@ -297,6 +298,7 @@ def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
             ctx.record.tags[HISTORY_TAG] = history_id
         ctx.record.send(client, run_id)
         learned = wrap(learn, "learn")(ctx, w, t, step)
+        wrap(validate_step, "validate")(ctx, run_id, learned, w, t, step)  # before anything is registered
         decision = wrap(compare, "compare")(ctx, learned, step)
         version = wrap(finalise, "finalise")(ctx, run_id, learned, decision, w, t, month)
     registry.reconcile_aliases(t)
