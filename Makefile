@@ -12,7 +12,7 @@ RUST_SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock pyproject.t
 
 .PHONY: install demo test dev_test list show_env reinstall_package reset_data_sources show_data_sources \
 	get_new_month import_csv run_flow run_all_months report watermark check backfill mlflow_ui psql reset_bq_tables show_bq_tables \
-	push_month_to_bq bq_cost bench wheel
+	push_month_to_bq bq_cost bench wheel run_api serve_flow init
 
 # Set-up: a virtualenv with the package built from source; redone only when Rust or the
 # project metadata changed (Python sources are installed editable).
@@ -28,6 +28,7 @@ test: install ; bash scripts/test.sh
 dev_test: test
 list: install ; @$(TAXIFARE) list
 show_env: install ; @$(TAXIFARE) show_env
+init: install ; $(TAXIFARE) init $(if $(FORCE),--force)
 reinstall_package: ; rm -f $(STAMP) && $(MAKE) install
 reset_data_sources: install ; $(TAXIFARE) reset_data_sources
 show_data_sources: install ; $(TAXIFARE) show_data_sources
@@ -45,5 +46,7 @@ reset_bq_tables: install ; $(TAXIFARE) reset_bq_tables
 show_bq_tables: install ; $(TAXIFARE) show_bq_tables
 push_month_to_bq: install ; $(TAXIFARE) push_month_to_bq
 bq_cost: install ; $(TAXIFARE) bq_cost
+serve_flow: install ; $(TAXIFARE) serve_flow
+run_api: install ; $(TAXIFARE) api $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 bench: install ; bash scripts/bench.sh
 wheel: install ; $(BIN)/maturin build --release --out dist

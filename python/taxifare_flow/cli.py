@@ -45,6 +45,7 @@ TARGETS: list[tuple[str, str]] = [
     ("test", "set up and run every test (cargo test + pytest)"),
     ("dev_test", "same as test"),
     ("list", "this list"),
+    ("init", "write a commented .env with every setting at its default (FORCE=1 replaces one)"),
     ("show_env", "the settings, grouped, passwords masked"),
     ("reinstall_package", "rebuild the Rust core and reinstall the package into .venv"),
     ("reset_data_sources", "empty the local source; generate the pending history if missing"),
@@ -53,6 +54,7 @@ TARGETS: list[tuple[str, str]] = [
     ("import_csv", "import a Kaggle-format train.csv as the pending history (CSV=path, REPLACE=1 to replace one)"),
     ("run_flow", "one lifecycle run (Prefect flow): evaluate, train, compare, promote"),
     ("run_all_months", "get_new_month + run_flow until no data is left (MONTHS=N to stop early)"),
+    ("serve_flow", "serve the lifecycle as a Prefect deployment: cron PREFECT_FLOW_CRON + a run per month arrived"),
     ("report", "report.png / report.html / report.csv of the error month after month"),
     ("watermark", "the first untrained row, read from MLflow's DB by the Rust core"),
     ("check", "verify the stored state against the guarantees (DEEP=1: lineage hashes; REPAIR=1: safe repairs)"),
@@ -62,6 +64,7 @@ TARGETS: list[tuple[str, str]] = [
     ("reset_bq_tables", "(re)create the BigQuery dataset and table, empty"),
     ("show_bq_tables", "months in BigQuery and months pending"),
     ("push_month_to_bq", "load the next pending month into BigQuery (exit 3: no more data)"),
+    ("api", "the prediction API on the production model (FastAPI on uvicorn; HOST=, PORT=)"),
     ("bq_cost", "what the next lifecycle would bill in BigQuery, from dry runs (nothing runs)"),
     ("bench", "benchmarks: slicing, import, kernel, watermark, quality, simulation (prints ratios)"),
     ("wheel", "an abi3 wheel in dist/, built with the release profile (thin LTO, stripped)"),
@@ -136,6 +139,21 @@ def list_targets() -> None:
     for name, what in TARGETS:
         t.add_row(name, what)
     console.print(t)
+
+
+@app.command("init")
+def init(
+    path: str = typer.Option(".env", help="where to write the settings file"),
+    force: bool = typer.Option(False, "--force", help="replace an existing file"),
+) -> None:
+    """Writes a commented settings file (.env) with every setting at its default."""
+    from pathlib import Path
+
+    from taxifare_flow.env_template import write_env
+
+    written = _guard(lambda: write_env(Path(path), force))
+    console.print(f"{written}: every setting at its default, commented; edit it (the environment wins over it)",
+                  highlight=False)
 
 
 @app.command("show_env")
@@ -225,16 +243,21 @@ def get_new_month() -> None:
     from taxifare_flow.data import open_source
 
     s = _settings()
-    _next_month(lambda: open_source(s, "local").bring_next_month(), "arrived", "has arrived")
+    _next_month(s, lambda: open_source(s, "local").bring_next_month(), "arrived", "has arrived")
 
 
-def _next_month(bring: Callable[[], SourceMonth | None], verb: str, where: str) -> None:
-    """Brings the next pending month and says so; exit status 3 when nothing is pending."""
+def _next_month(s: Settings, bring: Callable[[], SourceMonth | None], verb: str, where: str) -> None:
+    """Brings the next pending month and says so; exit status 3 when nothing is pending. With a
+    Prefect server, the arrival is announced to it (`taxifare.month.arrived`)."""
+    from taxifare_flow.flow.events import MONTH_ARRIVED, emit_month_arrived
+
     month = _guard(bring)
     if month is None:
         console.print(f"no more data: every month of the history {where}")
         raise typer.Exit(NO_MORE_DATA)
     console.print(f"{month.month} {verb}: {month.rows:,} rows, row_id {month.first_row:,}..{month.end_row:,}")
+    if _guard(lambda: emit_month_arrived(s, month)):
+        console.print(f"{MONTH_ARRIVED} sent to the Prefect server", highlight=False)
 
 
 @app.command("import_csv")
@@ -277,6 +300,31 @@ def run_flow() -> None:
 
     s = _settings()
     _print_outcome(_guard(lambda: flow(s)))
+
+
+@app.command("serve_flow")
+def serve_flow() -> None:
+    """Serves the lifecycle as a Prefect deployment: a flow run on the schedule
+    PREFECT_FLOW_CRON and one per `taxifare.month.arrived`; stops on Ctrl-C or SIGTERM."""
+    from taxifare_flow._core import mask_dsn
+    from taxifare_flow.flow.prefect_flow import configure_prefect, server_answers
+    from taxifare_flow.ml_logic.store import ready_store
+
+    s = _settings()
+    if not s.prefect_api_url:
+        err.print("serve_flow needs a Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api, "
+                  "started with `prefect server start`)", style="red", soft_wrap=True, highlight=False, markup=False)
+        raise typer.Exit(2)
+    _guard(lambda: ready_store(s))
+    _guard(lambda: server_answers(s.prefect_api_url))
+    configure_prefect(s)
+    from taxifare_flow.flow.deployment import DEPLOYMENT_NAME, serve
+
+    schedule = f"cron '{s.prefect_flow_cron}' (UTC)" if s.prefect_flow_cron else "no schedule"
+    console.print(f"serving {s.prefect_flow_name}/{DEPLOYMENT_NAME} on {mask_dsn(s.prefect_api_url)}: {schedule}, "
+                  "and a run per taxifare.month.arrived (Ctrl-C or SIGTERM stops)", highlight=False, soft_wrap=True)
+    _guard(lambda: serve(s))
+    console.print("serve_flow stopped")
 
 
 def _is_server(uri: str) -> bool:
@@ -460,7 +508,7 @@ def push_month_to_bq() -> None:
     from taxifare_flow.data import open_source
 
     s = _settings()
-    _next_month(lambda: open_source(s, "bigquery").bring_next_month(), "loaded", "is in BigQuery")
+    _next_month(s, lambda: open_source(s, "bigquery").bring_next_month(), "loaded", "is in BigQuery")
 
 
 @app.command("bq_cost")
@@ -493,6 +541,24 @@ def bq_cost() -> None:
                       if cap is not None else "no byte cap (BQ_MAX_BYTES_BILLED=0)")
 
     _guard(estimate)
+
+
+@app.command("api")
+def api(
+    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(8000, help="port to listen on"),
+) -> None:
+    """The prediction API (FastAPI on uvicorn) on the production model: GET /predict with the
+    course's query parameters, POST /predict of a batch, GET /health, GET /model."""
+    from taxifare_flow.api import serve
+    from taxifare_flow.ml_logic.store import ready_store
+
+    s = _settings()
+    # A wrong store is one line now, not a 503 after start.
+    _guard(lambda: ready_store(s))
+    console.print(f"serving {s.mlflow_model_name!r}@production on http://{host}:{port} "
+                  f"(the alias is re-read every {s.api_refresh_seconds:g} s; Ctrl-C stops)", highlight=False)
+    _guard(lambda: serve(s, host, port))
 
 
 class _OneLinePerFailure(logging.Filter):

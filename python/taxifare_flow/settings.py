@@ -183,6 +183,7 @@ class Settings:
     prefect_home: Path = _setting("Prefect")
     prefect_api_url: str = _setting("Prefect")
     prefect_server_ephemeral_startup_timeout_seconds: float = _setting("Prefect")
+    prefect_flow_cron: str = _setting("Prefect")
     gcp_project: str = _setting("BigQuery")
     bq_dataset: str = _setting("BigQuery")
     bq_table: str = _setting("BigQuery")
@@ -192,6 +193,7 @@ class Settings:
     bq_timeout_seconds: float = _setting("BigQuery")
     bq_compute: str = _setting("BigQuery")
     bq_max_bytes_billed: int | None = _setting("BigQuery")
+    api_refresh_seconds: float = _setting("API")
 
     @property
     def pending_dir(self) -> Path:
@@ -326,6 +328,18 @@ def _prefect_api_url(r: _Reader) -> str:
     return url
 
 
+def _cron(r: _Reader) -> str:
+    """PREFECT_FLOW_CRON: five cron fields (`taxifare serve_flow`'s schedule, UTC); `none` or
+    `off` for no schedule (the arrival trigger alone)."""
+    raw = r.text("PREFECT_FLOW_CRON", "0 4 1 * *")
+    if raw.lower() in ("none", "off"):
+        return ""
+    if len(raw.split()) != 5 or not re.fullmatch(r"[0-9*/,\-A-Za-z ]+", raw):
+        raise SettingsError(f"PREFECT_FLOW_CRON={raw!r} is not a cron schedule of five fields (minute hour day month weekday), "
+                            "e.g. '0 4 1 * *' (04:00 UTC on the 1st), or 'off'")
+    return raw
+
+
 def load_settings(dotenv_path: Path | None = None) -> Settings:
     """Reads and validates the settings."""
     return settings_from(_env(dotenv_path))
@@ -376,6 +390,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         # Prefect's own name for it (its default, 20 s, is missed on a loaded 2-core machine).
         prefect_server_ephemeral_startup_timeout_seconds=r.number("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 120.0, minimum=1.0),
         prefect_api_url=_prefect_api_url(r),
+        prefect_flow_cron=_cron(r),
         gcp_project=r.text("GCP_PROJECT"),
         bq_dataset=r.text("BQ_DATASET", "taxifare"),
         bq_table=r.text("BQ_TABLE", "rides"),
@@ -385,6 +400,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         bq_timeout_seconds=r.number("BQ_TIMEOUT_SECONDS", 30.0, minimum=0.1),
         bq_compute=r.choice("BQ_COMPUTE", "local", BQ_COMPUTES),
         bq_max_bytes_billed=_byte_cap(r.integer("BQ_MAX_BYTES_BILLED", 10 * 2**30, minimum=0)),
+        api_refresh_seconds=r.number("API_REFRESH_SECONDS", 30.0, minimum=0.1),
     )
 
 

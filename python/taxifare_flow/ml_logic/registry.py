@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 
 PRODUCTION = "production"
 CHALLENGER = "challenger"
+#: The version tag that records when `production` last moved to the version (UTC, ISO 8601).
+PROMOTED_AT = "production_at"
 #: Runs that train a model (param `context`): a lifecycle's, and `taxifare backfill`'s.
 TRAINING_CONTEXTS = ("train", "backfill")
 KERNEL_FILE = "model.txfm"
@@ -146,6 +148,12 @@ class Registry:
 
     def set_alias(self, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(self.model_name, alias, str(version))
+        if alias == PRODUCTION:
+            # Aliases carry no time: the version does (`GET /model` of the API shows it).
+            from datetime import datetime, timezone
+
+            now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            self.client.set_model_version_tag(self.model_name, str(version), PROMOTED_AT, now)
 
     def delete_alias(self, alias: str) -> None:
         self.client.delete_registered_model_alias(self.model_name, alias)
