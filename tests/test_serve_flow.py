@@ -115,10 +115,37 @@ def test_a_month_arriving_runs_the_lifecycle_and_sigterm_stops_it(served: tuple[
     assert not group_alive(proc.pid)
 
 
-def test_without_a_prefect_server_serve_flow_says_so(small_history: Path) -> None:
+def test_without_a_prefect_server_serve_flow_says_so(small_history: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     r = taxifare("serve_flow", env={"PREFECT_API_URL": ""})
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         "serve_flow needs a Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api, started with `prefect server start`)"]
+    monkeypatch.setenv("HISTORY_ROWS_PER_MONTH", "300")
+    assert taxifare("reset_data_sources").returncode == 0
     r = taxifare("get_new_month", env={"PREFECT_API_URL": ""})
     assert r.returncode == 0 and "taxifare.month.arrived" not in r.stdout
+
+
+def test_prefect_yaml_points_at_the_module_level_flow() -> None:
+    """`prefect deploy`'s entrypoint loads the flow, and its trigger is the one `serve_flow` uses."""
+    import yaml
+
+    root = Path(__file__).resolve().parent.parent
+    spec = yaml.safe_load((root / "prefect.yaml").read_text())
+    deployment, = spec["deployments"]
+    code = (f"from prefect.flows import load_flow_from_entrypoint as load\n"
+            f"f = load({str(root / deployment['entrypoint'])!r})\n"
+            "print(f.name, sorted(f.parameters.properties))")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=child_env())
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.strip().splitlines()[-1] == "taxifare lifecycle ['month', 'rows']"
+    trigger, = deployment["triggers"]
+    assert trigger["expect"] == ["taxifare.month.arrived"]
+    assert trigger["match"] == {"prefect.resource.id": "taxifare.experiment.taxifare"}
+    assert deployment["schedules"][0]["cron"] == "0 4 1 * *" == load_settings_default_cron()
+
+
+def load_settings_default_cron() -> str:
+    from taxifare_flow.settings import settings_from
+
+    return settings_from({}).prefect_flow_cron

@@ -8,8 +8,6 @@ Prefect is imported here at module level: import this module only after `configu
 from __future__ import annotations
 
 import logging
-import signal
-from types import FrameType
 
 from prefect import flow
 
@@ -38,16 +36,12 @@ def taxifare_lifecycle(month: str = "", rows: str = "") -> dict[str, object]:
     return lifecycle(settings, as_task).summary()
 
 
-def _stop_on_sigterm(signum: int, frame: FrameType | None) -> None:
-    # Prefect's runner shuts down on KeyboardInterrupt: SIGTERM (a service manager, `docker
-    # stop`, Kubernetes) takes the same path as Ctrl-C.
-    raise KeyboardInterrupt
-
-
 def serve(settings: Settings) -> None:
     """Serves the lifecycle until SIGINT/SIGTERM: a flow run on the cron schedule
     `PREFECT_FLOW_CRON` (empty: none) and one per `taxifare.month.arrived` event of this
-    experiment; one flow run at a time (and the lifecycle lock besides)."""
+    experiment; one flow run at a time (and the lifecycle lock besides). On SIGTERM Prefect's
+    runner stops gracefully (a flow run in progress is cancelled; the next lifecycle repairs
+    what it left, as after any crash)."""
     from prefect.events import DeploymentEventTrigger
 
     trigger = DeploymentEventTrigger(
@@ -56,7 +50,6 @@ def serve(settings: Settings) -> None:
         parameters={"month": "{{ event.payload.month }}",
                     "rows": "{{ event.payload.first_row }}..{{ event.payload.end_row }}"},
     )
-    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     served = taxifare_lifecycle.with_options(name=settings.prefect_flow_name)
     try:
         served.serve(
