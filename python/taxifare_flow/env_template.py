@@ -69,6 +69,10 @@ MLFLOW_DB_SSLMODE=
 # the server's CA certificate (PEM), or "system" for the machine's trusted roots (empty =
 # PGSSLROOTCERT, else ~/.postgresql/root.crt if present, else the machine's trusted roots)
 MLFLOW_DB_SSLROOTCERT=
+# a taxifare-flow wheel (make wheel: dist/*.whl) packed into each model logged from now on, so
+# `mlflow models serve -m models:/NAME@production` installs it with MLflow's default env manager
+# (empty = requirement taxifare-flow==VERSION, which only a package index you run can answer)
+MODEL_WHEEL=
 
 # --- Prefect -----------------------------------------------------------------------------
 PREFECT_FLOW_NAME=taxifare lifecycle

@@ -178,6 +178,7 @@ class Settings:
     mlflow_db_name: str = _setting("MLflow")
     mlflow_db_sslmode: str = _setting("MLflow")
     mlflow_db_sslrootcert: str = _setting("MLflow")
+    model_wheel: str = _setting("MLflow")
     prefect_flow_name: str = _setting("Prefect")
     prefect_log_level: str = _setting("Prefect")
     prefect_home: Path = _setting("Prefect")
@@ -328,6 +329,19 @@ def _prefect_api_url(r: _Reader) -> str:
     return url
 
 
+def _wheel(r: _Reader) -> str:
+    """MODEL_WHEEL: a taxifare-flow wheel packed into every model logged from now on (its
+    requirements name it), so `mlflow models serve` installs it with MLflow's default
+    environment manager; empty = the requirement `taxifare-flow==VERSION` (an index must have it)."""
+    raw = r.text("MODEL_WHEEL")
+    if not raw:
+        return ""
+    path = Path(raw).expanduser().resolve()
+    if path.suffix != ".whl" or not path.is_file():
+        raise SettingsError(f"MODEL_WHEEL={raw!r} is not a wheel file (build one with `make wheel`: dist/taxifare_flow-*.whl)")
+    return str(path)
+
+
 def _cron(r: _Reader) -> str:
     """PREFECT_FLOW_CRON: five cron fields (`taxifare serve_flow`'s schedule, UTC); `none` or
     `off` for no schedule (the arrival trigger alone)."""
@@ -384,6 +398,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         mlflow_db_name=r.text("MLFLOW_DB_NAME"),
         mlflow_db_sslmode=sslmode,
         mlflow_db_sslrootcert=sslrootcert,
+        model_wheel=_wheel(r),
         prefect_flow_name=r.text("PREFECT_FLOW_NAME", "taxifare lifecycle"),
         prefect_log_level=r.choice("PREFECT_LOG_LEVEL", "WARNING", LOG_LEVELS, upper=True),
         prefect_home=Path(r.text("PREFECT_HOME", str(data_path / "prefect"))).expanduser().resolve(),
