@@ -49,4 +49,4 @@ bq_cost: install ; $(TAXIFARE) bq_cost
 serve_flow: install ; $(TAXIFARE) serve_flow
 run_api: install ; $(TAXIFARE) api $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 bench: install ; bash scripts/bench.sh
-wheel: install ; $(BIN)/maturin build --release --out dist
+wheel: install ; rm -f dist/taxifare_flow-*.whl && PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/maturin build --release --zig --compatibility manylinux2014 --out dist && $(BIN)/auditwheel show dist/taxifare_flow-*.whl
