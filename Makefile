@@ -14,7 +14,7 @@ RUST_SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock pyproject.t
 
 .PHONY: install demo test dev_test list show_env reinstall_package reset_data_sources show_data_sources \
 	get_new_month import_csv run_flow validate run_all_months report watermark check backfill mlflow_ui psql reset_bq_tables show_bq_tables \
-	push_month_to_bq bq_cost bench wheel
+	push_month_to_bq bq_cost bench wheel api run_api serve_flow init
 
 # Set-up: a virtualenv with the package built from source; redone only when Rust or the
 # project metadata changed (Python sources are installed editable).
@@ -33,6 +33,7 @@ test: install ; bash scripts/test.sh
 dev_test: test
 list: install ; @$(TAXIFARE) list && echo "make NAME runs taxifare NAME; the Makefile's own targets:" && awk '/^## [a-z_]+: /{t=$$2; sub(/:$$/, "", t); sub(/^## [a-z_]+: /, ""); printf "  %-18s %s\n", t, $$0}' $(firstword $(MAKEFILE_LIST))
 show_env: install ; @$(TAXIFARE) show_env
+init: install ; $(TAXIFARE) init $(if $(FORCE),--force)
 ## reinstall_package: rebuild the Rust core and reinstall the package into .venv
 reinstall_package: ; rm -f $(STAMP) && $(MAKE) install
 reset_data_sources: install ; $(TAXIFARE) reset_data_sources
@@ -52,7 +53,11 @@ reset_bq_tables: install ; $(TAXIFARE) reset_bq_tables
 show_bq_tables: install ; $(TAXIFARE) show_bq_tables
 push_month_to_bq: install ; $(TAXIFARE) push_month_to_bq
 bq_cost: install ; $(TAXIFARE) bq_cost
+serve_flow: install ; $(TAXIFARE) serve_flow
+api: install ; $(TAXIFARE) api $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
+## run_api: the prediction API (the course's name for `make api`; HOST=, PORT=)
+run_api: install ; $(TAXIFARE) api $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
 ## bench: every benchmark; writes docs/benchmarks.md
 bench: install ; bash scripts/bench.sh
-## wheel: an abi3 wheel in dist/, release profile (thin LTO, stripped)
-wheel: install ; $(BIN)/maturin build --release --out dist
+## wheel: a manylinux2014 abi3 wheel in dist/ (release profile, zig linker), checked by auditwheel show
+wheel: install ; rm -f dist/taxifare_flow-*.whl && PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/maturin build --release --zig --compatibility manylinux2014 --out dist && $(BIN)/auditwheel show dist/taxifare_flow-*.whl

@@ -302,6 +302,26 @@ impl PyModel {
         Ok(out.into_pyarray(py))
     }
 
+    /// Predicted fares for raw rides and, per ride, why cleaning rejected it (`None` where it
+    /// was kept; the fare is then finite, NaN where rejected).
+    fn predict_explained<'py>(&mut self, py: Python<'py>, data: AnyRecordBatch) -> PyResult<(Bound<'py, PyArray1<f64>>, Vec<Option<String>>)> {
+        let reader = Counted(data.into_reader()?);
+        let model = &mut self.inner;
+        let (fares, reasons) = py
+            .detach(|| -> CoreResult<(Vec<f64>, Vec<Option<String>>)> {
+                let (mut fares, mut reasons) = (Vec::new(), Vec::new());
+                for batch in reader {
+                    let batch = batch.map_err(|e| KernelError::Input(e.to_string()))?;
+                    let (f, r) = model.predict_explained(&batch)?;
+                    fares.extend(f);
+                    reasons.extend(r);
+                }
+                Ok((fares, reasons))
+            })
+            .map_err(PyErr::from)?;
+        Ok((fares.into_pyarray(py), reasons))
+    }
+
     /// Predictions on precomputed features.
     fn predict_features<'py>(&mut self, py: Python<'py>, x: PyReadonlyArray2<f64>) -> PyResult<Bound<'py, PyArray1<f64>>> {
         Ok(self.inner.predict_features(x.as_array()).map_err(CoreError::from)?.into_pyarray(py))

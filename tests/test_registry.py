@@ -32,7 +32,18 @@ def test_pyfunc_by_alias_predicts_raw_rides(store: str, clean_env, monkeypatch, 
 
     rides = _core.generate_month("2014-05", 200, seed=3).read_all().to_pandas().drop(columns=["fare_amount"])
     served = mlflow.pyfunc.load_model(f"models:/{settings.mlflow_model_name}@{PRODUCTION}")
-    np.testing.assert_array_equal(np.asarray(served.predict(rides)), model.predict(rides))
+    expected = model.predict(rides)
+    answer = served.predict(rides)
+    assert list(answer.columns) == ["fare", "reason"]
+    assert [f if f is not None else np.nan for f in answer["fare"]] == pytest.approx(expected.tolist(), nan_ok=True, rel=0)
+    # A rejected ride is null with its reason, never NaN; a missing column is named.
+    rejected = served.predict(rides.head(2).assign(passenger_count=[0, 1]))
+    assert rejected["fare"][0] is None and rejected["reason"][0] == "passenger_count 0 (1 to 7 accepted)"
+    assert rejected["reason"][1] is None and isinstance(rejected["fare"][1], float)
+    from mlflow.exceptions import MlflowException
+
+    with pytest.raises(MlflowException, match="missing column: dropoff_latitude"):
+        served.predict(rides.drop(columns=["dropoff_latitude"]))
     loaded = reg.load_kernel(reg.version_by_alias(PRODUCTION))
     # The artifact round-trips bit for bit (statistics and settings; nothing solved yet), and the
     # same statistics solve to the same coefficients.

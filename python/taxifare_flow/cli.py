@@ -143,6 +143,21 @@ def commands() -> list[tuple[str, str]]:
     return rows
 
 
+@app.command("init")
+def init(
+    path: str = typer.Option(".env", help="where to write the settings file"),
+    force: bool = typer.Option(False, "--force", help="replace an existing file"),
+) -> None:
+    """Writes a commented settings file (.env) with every setting at its default."""
+    from pathlib import Path
+
+    from taxifare_flow.env_template import write_env
+
+    written = _guard(lambda: write_env(Path(path), force))
+    console.print(f"{written}: every setting at its default, commented; edit it (the environment wins over it)",
+                  highlight=False)
+
+
 @app.command("show_env")
 def show_env() -> None:
     """The settings, grouped by concern, every password masked."""
@@ -237,16 +252,21 @@ def get_new_month() -> None:
         assert_may_arrive(s)
         return open_source(s, "local").bring_next_month()
 
-    _next_month(bring, "arrived", "has arrived")
+    _next_month(s, bring, "arrived", "has arrived")
 
 
-def _next_month(bring: Callable[[], SourceMonth | None], verb: str, where: str) -> None:
-    """Brings the next pending month and says so; exit status 3 when nothing is pending."""
+def _next_month(s: Settings, bring: Callable[[], SourceMonth | None], verb: str, where: str) -> None:
+    """Brings the next pending month and says so; exit status 3 when nothing is pending. With a
+    Prefect server, the arrival is announced to it (`taxifare.month.arrived`)."""
+    from taxifare_flow.flow.events import MONTH_ARRIVED, emit_month_arrived
+
     month = _guard(bring)
     if month is None:
         console.print(f"no more data: every month of the history {where}")
         raise typer.Exit(NO_MORE_DATA)
     console.print(f"{month.month} {verb}: {month.rows:,} rows, row_id {month.first_row:,}..{month.end_row:,}")
+    if _guard(lambda: emit_month_arrived(s, month)):
+        console.print(f"{MONTH_ARRIVED} sent to the Prefect server", highlight=False)
 
 
 @app.command("import_csv")
@@ -310,6 +330,31 @@ def validate() -> None:
     console.print(("[red]refused[/red]: " if verdict.refused else "[green]passed[/green]: ") + verdict.line(),
                   soft_wrap=True, highlight=False)
     raise typer.Exit(1 if verdict.refused else 0)
+
+
+@app.command("serve_flow")
+def serve_flow() -> None:
+    """Serves the lifecycle as a Prefect deployment: a flow run on the schedule
+    PREFECT_FLOW_CRON and one per `taxifare.month.arrived`; stops on Ctrl-C or SIGTERM."""
+    from taxifare_flow._core import mask_dsn
+    from taxifare_flow.flow.prefect_flow import configure_prefect, server_answers
+    from taxifare_flow.ml_logic.store import ready_store
+
+    s = _settings()
+    if not s.prefect_api_url:
+        err.print("serve_flow needs a Prefect server: set PREFECT_API_URL (e.g. http://127.0.0.1:4200/api, "
+                  "started with `prefect server start`)", style="red", soft_wrap=True, highlight=False, markup=False)
+        raise typer.Exit(2)
+    _guard(lambda: ready_store(s))
+    _guard(lambda: server_answers(s.prefect_api_url))
+    configure_prefect(s)
+    from taxifare_flow.flow.deployment import DEPLOYMENT_NAME, serve
+
+    schedule = f"cron '{s.prefect_flow_cron}' (UTC)" if s.prefect_flow_cron else "no schedule"
+    console.print(f"serving {s.prefect_flow_name}/{DEPLOYMENT_NAME} on {mask_dsn(s.prefect_api_url)}: {schedule}, "
+                  "and a run per taxifare.month.arrived (Ctrl-C or SIGTERM stops)", highlight=False, soft_wrap=True)
+    _guard(lambda: serve(s))
+    console.print("serve_flow stopped")
 
 
 def _is_server(uri: str) -> bool:
@@ -506,7 +551,7 @@ def push_month_to_bq() -> None:
         assert_may_arrive(s)
         return open_source(s, "bigquery").bring_next_month()
 
-    _next_month(bring, "loaded", "is in BigQuery")
+    _next_month(s, bring, "loaded", "is in BigQuery")
 
 
 @app.command("bq_cost")
@@ -539,6 +584,24 @@ def bq_cost() -> None:
                       if cap is not None else "no byte cap (BQ_MAX_BYTES_BILLED=0)")
 
     _guard(estimate)
+
+
+@app.command("api")
+def api(
+    host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
+    port: int = typer.Option(8000, help="port to listen on"),
+) -> None:
+    """The prediction API (FastAPI on uvicorn) on the production model: GET /predict with the
+    course's query parameters, POST /predict of a batch, GET /health, GET /model."""
+    from taxifare_flow.api import serve
+    from taxifare_flow.ml_logic.store import ready_store
+
+    s = _settings()
+    # A wrong store is one line now, not a 503 after start.
+    _guard(lambda: ready_store(s))
+    console.print(f"serving {s.mlflow_model_name!r}@production on http://{host}:{port} "
+                  f"(the alias is re-read every {s.api_refresh_seconds:g} s; Ctrl-C stops)", highlight=False)
+    _guard(lambda: serve(s, host, port))
 
 
 class _OneLinePerFailure(logging.Filter):

@@ -184,11 +184,13 @@ class Settings:
     mlflow_db_name: str = _setting("MLflow")
     mlflow_db_sslmode: str = _setting("MLflow")
     mlflow_db_sslrootcert: str = _setting("MLflow")
+    model_wheel: str = _setting("MLflow")
     prefect_flow_name: str = _setting("Prefect")
     prefect_log_level: str = _setting("Prefect")
     prefect_home: Path = _setting("Prefect")
     prefect_api_url: str = _setting("Prefect")
     prefect_server_ephemeral_startup_timeout_seconds: float = _setting("Prefect")
+    prefect_flow_cron: str = _setting("Prefect")
     gcp_project: str = _setting("BigQuery")
     bq_dataset: str = _setting("BigQuery")
     bq_table: str = _setting("BigQuery")
@@ -198,6 +200,7 @@ class Settings:
     bq_timeout_seconds: float = _setting("BigQuery")
     bq_compute: str = _setting("BigQuery")
     bq_max_bytes_billed: int | None = _setting("BigQuery")
+    api_refresh_seconds: float = _setting("API")
 
     @property
     def pending_dir(self) -> Path:
@@ -332,6 +335,31 @@ def _prefect_api_url(r: _Reader) -> str:
     return url
 
 
+def _wheel(r: _Reader) -> str:
+    """MODEL_WHEEL: a taxifare-flow wheel packed into every model logged from now on (its
+    requirements name it), so `mlflow models serve` installs it with MLflow's default
+    environment manager; empty = the requirement `taxifare-flow==VERSION` (an index must have it)."""
+    raw = r.text("MODEL_WHEEL")
+    if not raw:
+        return ""
+    path = Path(raw).expanduser().resolve()
+    if path.suffix != ".whl" or not path.is_file():
+        raise SettingsError(f"MODEL_WHEEL={raw!r} is not a wheel file (build one with `make wheel`: dist/taxifare_flow-*.whl)")
+    return str(path)
+
+
+def _cron(r: _Reader) -> str:
+    """PREFECT_FLOW_CRON: five cron fields (`taxifare serve_flow`'s schedule, UTC); `none` or
+    `off` for no schedule (the arrival trigger alone)."""
+    raw = r.text("PREFECT_FLOW_CRON", "0 4 1 * *")
+    if raw.lower() in ("none", "off"):
+        return ""
+    if len(raw.split()) != 5 or not re.fullmatch(r"[0-9*/,\-A-Za-z ]+", raw):
+        raise SettingsError(f"PREFECT_FLOW_CRON={raw!r} is not a cron schedule of five fields (minute hour day month weekday), "
+                            "e.g. '0 4 1 * *' (04:00 UTC on the 1st), or 'off'")
+    return raw
+
+
 def load_settings(dotenv_path: Path | None = None) -> Settings:
     """Reads and validates the settings."""
     return settings_from(_env(dotenv_path))
@@ -381,12 +409,14 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         mlflow_db_name=r.text("MLFLOW_DB_NAME"),
         mlflow_db_sslmode=sslmode,
         mlflow_db_sslrootcert=sslrootcert,
+        model_wheel=_wheel(r),
         prefect_flow_name=r.text("PREFECT_FLOW_NAME", "taxifare lifecycle"),
         prefect_log_level=r.choice("PREFECT_LOG_LEVEL", "WARNING", LOG_LEVELS, upper=True),
         prefect_home=Path(r.text("PREFECT_HOME", str(data_path / "prefect"))).expanduser().resolve(),
         # Prefect's own name for it (its default, 20 s, is missed on a loaded 2-core machine).
         prefect_server_ephemeral_startup_timeout_seconds=r.number("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", 120.0, minimum=1.0),
         prefect_api_url=_prefect_api_url(r),
+        prefect_flow_cron=_cron(r),
         gcp_project=r.text("GCP_PROJECT"),
         bq_dataset=r.text("BQ_DATASET", "taxifare"),
         bq_table=r.text("BQ_TABLE", "rides"),
@@ -396,6 +426,7 @@ def settings_from(env: Mapping[str, str]) -> Settings:
         bq_timeout_seconds=r.number("BQ_TIMEOUT_SECONDS", 30.0, minimum=0.1),
         bq_compute=r.choice("BQ_COMPUTE", "local", BQ_COMPUTES),
         bq_max_bytes_billed=_byte_cap(r.integer("BQ_MAX_BYTES_BILLED", 10 * 2**30, minimum=0)),
+        api_refresh_seconds=r.number("API_REFRESH_SECONDS", 30.0, minimum=0.1),
     )
 
 

@@ -32,6 +32,36 @@ pub enum Reason {
     DuplicateKey,
 }
 
+impl Reason {
+    /// Why row `i` of `c` was dropped, in words a client can act on (`passenger_count 0`,
+    /// `pickup outside New York`): the prediction API's 422 and the pyfunc's reason column.
+    #[must_use]
+    pub fn explain(self, c: &RideColumns, i: usize) -> String {
+        match self {
+            Self::Missing => {
+                let floats = [("pickup_longitude", &c.plon), ("pickup_latitude", &c.plat), ("dropoff_longitude", &c.dlon), ("dropoff_latitude", &c.dlat)];
+                if c.ts[i] == NO_TIME {
+                    "pickup_datetime missing or not YYYY-MM-DD HH:MM:SS".into()
+                } else if c.passengers.is_null(i) {
+                    "passenger_count missing".into()
+                } else if let Some((name, _)) = floats.iter().find(|(_, a)| a.is_null(i) || !a.value(i).is_finite()) {
+                    format!("{name} missing or not a number")
+                } else {
+                    "fare_amount missing".into()
+                }
+            }
+            Self::ZeroCoordinates => "all four coordinates are zero".into(),
+            Self::FareOutOfRange => format!("fare_amount outside (0, {MAX_FARE})"),
+            Self::PassengerCount => format!("passenger_count {} (1 to 7 accepted)", c.passengers.value(i)),
+            Self::OutsideNyc => {
+                let pickup = Point { lat: c.plat.value(i), lon: c.plon.value(i) };
+                if geo::in_nyc(pickup) { "dropoff outside New York".into() } else { "pickup outside New York".into() }
+            }
+            Self::DuplicateKey => "key already seen".into(),
+        }
+    }
+}
+
 /// Rows consumed and dropped, per reason (first failing rule wins).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct CleaningCounts {

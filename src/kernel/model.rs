@@ -278,20 +278,26 @@ impl Model {
 
     /// Predicted fares for the raw rows of a batch; NaN for rows cleaning rejects.
     pub fn predict(&mut self, batch: &RecordBatch) -> Result<Vec<f64>, KernelError> {
+        Ok(self.predict_explained(batch)?.0)
+    }
+
+    /// Predicted fares and, per row, why cleaning rejected it (`None` where it was kept, and
+    /// then the fare is finite; NaN where rejected).
+    pub fn predict_explained(&mut self, batch: &RecordBatch) -> Result<(Vec<f64>, Vec<Option<String>>), KernelError> {
         let c = self.coefficients()?.clone();
         let cols = RideColumns::from_batch(batch, false)?;
         let mut cleaner = Cleaner::for_prediction();
         let mut feat = self.feature_set.featurizer();
         let mut f = vec![0.0; self.feature_set.p()];
         Ok((0..cols.len)
-            .map(|i| {
-                if cleaner.check(&cols, i).is_err() {
-                    return f64::NAN;
+            .map(|i| match cleaner.check(&cols, i) {
+                Err(reason) => (f64::NAN, Some(reason.explain(&cols, i))),
+                Ok(()) => {
+                    feat.write(&cols, i, &mut f);
+                    (Self::dot(&c, &f), None)
                 }
-                feat.write(&cols, i, &mut f);
-                Self::dot(&c, &f)
             })
-            .collect())
+            .unzip())
     }
 
     /// Predicted fares for the raw rows of a stream of batches, in order; NaN for rows
@@ -401,5 +407,35 @@ mod tests {
         let no_lat = batch.project(&[0, 1, 2, 3, 5, 6, 7]).unwrap();
         let err = m.partial_fit(vec![Ok(no_lat)]).unwrap_err();
         assert!(err.to_string().contains("pickup_latitude"), "{err}");
+    }
+
+    #[test]
+    fn prediction_tells_why_a_ride_is_rejected() {
+        use arrow::array::{Float64Array, Int64Array, StringArray};
+        use std::sync::Arc;
+
+        let mut model = Model::new(Settings::default()).unwrap();
+        model.partial_fit(month("2011-03", 5_000)).unwrap();
+        let f = |v: [f64; 5]| Arc::new(Float64Array::from(v.to_vec())) as arrow::array::ArrayRef;
+        let batch = RecordBatch::try_from_iter([
+            ("pickup_datetime", Arc::new(StringArray::from(vec!["2013-07-06 21:18:00 UTC", "2013-07-06 21:18:00", "2013-07-06 21:18:00", "2013-07-06 21:18:00", "tomorrow"])) as _),
+            ("pickup_longitude", f([-73.95, -73.95, 2.35, -73.95, -73.95])),
+            ("pickup_latitude", f([40.78, 40.78, 48.85, 40.78, 40.78])),
+            ("dropoff_longitude", f([-73.98, -73.98, -73.98, 2.35, -73.98])),
+            ("dropoff_latitude", f([40.77, 40.77, 40.77, 48.85, 40.77])),
+            ("passenger_count", Arc::new(Int64Array::from(vec![1, 0, 1, 1, 1])) as _),
+        ])
+        .unwrap();
+        let (fares, reasons) = model.predict_explained(&batch).unwrap();
+        assert!(fares[0].is_finite() && fares[0] > 2.0, "{fares:?}");
+        assert!(fares[1..].iter().all(|f| f.is_nan()), "{fares:?}");
+        let reasons: Vec<_> = reasons.iter().map(|r| r.as_deref()).collect();
+        assert_eq!(reasons, [
+            None,
+            Some("passenger_count 0 (1 to 7 accepted)"),
+            Some("pickup outside New York"),
+            Some("dropoff outside New York"),
+            Some("pickup_datetime missing or not YYYY-MM-DD HH:MM:SS"),
+        ]);
     }
 }

@@ -40,7 +40,7 @@ def configure_prefect(settings: Settings) -> None:
         del os.environ["PREFECT_API_URL"]
 
 
-def _answers(api: str) -> None:
+def server_answers(api: str) -> None:
     """A configured Prefect server answers before the flow starts (else Prefect's own retries
     and tracebacks)."""
     from taxifare_flow._core import mask_dsn
@@ -52,22 +52,26 @@ def _answers(api: str) -> None:
                                  "PREFECT_API_URL for a local one")
 
 
+def as_task(fn: Callable[P, R], name: str) -> Callable[P, R]:
+    """A lifecycle step as a Prefect task (after `configure_prefect`)."""
+    from prefect import task
+    from prefect.cache_policies import NO_CACHE
+
+    # Models are not hashable inputs and results stay in memory: no cache, no persistence.
+    return task(name=name, cache_policy=NO_CACHE, persist_result=False)(fn)
+
+
 def run_flow(settings: Settings) -> Outcome:
     """Runs one lifecycle as a Prefect flow named `PREFECT_FLOW_NAME`; returns its `Outcome`.
     The lifecycle lock is taken before any Prefect server starts."""
     configure_prefect(settings)
-    from prefect import flow, task
-    from prefect.cache_policies import NO_CACHE
+    from prefect import flow
     from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
     from taxifare_flow.flow.lifecycle import lifecycle
     from taxifare_flow.flow.lock import lifecycle_lock
     from taxifare_flow.flow.prefect_server import local_api_url
     from taxifare_flow.ml_logic.store import ready_store
-
-    def as_task(fn: Callable[P, R], name: str) -> Callable[P, R]:
-        # Models are not hashable inputs and results stay in memory: no cache, no persistence.
-        return task(name=name, cache_policy=NO_CACHE, persist_result=False)(fn)
 
     @flow(name=settings.prefect_flow_name, persist_result=False, log_prints=False)
     def taxifare_lifecycle() -> Outcome:
@@ -82,7 +86,7 @@ def run_flow(settings: Settings) -> Outcome:
         api = settings.prefect_api_url or PREFECT_API_URL.value() or ""
         updates: dict[object, object] = {PREFECT_API_URL: api}
         if api:
-            _answers(api)
+            server_answers(api)
         else:
             api = updates[PREFECT_API_URL] = local_api_url(settings.prefect_home,
                                                            settings.prefect_server_ephemeral_startup_timeout_seconds)

@@ -24,6 +24,8 @@ log = logging.getLogger(__name__)
 
 PRODUCTION = "production"
 CHALLENGER = "challenger"
+#: The version tag that records when `production` last moved to the version (UTC, ISO 8601).
+PROMOTED_AT = "production_at"
 #: Runs that train a model (param `context`): a lifecycle's, and `taxifare backfill`'s.
 TRAINING_CONTEXTS = ("train", "backfill")
 #: Registered-model tags naming the experiment whose lineage the model is (set at creation).
@@ -134,6 +136,8 @@ class Registry:
                 )
             finally:
                 pyfunc_log.setLevel(level)
+            if self.settings.model_wheel:
+                pack_wheel(model_dir, Path(self.settings.model_wheel))
             self.client.log_artifacts(run_id, str(model_dir), "model")
         source = f"{self.client.get_run(run_id).info.artifact_uri}/model"
         self._ensure_registered_model()
@@ -248,6 +252,12 @@ class Registry:
 
     def set_alias(self, alias: str, version: str) -> None:
         self.client.set_registered_model_alias(self.model_name, alias, str(version))
+        if alias == PRODUCTION:
+            # Aliases carry no time: the version does (`GET /model` of the API shows it).
+            from datetime import datetime, timezone
+
+            now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+            self.client.set_model_version_tag(self.model_name, str(version), PROMOTED_AT, now)
 
     def delete_alias(self, alias: str) -> None:
         self.client.delete_registered_model_alias(self.model_name, alias)
@@ -370,6 +380,23 @@ class Registry:
                 "production moved to version %s since version %s was evaluated against %s: not overwritten",
                 prod_version, head.version, head.tags.get("evaluated_production"),
             )
+
+
+def pack_wheel(model_dir: Path, wheel: Path) -> None:
+    """Puts `wheel` among the model's files and makes its requirements install it from there, as
+    MLflow's `add_libraries_to_model` does: MLflow installs requirements from the model's
+    directory, so `wheels/NAME.whl` resolves wherever the model is served."""
+    import shutil
+
+    (model_dir / "wheels").mkdir()
+    shutil.copy2(wheel, model_dir / "wheels" / wheel.name)
+    local = f"wheels/{wheel.name}"
+    requirements = model_dir / "requirements.txt"
+    lines = requirements.read_text().splitlines()
+    requirements.write_text("\n".join(local if line.startswith("taxifare-flow") else line for line in lines) + "\n")
+    conda = model_dir / "conda.yaml"
+    if conda.is_file():
+        conda.write_text("\n".join(line.replace(f"taxifare-flow=={__version__}", local) for line in conda.read_text().splitlines()) + "\n")
 
 
 def open_registry(settings: Settings) -> Registry:
