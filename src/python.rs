@@ -696,6 +696,8 @@ mod _core {
 
     #[pymodule_export]
     use super::{history_scenarios, scenario_changes, UnlearnError};
+
+    #[pymodule_export]
     use super::profile::{profile_rows, profile_source_rows};
 
     #[pymodule_export]

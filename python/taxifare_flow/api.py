@@ -103,7 +103,7 @@ class Production:
 
     def refresh(self) -> None:
         """Resolves the alias (one registry call); loads the kernel only when the version changed."""
-        from taxifare_flow.entry import one_line
+        from taxifare_flow.failure import one_line
         from taxifare_flow.ml_logic.registry import PROMOTED_AT, open_registry
 
         try:

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import Literal, TypedDict
 
 from taxifare_flow import _core
-from taxifare_flow.data.history import HistoryError, noise_floor, read_manifest
+from taxifare_flow.data.history import noise_floor, read_manifest
+from taxifare_flow.errors import HistoryError
 from taxifare_flow.settings import Settings
 
 COLUMNS = [

@@ -332,7 +332,7 @@ where
 {
     let (mut cleaner, mut counts, mut profiler, mut kept) = (Cleaner::for_training(), CleaningCounts::default(), Profiler::default(), Vec::new());
     for batch in batches {
-        let batch = batch.map_err(super::model::input)?;
+        let batch = batch?;
         let cols = RideColumns::from_batch(&batch, true)?;
         kept.clear();
         clean_profiled(&mut cleaner, &cols, &mut counts, &mut kept, &mut profiler);

@@ -50,7 +50,7 @@ def recorded_histories(runs: list[Run]) -> dict[str, list[str]]:
 def history_problems(settings: Settings, runs: list[Run]) -> list[str]:
     """Where the lineage's runs were trained on several histories, or on another history than
     the pending one."""
-    from taxifare_flow.data.history import HistoryError
+    from taxifare_flow.errors import HistoryError
 
     recorded = recorded_histories(runs)
     experiment = settings.mlflow_experiment
@@ -70,7 +70,7 @@ def history_problems(settings: Settings, runs: list[Run]) -> list[str]:
 def assert_same_history(settings: Settings, runs: list[Run]) -> str | None:
     """Refuses (`LineageError`) a pending history other than the lineage's; returns its
     identity, to be recorded on the run."""
-    from taxifare_flow.data.history import HistoryError
+    from taxifare_flow.errors import HistoryError
 
     problems = history_problems(settings, runs)
     if problems:
