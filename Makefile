@@ -1,6 +1,7 @@
 # taxifare-flow entry points. Every target is one line; the work is in the `taxifare` CLI.
 #   make demo   — set up and run the whole simulation on the embedded defaults
 #   make test   — set up and run every test
+#   make test_fast — the tests that start no server and run no long loop (docs/testing.md)
 .DEFAULT_GOAL := list
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -10,7 +11,7 @@ TAXIFARE := $(BIN)/taxifare
 STAMP := $(VENV)/.taxifare-installed
 RUST_SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock pyproject.toml
 
-.PHONY: install demo test dev_test list show_env reinstall_package reset_data_sources show_data_sources \
+.PHONY: install demo test test_fast dev_test list show_env reinstall_package reset_data_sources show_data_sources \
 	get_new_month import_csv run_flow run_all_months report watermark check backfill mlflow_ui psql reset_bq_tables show_bq_tables \
 	push_month_to_bq bq_cost bench wheel
 
@@ -25,6 +26,7 @@ $(STAMP): $(RUST_SOURCES)
 
 demo: install ; $(TAXIFARE) demo $(if $(MONTHS),--months $(MONTHS))
 test: install ; bash scripts/test.sh
+test_fast: install ; bash scripts/test.sh fast
 dev_test: test
 list: install ; @$(TAXIFARE) list
 show_env: install ; @$(TAXIFARE) show_env

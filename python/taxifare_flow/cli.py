@@ -43,6 +43,7 @@ NO_MORE_DATA = 3
 TARGETS: list[tuple[str, str]] = [
     ("demo", "set up, generate the history, run every month through the lifecycle, write the report"),
     ("test", "set up and run every test (cargo test + pytest)"),
+    ("test_fast", "the fast tier: cargo test, mypy, and the tests that start no server and run no long loop"),
     ("dev_test", "same as test"),
     ("list", "this list"),
     ("show_env", "the settings, grouped, passwords masked"),
