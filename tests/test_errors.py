@@ -3,9 +3,10 @@ stderr, no traceback, no password — and the traceback when asked for with --de
 
 Each (command, failure) runs in this process through typer's CliRunner (`run`): the same code
 from the arguments to the exit status, without an interpreter importing mlflow and Prefect per
-case. One real process per kind of outcome checks what only a process shows (its exit status,
-its whole stderr, Prefect's own log handlers included): a one-line error before any server
-starts, a one-line error from inside the Prefect flow, and the traceback with --debug."""
+case. Real processes check what only a process shows (its exit status, its whole stderr,
+Prefect's own log handlers included), one per kind of outcome: a one-line error before any
+server starts, the traceback with --debug, and (tier `prefect_server`: each starts the local
+Prefect API) a one-line error from inside the Prefect flow."""
 
 from __future__ import annotations
 
@@ -52,9 +53,8 @@ DB_COMMANDS = ["run_flow", "run_all_months", "watermark", "report", "check"]
 
 #: A failure raised inside the Prefect flow runs in a real process: Prefect's own log handlers
 #: write to the stream of the first run that configured them, so only a process shows its whole
-#: stderr (the CLI's filter must drop their tracebacks). Each starts the local Prefect API, so
-#: beyond the one in the fast tier (test_bad_source_file[run_flow]) they are `slow`.
-IN_FLOW = pytest.mark.slow
+#: stderr (the CLI's filter must drop their tracebacks). Each starts the local Prefect API.
+IN_FLOW = pytest.mark.prefect_server
 
 
 @pytest.mark.parametrize("command", DB_COMMANDS)
@@ -109,8 +109,8 @@ def test_bad_setting(clean_env: Path, command: str) -> None:
     _assert_clean_failure(r, "HOLDOUT_FRACTION='2' is out of range")
 
 
-@pytest.mark.parametrize("command", ["run_flow", pytest.param("run_all_months", marks=IN_FLOW), "get_new_month",
-                                     "show_data_sources"])
+@pytest.mark.parametrize("command", [pytest.param("run_flow", marks=IN_FLOW), pytest.param("run_all_months", marks=IN_FLOW),
+                                     "get_new_month", "show_data_sources"])
 def test_bad_source_file(arrived: Path, command: str) -> None:
     src = load_settings().source_dir
     month = next(src.glob("2012-05_*.parquet"))
