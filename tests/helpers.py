@@ -54,13 +54,22 @@ _PREFECT_DEFAULTS = ("PREFECT_HOME", "PREFECT_API_URL", "PREFECT_LOGGING_LEVEL",
                      "PREFECT_LOGGING_EXTRA_LOGGERS")
 
 
+def _logging_state() -> list[tuple[logging.Logger, list[logging.Handler], int, bool, bool]]:
+    """Root's and the package's loggers: Prefect's logging set-up adds its API handler to them
+    (PREFECT_LOGGING_EXTRA_LOGGERS), which must not outlive an in-process run."""
+    names = ["taxifare_flow", *(n for n in logging.Logger.manager.loggerDict if n.startswith("taxifare_flow."))]
+    loggers = [logging.getLogger(), *(logging.getLogger(n) for n in names)]
+    return [(lg, list(lg.handlers), lg.level, lg.propagate, lg.disabled) for lg in loggers]
+
+
 def taxifare_in_process(*args: str, env: dict[str, str] | None = None) -> Ran:
     """The CLI in this process, through typer's CliRunner: the code from the arguments to the
     exit status that `taxifare()` runs, without a new interpreter importing mlflow and Prefect
     each time. `stderr` also holds what `main()` would print besides: the WARNING records its
     logging handler shows (through the same filter), and the traceback of an exception that
-    escaped the command. The environment is `child_env(env)`'s, restored afterwards; the local
-    Prefect API a run started is stopped, as it would die with its process."""
+    escaped the command. The environment is `child_env(env)`'s and the loggers are as before,
+    both restored afterwards; the local Prefect API a run started is stopped, as it would die
+    with its process."""
     from typer.testing import CliRunner
 
     from taxifare_flow.cli import _OneLinePerFailure, app
@@ -68,6 +77,7 @@ def taxifare_in_process(*args: str, env: dict[str, str] | None = None) -> Ran:
     overrides: dict[str, str | None] = {k: os.environ.get(k) for k in _PREFECT_DEFAULTS}
     overrides.update({k: None for k in os.environ if k.startswith("PREFECT_") and k not in SETTING_VARS})
     overrides.update({"COLUMNS": "250", **(env or {})})
+    saved = _logging_state()
     shown: list[str] = []
     handler = _Shown(shown)
     handler.addFilter(_OneLinePerFailure())
@@ -76,7 +86,10 @@ def taxifare_in_process(*args: str, env: dict[str, str] | None = None) -> Ran:
     try:
         r = CliRunner().invoke(app, list(args), env=overrides)
     finally:
-        logging.getLogger().removeHandler(handler)
+        for logger, handlers, level, propagate, disabled in saved:
+            logger.handlers[:] = handlers
+            logger.setLevel(level)
+            logger.propagate, logger.disabled = propagate, disabled
         if "taxifare_flow.flow.prefect_server" in sys.modules:
             sys.modules["taxifare_flow.flow.prefect_server"]._stop()
     stderr = r.stderr + "".join(f"{line}\n" for line in shown)
