@@ -1,6 +1,7 @@
 # taxifare-flow entry points. Every target is one line; the work is in the `taxifare` CLI.
 #   make demo   — set up and run the whole simulation on the embedded defaults
 #   make test   — set up and run every test
+#   make test_fast — the tests that start no server and run no long loop (docs/testing.md)
 # Each `taxifare` command has a target of its name calling it; the targets of this Makefile
 # only carry a `## name: what it does` line, which `make list` prints after the CLI's list.
 .DEFAULT_GOAL := list
@@ -12,7 +13,7 @@ TAXIFARE := $(BIN)/taxifare
 STAMP := $(VENV)/.taxifare-installed
 RUST_SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock pyproject.toml
 
-.PHONY: install demo test dev_test list show_env reinstall_package reset_data_sources show_data_sources \
+.PHONY: install demo test test_fast dev_test list show_env reinstall_package reset_data_sources show_data_sources \
 	get_new_month import_csv run_flow validate run_all_months report watermark check backfill mlflow_ui psql reset_bq_tables show_bq_tables \
 	push_month_to_bq bq_cost bench wheel api run_api serve_flow init
 
@@ -29,6 +30,8 @@ $(STAMP): $(RUST_SOURCES)
 demo: install ; $(TAXIFARE) demo $(if $(MONTHS),--months $(MONTHS))
 ## test: set up and run every test (cargo test, stubtest, mypy, pytest)
 test: install ; bash scripts/test.sh
+## test_fast: the fast tier: cargo test, stubtest, mypy, and the tests that start no server and run no long loop
+test_fast: install ; bash scripts/test.sh fast
 ## dev_test: same as test
 dev_test: test
 list: install ; @$(TAXIFARE) list && echo "make NAME runs taxifare NAME; the Makefile's own targets:" && awk '/^## [a-z_]+: /{t=$$2; sub(/:$$/, "", t); sub(/^## [a-z_]+: /, ""); printf "  %-18s %s\n", t, $$0}' $(firstword $(MAKEFILE_LIST))

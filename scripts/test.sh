@@ -1,12 +1,25 @@
 #!/usr/bin/env bash
-# The test command (make test): Rust unit tests, the stubs of the Rust module against the built
-# module and mypy (strict) over the package, then the pytest suites against real MLflow,
-# Prefect, PostgreSQL and the BigQuery emulator (their fixtures start what is missing).
+# The test command. `scripts/test.sh [all|fast] [pytest arguments...]`
+#   all  (make test, the default): Rust unit tests, the stubs of the Rust module against the
+#        built module and mypy (strict) over the package, then every pytest suite against real
+#        MLflow, Prefect, PostgreSQL and the BigQuery emulator (their fixtures start what is
+#        missing), with the 25 slowest tests listed at the end.
+#   fast (make test_fast): the same checks, but only the pytest tests that start no server and
+#        run no Kaggle-size or kill loop: the markers tests/conftest.py adds (docs/testing.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+tier=all
+case "${1:-}" in
+    all | fast) tier=$1; shift ;;
+esac
+if [[ $tier == fast ]]; then
+    pytest_args=(-m "not postgres and not bigquery and not prefect_server and not slow" --durations=10)
+else
+    pytest_args=(--durations=25)
+fi
 # The same profile as the extension build, so dependencies compile once.
 cargo test --quiet --profile dev-fast
 .venv/bin/python -m mypy.stubtest taxifare_flow._core
 # Files and strictness: [tool.mypy] in pyproject.toml.
 .venv/bin/python -m mypy
-.venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "${pytest_args[@]}" "$@"

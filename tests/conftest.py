@@ -28,6 +28,39 @@ if TYPE_CHECKING:
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 
+# -- test tiers (docs/testing.md) ---------------------------------------------------------
+
+#: Marker -> the fixtures that start what it names. A test gets the marker from any of them it
+#: uses, directly or through other fixtures, so `make test_fast` can leave it out.
+SERVER_FIXTURES: dict[str, frozenset[str]] = {
+    "postgres": frozenset({"postgres_server", "postgres_password_server", "postgres_db", "tls_server"}),
+    "bigquery": frozenset({"bq_emulator"}),
+    "prefect_server": frozenset({"prefect_server", "prefect_harness"}),
+}
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by markers
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for marker, fixtures in SERVER_FIXTURES.items():
+            if used & fixtures and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
+
+
+@pytest.fixture(autouse=True)
+def _server_markers_match(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A fixture fetched at run time (`request.getfixturevalue`) is invisible to the collection
+    hook: the test must carry its marker itself (say `pytest.param(..., marks=...)`), else it
+    errors here instead of slipping into the fast tier."""
+    yield
+    used = set(request.fixturenames)
+    missing = [m for m, fixtures in SERVER_FIXTURES.items() if used & fixtures and request.node.get_closest_marker(m) is None]
+    if missing:
+        pytest.fail(f"{request.node.nodeid} uses {sorted(used & set().union(*SERVER_FIXTURES.values()))} at run time "
+                    f"without the marker(s) {missing}: add them (pytest.param(..., marks=pytest.mark.NAME))", pytrace=False)
+
+
 @pytest.fixture
 def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Path:
     """No taxifare setting from the machine leaks in; the working directory has no .env."""
@@ -164,7 +197,7 @@ def sqlite_store(tmp_path_factory: pytest.TempPathFactory) -> str:
     return "sqlite:///" + str(tmp_path_factory.mktemp("mlflow") / "mlflow.db")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def tracking_store(request: pytest.FixtureRequest) -> str:
     """Each watermark test runs on both stores, written by the real MLflow."""
     if request.param == "sqlite":

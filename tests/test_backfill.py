@@ -86,6 +86,7 @@ def test_backfill_command_says_what_it_did(small_history: Path, monkeypatch: pyt
     assert r.returncode == 2 and "feature" in r.stderr.lower(), r.stderr
 
 
+@pytest.mark.slow  # a backfill killed with SIGKILL, then repaired
 def test_a_killed_backfill_is_repaired_like_a_killed_lifecycle(small_history: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """`kill -9` in the middle of a backfill leaves its run RUNNING: `check` names it, and the
     next lifecycle's repairs mark it KILLED (it trained nothing the watermark counts)."""

@@ -12,8 +12,6 @@ from taxifare_flow.data.bigquery import BigQueryError, BigQuerySource
 from taxifare_flow.data.history import ensure_history
 from taxifare_flow.settings import load_settings
 
-pytestmark = pytest.mark.bigquery
-
 
 @pytest.fixture
 def bq(small_history, bigquery_env, monkeypatch) -> BigQuerySource:

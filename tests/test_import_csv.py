@@ -234,7 +234,6 @@ def test_month_files_without_a_manifest_are_refused_until_regenerated(data: Path
 # -- BigQuery ------------------------------------------------------------------------------
 
 
-@pytest.mark.bigquery
 def test_bigquery_trio_stands_on_its_own(data: Path, bigquery_env: None) -> None:
     """reset_bq_tables then push_month_to_bq on a fresh LOCAL_DATA_PATH: today "no more data"."""
     assert not data.exists()

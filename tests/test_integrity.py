@@ -52,6 +52,8 @@ def _one_line_error(r: subprocess.CompletedProcess, *needles: str) -> None:
         assert needle in r.stderr, r.stderr
 
 
+# Two `taxifare run_all_months` processes, each starting the local Prefect API.
+@pytest.mark.prefect_server
 def test_run_all_months_trains_arrived_rows_before_bringing_new_ones(small_history: Path, monkeypatch) -> None:
     monkeypatch.setenv("HISTORY_LAST_MONTH", "2012-08")
     settings = load_settings()
@@ -105,6 +107,7 @@ def test_a_retracted_run_never_serves(small_history: Path) -> None:
     assert str(reg.version_by_alias(PRODUCTION).version) == str(fourth.version)
 
 
+@pytest.mark.slow  # a lifecycle killed with SIGKILL, then repaired
 def test_orphans_of_a_killed_lifecycle_are_repaired(small_history: Path) -> None:
     settings = load_settings()
     LocalSource(settings).reset()

@@ -13,7 +13,7 @@ from taxifare_flow.ml_logic.registry import PRODUCTION, open_registry
 from taxifare_flow.settings import load_settings
 
 
-@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_pyfunc_by_alias_predicts_raw_rides(store: str, clean_env, monkeypatch, request) -> None:
     uri = request.getfixturevalue("sqlite_store" if store == "sqlite" else "postgres_db")
     monkeypatch.setenv("LOCAL_DATA_PATH", str(clean_env / "data"))

@@ -9,7 +9,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from helpers import taxifare
+from helpers import taxifare, taxifare_in_process
 from taxifare_flow import _core
 from taxifare_flow.data.local import LocalSource
 from taxifare_flow.settings import load_settings
@@ -28,9 +28,10 @@ def four_months(request: pytest.FixtureRequest, clean_env: Path, monkeypatch: py
     monkeypatch.setenv("HISTORY_FIRST_MONTH", "2009-01")
     monkeypatch.setenv("HISTORY_LAST_MONTH", "2009-08")
     monkeypatch.setenv("SOURCE_FORMAT", request.param)
-    assert taxifare("reset_data_sources").returncode == 0
+    # The set-up runs the same commands in this process: the tests' own calls are real ones.
+    assert taxifare_in_process("reset_data_sources").returncode == 0
     for _ in range(4):
-        r = taxifare("get_new_month")
+        r = taxifare_in_process("get_new_month")
         assert r.returncode == 0, r.stderr
     return data / "source", request.param
 

@@ -16,8 +16,6 @@ from helpers import taxifare
 from pg_tls import TlsServer
 from taxifare_flow import _core
 
-pytestmark = pytest.mark.postgres
-
 FIRST_ROW, ROW_COUNT = 1200, 345
 
 

@@ -19,8 +19,6 @@ from taxifare_flow.flow.lifecycle import holdout_paired
 from taxifare_flow.ml_logic.promotion import decide_paired
 from taxifare_flow.settings import load_settings
 
-pytestmark = pytest.mark.bigquery
-
 SCHEMA = _core.source_schema()
 TIMES_SQ, JFK, LGA, EWR = (40.758, -73.9855), (40.6413, -73.7781), (40.7769, -73.8740), (40.6895, -74.1745)
 
