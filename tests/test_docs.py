@@ -154,6 +154,4 @@ def test_bench_writes_its_page(tmp_path: Path) -> None:
 def test_relative_links_resolve(doc: Path) -> None:
     """Links between the docs point at files that exist (anchors are not checked)."""
     for target in re.findall(r"\]\(([^)#:\s]+)(?:#[^)]*)?\)", doc.read_text()):
-        if target in ("docs/testing.md", "testing.md"):
-            continue  # written with the test tiers (issue 20, item 1)
         assert (doc.parent / target).exists(), f"{doc.relative_to(ROOT)} links to {target}, which does not exist"

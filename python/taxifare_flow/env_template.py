@@ -27,6 +27,10 @@ HISTORY_SEED=42
 HISTORY_ROWS_PER_MONTH=10000
 HISTORY_FIRST_MONTH=2009-01
 HISTORY_LAST_MONTH=2015-06
+# plain (the fare rules the features know) | unannounced (fare changes no feature knows, dated
+# in docs/scenarios.md: a drift over 2010, +10 % and +$2 from 2014-01-01, a Manhattan surcharge
+# from 2014-09-01)
+HISTORY_SCENARIO=plain
 
 # --- model and lifecycle -----------------------------------------------------------------
 # feature set of a new lineage, and the target of `taxifare backfill` (1 | 2); a lineage keeps
