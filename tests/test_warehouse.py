@@ -258,6 +258,7 @@ def test_a_warehouse_lifecycle_is_gated(small_history, bigquery_env, monkeypatch
     reg = open_registry(settings)
     [run] = reg.client.search_runs([reg.experiment_id], "params.context = 'train'")
     assert run.data.tags["validation"] == "passed", run.data.tags
+    assert run.data.metrics["warehouse_result_rows"] > 0, "trained in the warehouse"
     break_pending(small_history, "2012-08", cents)
     assert src.bring_next_month() is not None
     with pytest.raises(DataValidationError, match=r"^month 2012-08 \(rows 3000\.\.4000\) refused: .*fare_amount median"):
