@@ -253,6 +253,7 @@ fn profile_sql() -> (String, String) {
         .collect();
     let finite = |cols: &[&str]| cols.iter().map(|c| format!("NOT IS_NAN({c}) AND NOT IS_INF({c})")).collect::<Vec<_>>().join(" AND ");
     let coords = [PICKUP_LON, PICKUP_LAT, DROPOFF_LON, DROPOFF_LAT];
+    let values = format!("[{}]", structs.join(", "));
     let ctes = format!(
         ",\np0 AS (SELECT ts, {FARE}, {PICKUP_LAT}, {PICKUP_LON}, {DROPOFF_LAT}, {DROPOFF_LON}, {PASSENGER_COUNT}, \
          IF(reason = 0 AND {KEY} IS NOT NULL AND ROW_NUMBER() OVER (PARTITION BY {KEY}, reason ORDER BY {ROW_ID}) > 1, 6, reason) AS outcome, \
@@ -268,7 +269,6 @@ fn profile_sql() -> (String, String) {
         klat = lit(KM_PER_DEG_LAT),
         dst_start = dst_change(|r| r.start, DST_START_UTC_HOUR),
         dst_end = dst_change(|r| r.end, DST_END_UTC_HOUR),
-        values = format!("[{}]", structs.join(", ")),
     );
     let selects = "\nUNION ALL SELECT 'prow', pm, pb, outcome, 0, CAST(COUNT(*) AS FLOAT64) FROM p1 GROUP BY pm, pb, outcome\n\
          UNION ALL SELECT 'pbin', pm, pb, fi, bin, CAST(COUNT(*) AS FLOAT64) FROM (SELECT pm, pb, fi, \

@@ -11,7 +11,7 @@ use super::WarehouseError;
 use crate::kernel::cleaning::CleaningCounts;
 use crate::kernel::metrics::Metrics;
 use crate::kernel::model::Model;
-use crate::kernel::profile::{MonthProfile, Profile, FIELDS};
+use crate::kernel::profile::{Profile, FIELDS};
 use crate::kernel::stats::Stats;
 
 /// One result row.
@@ -157,7 +157,7 @@ fn add_profile_row(profile: &mut Profile, row: &Row) -> Result<(), WarehouseErro
         0 => None,
         _ => Some(i32::try_from(row.b).map_err(|_| bad("month", row.b))?),
     };
-    let p = profile.months.entry(month).or_insert_with(MonthProfile::default);
+    let p = profile.months.entry(month).or_default();
     if row.kind == "prow" {
         let n = row.s.round() as u64;
         p.raw += n;
