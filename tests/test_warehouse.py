@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from taxifare_flow import _core
+from taxifare_flow.core_types import MonthProfile
 from taxifare_flow.data.bigquery import BigQuerySource
 from taxifare_flow.flow.lifecycle import holdout_paired
 from taxifare_flow.ml_logic.promotion import decide_paired
@@ -195,6 +196,75 @@ def test_a_lifecycle_in_the_warehouse_equals_the_local_one(source: BigQuerySourc
     # The same rows, hashed again by the source for `taxifare check --deep`.
     assert source.content_hash(w, t - w, like=wh["lineage_hash"]) == wh["lineage_hash"]
     assert source.content_hash(w, t - w) == loc["lineage_hash"]
+
+
+def assert_same_profile(got: list[MonthProfile], want: list[MonthProfile]) -> None:
+    """Counts exactly, sums to 1e-9 relative (the warehouse adds in another order)."""
+    assert [m["month"] for m in got] == [m["month"] for m in want]
+    for g, w in zip(got, want, strict=True):
+        assert (g["raw"], g["kept"], g["drops"]) == (w["raw"], w["kept"], w["drops"]), g["month"]
+        assert g["fields"].keys() == w["fields"].keys()
+        for name, gf in g["fields"].items():
+            wf = w["fields"][name]
+            where = (g["month"], name)
+            assert (gf["count"], gf["nan"], gf["zeros"]) == (wf["count"], wf["nan"], wf["zeros"]), where
+            assert [tuple(b) for b in gf["hist"]] == [tuple(b) for b in wf["hist"]], where
+            assert abs(gf["sum"] - wf["sum"]) <= 1e-9 * max(abs(wf["sum"]), 1.0), where
+
+
+def test_the_warehouse_computes_the_local_statistics(source: BigQuerySource, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The data-validation statistics of query 1 equal the local pass's, month by month, on
+    the edge-case rows (every cleaning reason, bad values, timestamps of other years and none,
+    DST changes) and two generated months."""
+    generated = [_core.generate_month(m, n, seed=s).read_all().select(_core.ride_schema().names).cast(_core.ride_schema())
+                 for m, n, s in (("2012-10", 1200, 31), ("2012-11", 900, 32))]
+    table = load(source, pa.concat_tables([edge_rides(), *generated]))
+    t = table.num_rows
+    local = _core.profile_rows(table.select(_core.ride_schema().names))
+    monkeypatch.setenv("BQ_COMPUTE", "warehouse")
+    wh = BigQuerySource(load_settings()).learn(0, t, t - 300, _core.Model(feature_version=2), None, None)
+    assert wh["cleaning"] == local["cleaning"]
+    months = [m["month"] for m in local["profile"]]
+    assert None in months and {"2012-10", "2012-11", "1850-07"} <= set(months), months
+    assert all(local["cleaning"][r] > 0 for r in ("missing", "zero_coordinates", "fare_out_of_range",
+                                                  "passenger_count", "outside_nyc", "duplicate_key"))
+    assert_same_profile(wh["profile"], local["profile"])
+    monkeypatch.setenv("BQ_COMPUTE", "local")
+    loc = BigQuerySource(load_settings()).learn(0, t, t - 300, _core.Model(feature_version=2), None, None)
+    assert_same_profile(wh["profile"], loc["profile"])
+
+
+def test_a_warehouse_lifecycle_is_gated(small_history, bigquery_env, monkeypatch: pytest.MonkeyPatch) -> None:
+    """BQ_COMPUTE=warehouse: good months pass the gate (tagged so), a month in cents is
+    refused with the one line before anything moves."""
+    from test_validation import break_pending, cents
+
+    from taxifare_flow.data.history import ensure_history
+    from taxifare_flow.errors import DataValidationError
+    from taxifare_flow.flow.lifecycle import run_lifecycle
+    from taxifare_flow.ml_logic import get_latest_trained_row
+    from taxifare_flow.ml_logic.registry import open_registry
+
+    for k, v in (("HISTORY_ROWS_PER_MONTH", "1000"), ("HISTORY_FIRST_MONTH", "2012-05"),
+                 ("HISTORY_LAST_MONTH", "2012-08"), ("BQ_COMPUTE", "warehouse")):
+        monkeypatch.setenv(k, v)
+    settings = load_settings()
+    ensure_history(settings)
+    src = BigQuerySource(settings)
+    src.reset()
+    for _ in range(3):
+        assert src.bring_next_month() is not None
+    assert run_lifecycle(settings).status == "trained"
+    reg = open_registry(settings)
+    [run] = reg.client.search_runs([reg.experiment_id], "params.context = 'train'")
+    assert run.data.tags["validation"] == "passed", run.data.tags
+    assert run.data.metrics["warehouse_result_rows"] > 0, "trained in the warehouse"
+    break_pending(small_history, "2012-08", cents)
+    assert src.bring_next_month() is not None
+    with pytest.raises(DataValidationError, match=r"^month 2012-08 \(rows 3000\.\.4000\) refused: .*fare_amount median"):
+        run_lifecycle(settings)
+    assert get_latest_trained_row() == 3000
+    assert len(reg.versions()) == 1
 
 
 def test_an_empty_holdout_and_a_first_model(source: BigQuerySource, monkeypatch: pytest.MonkeyPatch) -> None:

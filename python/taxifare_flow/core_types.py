@@ -114,6 +114,8 @@ class PassCounts(TypedDict):
     frozen: Scores | None
     #: The lineage hash of the raw rows.
     lineage_hash: str
+    #: The data-validation statistics of the raw rows, per ride month.
+    profile: list[MonthProfile]
 
 
 class WarehousePart(PassCounts):
@@ -138,8 +140,6 @@ class PassResult(PassCounts):
     #: (warehouse passes only).
     warehouse_result_rows: NotRequired[int]
     warehouse_bytes_billed_estimate: NotRequired[int]
-    #: The data-validation statistics per ride month (absent when computed in the warehouse).
-    profile: NotRequired[list[MonthProfile]]
 
 
 class FieldProfile(TypedDict):

@@ -43,8 +43,9 @@ pub(super) fn warehouse_stats_query(
 
 /// Applies query 1's rows: `challenger` learns the training segment, `holdout` (an empty
 /// model like it) the holdout segment, month after month. Returns the cleaning counts, the
-/// clean rows per segment, production's and the frozen model's scores, the lineage hash and
-/// how many numbers came back.
+/// clean rows per segment, production's and the frozen model's scores, the lineage hash, the
+/// data-validation statistics of the raw rows (`profile`, as the local pass's) and how many
+/// numbers came back.
 #[pyfunction]
 pub(super) fn warehouse_absorb<'py>(
     py: Python<'py>,
@@ -64,6 +65,7 @@ pub(super) fn warehouse_absorb<'py>(
     d.set_item("production", scores_dict(py, r.scores[0])?)?;
     d.set_item("frozen", scores_dict(py, r.scores[1])?)?;
     d.set_item("lineage_hash", r.lineage_hash)?;
+    d.set_item("profile", super::profile::profile_list(py, &r.profile)?)?;
     d.set_item("numbers", numbers)?;
     Ok(d)
 }

@@ -10,7 +10,8 @@
 //!   [n, Σ|e|, Σe², Σy, Σy²];
 //! - `holdout`: on the clean holdout rows, sum `i` of [n, Σ|e_c|, Σe_c², Σ|e_p|, Σe_p², Σy,
 //!   Σy², Σd, Σd²] with `d = |e_p| − |e_c|` (challenger `c`, production `p`);
-//! - `hash`: the lineage hash of the raw rows, as two 64-bit lanes `i`, `j`.
+//! - `hash`: the lineage hash of the raw rows, as two 64-bit lanes `i`, `j`;
+//! - `prow`, `pbin`, `pagg`: the data-validation statistics of the raw rows (see `profile_sql`).
 
 use std::fmt::Write;
 
@@ -21,6 +22,7 @@ use crate::geo::{NYC_LAT, NYC_LON};
 use crate::kernel::cleaning::{MAX_FARE, PASSENGERS};
 use crate::kernel::feature_set::FeatureSet;
 use crate::kernel::holdout::holdout_offset;
+use crate::kernel::profile::{FIELDS, KM_PER_DEG_LAT, KM_PER_DEG_LON};
 use crate::kernel::stats::Coefficients;
 use crate::schema::{DROPOFF_LAT, DROPOFF_LON, FARE, KEY, PASSENGERS as PASSENGER_COUNT, PICKUP_DATETIME, PICKUP_LAT, PICKUP_LON, ROW_ID};
 use crate::spec::Spec;
@@ -221,6 +223,63 @@ pub fn hash_query(table: &str, first: u64, end: u64) -> Result<String, Warehouse
     ))
 }
 
+/// The data-validation statistics of the raw rows (`kernel::profile`), as more common table
+/// expressions after `checked` and more result rows of query 1 (no column more is read):
+/// - `prow`: `(a, b)` the ride month (`a` = 0 without a pickup time), `i` the row's cleaning
+///   outcome (0 kept, 1 + the index of [`crate::kernel::profile::REASONS`]), `s` rows;
+/// - `pbin`: `i` the field of [`FIELDS`], `j` its histogram bin (−1: null or not finite), `s` rows;
+/// - `pagg`: `i` the field, `j` 0 the sum of its finite values, 1 its zeros.
+///
+/// The bins are the profiler's arithmetic: `(v − lo) · (1 / width)` with the same inverse
+/// literal, floored, underflow 0 and overflow `bins + 1`.
+fn profile_sql() -> (String, String) {
+    // One struct per field, its index and bins with it: the emulator misnumbers `WITH OFFSET`
+    // once it leaves its SELECT.
+    let values = [
+        FARE.to_string(),
+        "SQRT(_dx * _dx + _dy * _dy)".into(),
+        PICKUP_LAT.into(),
+        PICKUP_LON.into(),
+        DROPOFF_LAT.into(),
+        DROPOFF_LON.into(),
+        "CAST(_hour AS FLOAT64)".into(),
+        format!("CAST({PASSENGER_COUNT} AS FLOAT64)"),
+    ];
+    let structs: Vec<String> = FIELDS
+        .iter()
+        .zip(&values)
+        .enumerate()
+        .map(|(k, (b, v))| format!("STRUCT({k} AS fi, {v} AS v, {} AS lo, {} AS inv, {} AS top)", lit(b.lo), lit(1.0 / b.width), b.bins))
+        .collect();
+    let finite = |cols: &[&str]| cols.iter().map(|c| format!("NOT IS_NAN({c}) AND NOT IS_INF({c})")).collect::<Vec<_>>().join(" AND ");
+    let coords = [PICKUP_LON, PICKUP_LAT, DROPOFF_LON, DROPOFF_LAT];
+    let values = format!("[{}]", structs.join(", "));
+    let ctes = format!(
+        ",\np0 AS (SELECT ts, {FARE}, {PICKUP_LAT}, {PICKUP_LON}, {DROPOFF_LAT}, {DROPOFF_LON}, {PASSENGER_COUNT}, \
+         IF(reason = 0 AND {KEY} IS NOT NULL AND ROW_NUMBER() OVER (PARTITION BY {KEY}, reason ORDER BY {ROW_ID}) > 1, 6, reason) AS outcome, \
+         IFNULL(EXTRACT(YEAR FROM ts), {EPOCH_YEAR}) AS _y FROM checked),\n\
+         p1 AS (SELECT *, IF(ts IS NULL, 0, 1) AS pm, IFNULL((EXTRACT(YEAR FROM ts) - {EPOCH_YEAR}) * 12 + EXTRACT(MONTH FROM ts) - 1, 0) AS pb, \
+         EXTRACT(HOUR FROM DATETIME(TIMESTAMP_ADD(ts, INTERVAL IF(ts >= {dst_start} AND ts < {dst_end}, -4, -5) HOUR))) AS _hour, \
+         IF({all_finite}, ({DROPOFF_LON} - {PICKUP_LON}) * {klon}, NULL) AS _dx, IF({all_finite}, ({DROPOFF_LAT} - {PICKUP_LAT}) * {klat}, NULL) AS _dy FROM p0),\n\
+         pv AS (SELECT pm, pb, e.fi AS fi, e.v AS v, e.lo AS lo, e.inv AS inv, e.top AS top, \
+         (e.v IS NOT NULL AND NOT IS_NAN(e.v) AND NOT IS_INF(e.v)) AS fin FROM p1, UNNEST({values}) AS e),\n\
+         px AS (SELECT pm, pb, fi, fin, top, IF(fin, (v - lo) * inv, 0e0) AS x FROM pv)",
+        all_finite = finite(&coords),
+        klon = lit(KM_PER_DEG_LON),
+        klat = lit(KM_PER_DEG_LAT),
+        dst_start = dst_change(|r| r.start, DST_START_UTC_HOUR),
+        dst_end = dst_change(|r| r.end, DST_END_UTC_HOUR),
+    );
+    let selects = "\nUNION ALL SELECT 'prow', pm, pb, outcome, 0, CAST(COUNT(*) AS FLOAT64) FROM p1 GROUP BY pm, pb, outcome\n\
+         UNION ALL SELECT 'pbin', pm, pb, fi, bin, CAST(COUNT(*) AS FLOAT64) FROM (SELECT pm, pb, fi, \
+         CASE WHEN NOT fin THEN -1 WHEN x < 0 THEN 0 WHEN x >= top THEN top + 1 ELSE CAST(FLOOR(x) AS INT64) + 1 END AS bin FROM px) \
+         GROUP BY pm, pb, fi, bin\n\
+         UNION ALL SELECT 'pagg', pm, pb, fi, 0, SUM(IF(fin, v, 0e0)) FROM pv GROUP BY pm, pb, fi\n\
+         UNION ALL SELECT 'pagg', pm, pb, fi, 1, CAST(COUNTIF(fin AND v = 0) AS FLOAT64) FROM pv GROUP BY pm, pb, fi"
+        .to_string();
+    (ctes, selects)
+}
+
 /// Query 1 of a lifecycle: training statistics of `[w, h)` and `[h, t)` by ride month for
 /// the challenger's version, the cleaning counts, the given models scored on `[w, t)`
 /// (`scored[0]` production, `scored[1]` frozen) and the lineage hash.
@@ -230,6 +289,8 @@ pub fn stats_query(slice: &Slice, challenger: FeatureSet, scored: [Option<&Score
     let mut specs = vec![&spec];
     specs.extend(extra.iter());
     let (mut q, cols) = pipeline(slice, &specs)?;
+    let (profile_ctes, profile_selects) = profile_sql();
+    q.push_str(&profile_ctes);
     let _ = write!(
         q,
         ",\nz AS (SELECT seg, m, {} AS zs FROM feat)\n\
@@ -238,7 +299,7 @@ pub fn stats_query(slice: &Slice, challenger: FeatureSet, scored: [Option<&Score
          WHERE px <= pu AND x.i >= 0 AND u.i >= 0 AND x.v != 0 AND u.v != 0 GROUP BY a, b, i, j\n\
          UNION ALL SELECT 'count', 0, 0, reason, 0, CAST(COUNT(*) AS FLOAT64) FROM checked GROUP BY reason\n\
          UNION ALL SELECT 'kept', 0, 0, 0, 0, CAST(COUNT(*) AS FLOAT64) FROM clean\n\
-         UNION ALL SELECT 'hash', 0, COUNT(*), {}, {}, 0e0 FROM src",
+         UNION ALL SELECT 'hash', 0, COUNT(*), {}, {}, 0e0 FROM src{profile_selects}",
         design_row(&spec, &cols),
         fingerprint("a"),
         fingerprint("b"),

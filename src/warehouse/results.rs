@@ -11,6 +11,7 @@ use super::WarehouseError;
 use crate::kernel::cleaning::CleaningCounts;
 use crate::kernel::metrics::Metrics;
 use crate::kernel::model::Model;
+use crate::kernel::profile::{Profile, FIELDS};
 use crate::kernel::stats::Stats;
 
 /// One result row.
@@ -57,6 +58,8 @@ pub struct StatsResult {
     pub scores: [Option<Metrics>; 2],
     /// The lineage hash.
     pub lineage_hash: String,
+    /// The data-validation statistics of the raw rows of `[w, t)`.
+    pub profile: Profile,
 }
 
 impl StatsResult {
@@ -127,6 +130,7 @@ pub fn read_stats(batches: &[RecordBatch], p: usize) -> Result<StatsResult, Ware
                 let k = usize::try_from(row.a).ok().filter(|&k| k < 2).ok_or_else(|| WarehouseError::Result(format!("model {}", row.a)))?;
                 scores[k].insert(row.i, row.s);
             }
+            "prow" | "pbin" | "pagg" => add_profile_row(&mut r.profile, &row)?,
             other => return Err(WarehouseError::Result(format!("kind {other:?}"))),
         }
     }
@@ -143,6 +147,42 @@ pub fn read_stats(batches: &[RecordBatch], p: usize) -> Result<StatsResult, Ware
         }
     }
     Ok(r)
+}
+
+/// Adds one `prow` / `pbin` / `pagg` row to the profile (`a` = 0: the rows without a pickup
+/// time, else `b` is the ride month).
+fn add_profile_row(profile: &mut Profile, row: &Row) -> Result<(), WarehouseError> {
+    let bad = |what: &str, v: i64| WarehouseError::Result(format!("{} {what} {v}", row.kind));
+    let month = match row.a {
+        0 => None,
+        _ => Some(i32::try_from(row.b).map_err(|_| bad("month", row.b))?),
+    };
+    let p = profile.months.entry(month).or_default();
+    if row.kind == "prow" {
+        let n = row.s.round() as u64;
+        p.raw += n;
+        match usize::try_from(row.i).ok().filter(|&o| o <= p.drops.len()) {
+            Some(0) => p.kept += n,
+            Some(o) => p.drops[o - 1] += n,
+            None => return Err(bad("cleaning outcome", row.i)),
+        }
+        return Ok(());
+    }
+    let k = usize::try_from(row.i).ok().filter(|&k| k < FIELDS.len()).ok_or_else(|| bad("field", row.i))?;
+    let f = &mut p.fields[k];
+    match (row.kind.as_str(), row.j) {
+        ("pbin", -1) => f.nan += row.s.round() as u64,
+        ("pbin", j) => {
+            let bin = usize::try_from(j).ok().filter(|&j| j < f.hist.len()).ok_or_else(|| bad("bin", j))?;
+            let n = row.s.round() as u64;
+            f.hist[bin] += n;
+            f.count += n;
+        }
+        (_, 0) => f.sum += row.s,
+        (_, 1) => f.zeros += row.s.round() as u64,
+        (_, j) => return Err(bad("aggregate", j)),
+    }
+    Ok(())
 }
 
 /// Reads a [`super::query::hash_query`]'s row: the lineage digest.
@@ -229,7 +269,37 @@ mod tests {
         assert!(r.scores[0].is_none());
         assert_eq!(r.scores[1].unwrap().mae(), 0.5);
         assert!(read_stats(&[batch(&[("xx", 0, 40, 0, 9, 1.0)])], 1).is_err());
+        assert!(r.profile.months.is_empty());
         assert!(read_stats(&[batch(&[("count", 0, 0, 0, 0, 1.0)])], 1).is_err(), "no kept count");
+    }
+
+    #[test]
+    fn profile_rows_are_read() {
+        let b = batch(&[
+            ("prow", 1, 40, 0, 0, 5.0),
+            ("prow", 1, 40, 6, 0, 2.0),
+            ("prow", 0, 0, 1, 0, 1.0),
+            ("pbin", 1, 40, 0, 117, 6.0),
+            ("pbin", 1, 40, 0, -1, 1.0),
+            ("pbin", 0, 0, 0, 117, 1.0),
+            ("pagg", 1, 40, 0, 0, 48.5),
+            ("pagg", 1, 40, 0, 1, 0.0),
+            ("pagg", 1, 40, 7, 1, 3.0),
+            ("kept", 0, 0, 0, 0, 0.0),
+            ("hash", 0, 0, 1, 2, 0.0),
+        ]);
+        let p = read_stats(&[b], 1).unwrap().profile;
+        let m = &p.months[&Some(40)];
+        assert_eq!((m.raw, m.kept, m.drops), (7, 5, [0, 0, 0, 0, 0, 2]));
+        let fare = &m.fields[0];
+        assert_eq!((fare.count, fare.nan, fare.zeros, fare.sum, fare.hist[117]), (6, 1, 0, 48.5, 6));
+        assert_eq!(m.fields[7].zeros, 3);
+        assert_eq!(p.months[&None].drops[0], 1);
+        let bad = |row| read_stats(&[batch(&[row, ("kept", 0, 0, 0, 0, 0.0), ("hash", 0, 0, 1, 2, 0.0)])], 1).is_err();
+        assert!(bad(("prow", 1, 40, 7, 0, 1.0)), "no such outcome");
+        assert!(bad(("pbin", 1, 40, 8, 0, 1.0)), "no such field");
+        assert!(bad(("pbin", 1, 40, 0, 2102, 1.0)), "no such bin");
+        assert!(bad(("pagg", 1, 40, 0, 2, 1.0)), "no such aggregate");
     }
 
     #[test]

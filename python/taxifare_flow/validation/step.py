@@ -91,14 +91,10 @@ def post(settings: Settings, payload: dict[str, object]) -> str | None:
 
 
 def gate(settings: Settings, source: DataSource, registry: Registry, run_id: str, result: PassResult,
-         w: int, t: int) -> tuple[Verdict | None, dict[str, str]]:
+         w: int, t: int) -> tuple[Verdict, dict[str, str]]:
     """Judges the pass's statistics; returns the verdict and the tags for the training run.
     Raises `DataValidationError` for a refused range that was not accepted."""
-    profile = result.get("profile")
-    if profile is None:
-        # Computed inside BigQuery: the warehouse does not compute the statistics yet.
-        log.warning("no data-validation statistics for rows %d..%d (BQ_COMPUTE=warehouse): not validated", w, t)
-        return None, {"validation": "not computed"}
+    profile = result["profile"]
     verdict = verdict_for(registry, source, profile, w, t)
     ledger.log_profile(registry, run_id, profile, verdict)
     if not verdict.refused:
@@ -115,13 +111,12 @@ def gate(settings: Settings, source: DataSource, registry: Registry, run_id: str
     return verdict, {"validation": "accepted", ledger.NOTE: note}
 
 
-def validate_step(ctx: Context, run_id: str, learned: Learned, w: int, t: int, step: int) -> Verdict | None:
+def validate_step(ctx: Context, run_id: str, learned: Learned, w: int, t: int, step: int) -> Verdict:
     """The lifecycle's step: the gate on the pass's statistics; drift and drop rate are logged
     with the training run (metrics at the month's `step`, for the report and MLflow's charts)."""
     verdict, tags = gate(ctx.settings, ctx.source, ctx.registry, run_id, learned.result, w, t)
     ctx.record.tags.update(tags)
-    if verdict is not None:
-        ctx.record.metric("validation_max_ks", verdict.max_ks, step)
-        drop = next((c.value for c in verdict.checks if c.name == "drop rate"), None)
-        ctx.record.metric("validation_drop_rate", drop, step)
+    ctx.record.metric("validation_max_ks", verdict.max_ks, step)
+    drop = next((c.value for c in verdict.checks if c.name == "drop rate"), None)
+    ctx.record.metric("validation_drop_rate", drop, step)
     return verdict
