@@ -178,7 +178,7 @@ def test_a_lifecycle_refuses_a_broken_tiling_and_check_names_it(small_history: P
     assert run_lifecycle(settings).end_row == 4 * ROWS
 
 
-@pytest.mark.parametrize("store", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("store", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def test_a_client_clock_behind_does_not_move_the_watermark(small_history: Path, store: str, request, monkeypatch) -> None:
     """A laptop an hour behind the others logs its lifecycle's run with an end_time before the
     previous run's; an old run marked FAILED then FINISHED again gets the newest end_time. The

@@ -17,10 +17,12 @@ import pytest
 
 from helpers import arrive, taxifare
 from taxifare_flow.data.history import pending_problems
+from taxifare_flow.errors import DataValidationError
 from taxifare_flow.data.local import LocalSource
 from taxifare_flow.flow.lifecycle import run_lifecycle
 from taxifare_flow.ml_logic.registry import PRODUCTION, open_registry
 from taxifare_flow.settings import SettingsError, load_settings
+from taxifare_flow.validation.step import Acceptance, accept_next
 
 ROWS = 300  # rows a month in the three_months fixture
 
@@ -57,6 +59,10 @@ def test_a_first_month_without_a_clean_row_does_not_block_the_lineage(three_mont
     # The schema's metadata keeps the month the file records.
     pq.write_table(table.set_column(table.schema.get_field_index("fare_amount"), "fare_amount", fares), first)
     arrive(1)
+    # The data-validation gate refuses such a month first (nothing trained); accepted, it trains.
+    with pytest.raises(DataValidationError, match="refused"):
+        run_lifecycle(settings)
+    accept_next(Acceptance("tester@host", "2026-01-01T00:00:00Z"))
     empty = run_lifecycle(settings)
     assert (empty.status, empty.cleaned_rows) == ("trained", 0)
     arrive(1)

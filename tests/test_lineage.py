@@ -63,7 +63,7 @@ def _as(env: dict[str, str], monkeypatch: pytest.MonkeyPatch):
     return load_settings()
 
 
-@pytest.mark.parametrize("two_teams", ["sqlite", "postgresql"], indirect=True)
+@pytest.mark.parametrize("two_teams", ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)], indirect=True)
 def test_a_second_experiment_cannot_continue_anothers_model(two_teams, monkeypatch: pytest.MonkeyPatch) -> None:
     alice_env, bob_env = two_teams
     alice = _as(alice_env, monkeypatch)

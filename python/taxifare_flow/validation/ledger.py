@@ -50,7 +50,9 @@ def _profile_of(registry: Registry, run: Run) -> list[MonthProfile] | None:
 
 def recent_months(registry: Registry, months: int = REFERENCE_MONTHS) -> list[MonthProfile]:
     """The statistics of the last `months` ride months trained (by the latest FINISHED, active
-    training runs), oldest first; empty before the first run with statistics."""
+    training runs), oldest first; empty before the first run with statistics. A month of which
+    cleaning kept no row taught the model nothing and is no reference (an accepted month of
+    broken fares would otherwise make every good month after it look broken)."""
     found_runs = registry.client.search_runs(
         [registry.experiment_id], "params.context = 'train' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"], max_results=RECENT_RUNS,
@@ -60,7 +62,7 @@ def recent_months(registry: Registry, months: int = REFERENCE_MONTHS) -> list[Mo
     for run in runs:
         profile = _profile_of(registry, run)
         for p in reversed(profile or []):
-            if p["month"] is not None and p["month"] not in found and len(found) < months:
+            if p["month"] is not None and p["kept"] > 0 and p["month"] not in found and len(found) < months:
                 found[p["month"]] = p
         if len(found) >= months:
             break
