@@ -21,16 +21,18 @@ FIRST_ROW, ROW_COUNT = 1200, 345
 
 @pytest.fixture(scope="session")
 def experiment(tls_server: TlsServer) -> str:
-    """A finished training run, logged by MLflow through SQLAlchemy/psycopg (libpq checking the
-    chain: verify-ca)."""
+    """Two finished training runs tiling [0, FIRST_ROW + ROW_COUNT), logged by MLflow through
+    SQLAlchemy/psycopg (libpq checking the chain: verify-ca)."""
     from mlflow.tracking import MlflowClient
 
     client = MlflowClient(tls_server.dsn(sslmode="verify-ca", sslrootcert=str(tls_server.ca)))
     name = f"tls-{uuid.uuid4().hex[:8]}"
-    run = client.create_run(client.create_experiment(name))
-    for key, value in {"context": "train", "first_row": FIRST_ROW, "row_count": ROW_COUNT}.items():
-        client.log_param(run.info.run_id, key, value)
-    client.set_terminated(run.info.run_id, "FINISHED")
+    experiment_id = client.create_experiment(name)
+    for first, count in ((0, FIRST_ROW), (FIRST_ROW, ROW_COUNT)):
+        run = client.create_run(experiment_id)
+        for key, value in {"context": "train", "first_row": first, "row_count": count}.items():
+            client.log_param(run.info.run_id, key, value)
+        client.set_terminated(run.info.run_id, "FINISHED")
     return name
 
 
