@@ -1,0 +1,325 @@
+"""Issue 25, continued: exact, mergeable candidates against HistGradientBoosting on real rides.
+
+Every candidate is built only from statistics that add over rows (hence over months) and that
+a GROUP BY can compute: `n`, `Σx`, `XᵀX`, `Xᵀy` of a linear basis (solved with a penalty added
+to the diagonal: still one solve of the merged statistics), and the per-cell counts and $0.10
+fare histograms of `median_cells.py`. The measure is `quality_real.py --kfold`'s: k-fold by
+time (expanding window by year, test years 2011..2015, 3,365 rows) and the single split
+(< 2014 / 2014-2015); per candidate the MAE ± SE, RMSE, the largest prediction, the paired
+difference to HistGradientBoosting (raw columns, default squared loss) ± paired SE and fold SE,
+and to the recommended candidate; then each component's gain, and a selection-honest check
+(the candidate best on the folds before 2014, scored on the 2014 and 2015 folds).
+
+The components:
+
+- `λ`: an *absolute* ridge penalty, `XᵀX_c + diag(α·n·var_j + λ_j)` (`XᵀX_c` centred, α = 1e-3
+  the kernel's standardised penalty, kept), λ_j = 100 on v1's 79 columns and 1000 on the v2
+  groups' columns. The standardised penalty shrinks with a column's variance, so a slope seen
+  on three rows is free (v2's $960,975 prediction); an absolute one does not, and on a one-hot
+  column it is a pseudo-count (the cell's level is shrunk by n_c / (n_c + λ)). Its weight is
+  λ / n: it fades as a lineage grows, where the k-fold's late folds want little shrinkage.
+- `corr`: the median correction of docs/quality.md (15 distance bands × zone group, `bias`
+  statistic, pseudo-count 20), on top of the ridge's prediction.
+- `loc`: each end's cell on a fixed grid, one-hot, penalised by λ = 100 (Manhattan: the spine
+  band in 1 km × 0.75 km cells along and across the island; elsewhere in the city box: 0.02°
+  squares); `loc × dm`: the pickup cell's own per-km slope.
+
+    OMP_NUM_THREADS=1 python benches/v3_proto.py     # ~15 s of CPU
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+import features_v2_proto as v2
+import median_cells as mc
+import quality_real as qr
+
+# -- location cells ---------------------------------------------------------------------------
+
+SPINE_A, SPINE_B = (40.703, -74.014), (40.872, -73.918)  # geo.rs's Manhattan spine
+COSLAT = np.cos(np.radians(40.79))
+KM_PER_DEG = np.radians(v2.EARTH_KM)
+ALONG_KM, ACROSS_KM = 1.0, 0.75
+N_ALONG = 22  # the spine is 20.6 km long
+N_ACROSS = 4  # the band is ±1.5 km
+CITY = (40.50, 41.00, -74.30, -73.70)  # lat0, lat1, lon0, lon1
+CITY_STEP = 0.02
+N_CITY_LAT = int(round((CITY[1] - CITY[0]) / CITY_STEP))
+N_CITY_LON = int(round((CITY[3] - CITY[2]) / CITY_STEP))
+N_LOC = N_ALONG * N_ACROSS + N_CITY_LAT * N_CITY_LON + 1  # + 1: outside the city box
+
+
+def loc_cell(lat: np.ndarray, lon: np.ndarray) -> np.ndarray:
+    """Manhattan cells (rotated with the island) first, then the city grid, then "outside"."""
+    bx, by = (SPINE_B[1] - SPINE_A[1]) * COSLAT, SPINE_B[0] - SPINE_A[0]
+    px, py = (lon - SPINE_A[1]) * COSLAT, lat - SPINE_A[0]
+    blen = np.hypot(bx, by)
+    along = (px * bx + py * by) / blen * KM_PER_DEG  # km from the spine's south end
+    across = (px * by - py * bx) / blen * KM_PER_DEG  # signed km off the spine
+    t = np.clip((px * bx + py * by) / (bx * bx + by * by), 0.0, 1.0)
+    in_m = np.hypot(px - t * bx, py - t * by) * KM_PER_DEG < 1.5
+    ia = np.clip(np.floor(along / ALONG_KM), 0, N_ALONG - 1).astype(int)
+    ic = np.clip(np.floor((across + 1.5) / ACROSS_KM), 0, N_ACROSS - 1).astype(int)
+    man = ia * N_ACROSS + ic
+    gi = np.floor((lat - CITY[0]) / CITY_STEP).astype(int)
+    gj = np.floor((lon - CITY[2]) / CITY_STEP).astype(int)
+    inside = (gi >= 0) & (gi < N_CITY_LAT) & (gj >= 0) & (gj < N_CITY_LON)
+    city = N_ALONG * N_ACROSS + np.where(inside, gi * N_CITY_LON + gj, 0)
+    return np.where(in_m, man, np.where(inside, city, N_LOC - 1))
+
+
+def one_hot(idx: np.ndarray, k: int) -> np.ndarray:
+    out = np.zeros((len(idx), k))
+    out[np.arange(len(idx)), idx] = 1.0
+    return out
+
+
+def manhattan_cell(lat: np.ndarray, lon: np.ndarray, along_km: float, across_km: float) -> tuple[np.ndarray, int]:
+    """Manhattan-only cells (`along_km` × `across_km` along and across the spine band), and one
+    cell for every point off the island: (cell, number of cells)."""
+    bx, by = (SPINE_B[1] - SPINE_A[1]) * COSLAT, SPINE_B[0] - SPINE_A[0]
+    px, py = (lon - SPINE_A[1]) * COSLAT, lat - SPINE_A[0]
+    blen = np.hypot(bx, by)
+    along = (px * bx + py * by) / blen * KM_PER_DEG
+    across = (px * by - py * bx) / blen * KM_PER_DEG
+    t = np.clip((px * bx + py * by) / (bx * bx + by * by), 0.0, 1.0)
+    in_m = np.hypot(px - t * bx, py - t * by) * KM_PER_DEG < 1.5
+    na, nc = int(np.ceil(21.0 / along_km)), int(np.ceil(3.0 / across_km))
+    ia = np.clip(np.floor(along / along_km), 0, na - 1).astype(int)
+    ic = np.clip(np.floor((across + 1.5) / across_km), 0, nc - 1).astype(int)
+    return np.where(in_m, ia * nc + ic, na * nc), na * nc + 1
+
+
+def locm_columns(r: v2.Rides, along_km: float, across_km: float) -> np.ndarray:
+    pu, k = manhattan_cell(r.plat, r.plon, along_km, across_km)
+    do, _ = manhattan_cell(r.dlat, r.dlon, along_km, across_km)
+    return np.hstack([one_hot(pu, k), one_hot(do, k)])
+
+
+def loc_columns(r: v2.Rides, slope: bool) -> np.ndarray:
+    pu, do = loc_cell(r.plat, r.plon), loc_cell(r.dlat, r.dlon)
+    cols = [one_hot(pu, N_LOC), one_hot(do, N_LOC)]
+    if slope:
+        cols.append(one_hot(pu, N_LOC) * v2.metered_distance(r)[:, None])
+    return np.hstack(cols)
+
+
+# -- the ridge with an absolute penalty -------------------------------------------------------
+
+
+class Ridge:
+    """`n`, `Σx`, `XᵀX`, `Xᵀy`, additive; solve = the kernel's standardised alpha plus an absolute
+    penalty per column on the centred statistics (intercept free)."""
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        self.n = len(y)
+        self.sx, self.sy = x.sum(axis=0), y.sum()
+        self.xtx, self.xty = x.T @ x, x.T @ y
+
+    def merge(self, o: Ridge) -> Ridge:
+        m = object.__new__(Ridge)
+        m.n, m.sx, m.sy, m.xtx, m.xty = self.n + o.n, self.sx + o.sx, self.sy + o.sy, self.xtx + o.xtx, self.xty + o.xty
+        return m
+
+    def solve(self, lam: np.ndarray, alpha: float = 1e-3) -> tuple[float, np.ndarray]:
+        n = self.n
+        mean, ybar = self.sx / n, self.sy / n
+        c = self.xtx - n * np.outer(mean, mean)  # centred XᵀX
+        cy = self.xty - n * mean * ybar
+        var = np.diag(c) / n
+        live = var > 1e-12 * (1 + mean**2)
+        a = c[np.ix_(live, live)] + np.diag(alpha * n * var[live] + lam[live])
+        beta = np.zeros(len(mean))
+        beta[live] = np.linalg.solve(a, cy[live])
+        return float(ybar - beta @ mean), beta
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """A linear basis, its absolute penalties (per block of columns), and the median correction."""
+
+    label: str
+    basis: str  # "v2" (the kernel's v2, p = 192) | "base" (v2 − airport_dm_x_hour_weekend) | "loc" | "locm"
+    lam_v1: float = 0.0  # absolute penalty on v1's 79 columns
+    lam_v2: float = 0.0  # on the v2 groups' columns
+    lam_loc: float = 0.0  # on the location cells
+    corr: mc.Correction | None = None
+
+
+def design(r: v2.Rides, basis: str) -> tuple[np.ndarray, int]:
+    """The design and the number of columns before the location cells. `basis`: "v2" (the
+    kernel's v2, p = 192), "base" (v2 − airport_dm_x_hour_weekend, p = 144), or "v2_loc",
+    "v2_locm", "v2_loc_dm" (v2 + location cells)."""
+    groups = qr.BASE_GROUPS if basis == "base" else v2.V2_GROUPS
+    x, _ = v2.design(r, groups, v2.V2_DROP_V1)
+    p0 = x.shape[1]
+    if basis in ("base", "v2"):
+        return x, p0
+    if basis == "v2_locm":
+        return np.hstack([x, locm_columns(r, 1.0, 0.75)]), p0
+    return np.hstack([x, loc_columns(r, basis == "v2_loc_dm")]), p0
+
+
+REC = qr.RECOMMENDED  # the correction of docs/quality.md: 15 bands × zone group, k = 20
+N1 = v2.N_V1 - len(v2.V2_DROP_V1)
+#: The recommended penalties: λ = 100 on v1's 79 columns, 1000 on the v2 groups' columns (on
+#: the loc cells: 100), in a flat region of the k-fold (see the sensitivity rows).
+L1, L2, LL = 100.0, 1000.0, 100.0
+
+BEST = "v2, λ + corr (recommended)"
+LAST = "base + corr (the last session's v3)"
+
+
+def candidates() -> list[Candidate]:
+    """Listed before the final run; the λ grid was explored in three rounds (docs/quality.md)."""
+    return [
+        Candidate("v2, α only (the kernel's v2)", "v2"),
+        Candidate("v2 + corr", "v2", corr=REC),
+        Candidate("v2, λ", "v2", L1, L2),
+        Candidate(BEST, "v2", L1, L2, corr=REC),
+        Candidate("base (v2 − airport group), α only", "base"),
+        Candidate(LAST, "base", corr=REC),
+        Candidate("base, λ", "base", L1, L2),
+        Candidate("base, λ + corr", "base", L1, L2, corr=REC),
+        Candidate("  v2, λ uniform 30 + corr", "v2", 30.0, 30.0, corr=REC),
+        Candidate("  v2, λ uniform 100 + corr", "v2", 100.0, 100.0, corr=REC),
+        Candidate("  v2, λ uniform 300 + corr", "v2", 300.0, 300.0, corr=REC),
+        Candidate("  v2, λ v1=30 v2=1000 + corr", "v2", 30.0, 1000.0, corr=REC),
+        Candidate("  v2, λ v1=100 v2=3000 + corr", "v2", 100.0, 3000.0, corr=REC),
+        Candidate("  v2, λ v1=300 v2=3000 + corr", "v2", 300.0, 3000.0, corr=REC),
+        Candidate("  v2, λ v1=100 v2=10000 + corr", "v2", 100.0, 10000.0, corr=REC),
+        Candidate("v2 + loc (city grid), λ + corr", "v2_loc", L1, L2, LL, REC),
+        Candidate("v2 + loc (Manhattan only), λ + corr", "v2_locm", L1, L2, LL, REC),
+        Candidate("v2 + loc + loc × dm, λ + corr", "v2_loc_dm", L1, L2, LL, REC),
+    ]
+
+
+#: Component gains: (what, candidate, reference).
+PAIRS = (
+    ("λ on v2 (the $960,975 defect)", "v2, λ", "v2, α only (the kernel's v2)"),
+    ("correction on v2 with λ", BEST, "v2, λ"),
+    ("λ on v2 + corr", BEST, "v2 + corr"),
+    ("airport_dm_x_hour_weekend (with λ + corr)", BEST, "base, λ + corr"),
+    ("λ on the last v3 design", "base, λ + corr", LAST),
+    ("recommended against the last v3 design", BEST, LAST),
+    ("location cells, city grid", "v2 + loc (city grid), λ + corr", BEST),
+    ("location cells, Manhattan only", "v2 + loc (Manhattan only), λ + corr", BEST),
+    ("pickup cell × dm slopes on top of loc", "v2 + loc + loc × dm, λ + corr", "v2 + loc (city grid), λ + corr"),
+)
+
+
+def fold_errors(train: qr.pa.Table, test: qr.pa.Table, cands: list[Candidate]) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """Absolute errors per candidate on the cleaned test rows, and the largest prediction."""
+    tr, te = v2.cleaned_rides(train), v2.cleaned_rides(test)
+    out: dict[str, np.ndarray] = {}
+    top: dict[str, float] = {}
+    raw_tr, raw_te = v2.raw_features(tr), v2.raw_features(te)
+    p_hgb = qr.hgb_squared(raw_tr, tr.y).predict(raw_te)
+    out[qr.REFERENCE], top[qr.REFERENCE] = np.abs(p_hgb - te.y), float(p_hgb.max())
+    p_abs = qr.hgb(raw_tr, tr.y).predict(raw_te)
+    out["HistGB raw, absolute loss"], top["HistGB raw, absolute loss"] = np.abs(p_abs - te.y), float(p_abs.max())
+    designs: dict[str, tuple[np.ndarray, np.ndarray, int, Ridge]] = {}
+    for c in cands:
+        if c.basis not in designs:
+            xtr, p0 = design(tr, c.basis)
+            xte, _ = design(te, c.basis)
+            designs[c.basis] = (xtr, xte, p0, Ridge(xtr, tr.y))
+        xtr, xte, p0, st = designs[c.basis]
+        lam = np.concatenate([np.full(N1, c.lam_v1), np.full(p0 - N1, c.lam_v2), np.full(xtr.shape[1] - p0, c.lam_loc)])
+        a, b = st.solve(lam)
+        p_tr, p_te = a + xtr @ b, a + xte @ b
+        if c.corr is not None:
+            p_te = c.corr.fit(tr, p_tr)(te, p_te)
+        out[c.label], top[c.label] = np.abs(p_te - te.y), float(p_te.max())
+    return out, top
+
+
+def check_merge(train: qr.pa.Table) -> tuple[float, bool]:
+    """The recommended candidate from month-by-month statistics merged against one pass over
+    every row: max |prediction difference| of the ridge ($), and whether the correction's counts
+    and histograms are equal (`median_cells.check_merge`)."""
+    tr = v2.cleaned_rides(train)
+    x, p0 = design(tr, "v2")
+    lam = np.concatenate([np.full(N1, L1), np.full(p0 - N1, L2)])
+    whole = Ridge(x, tr.y)
+    parts = [Ridge(x[tr.month_index == m], tr.y[tr.month_index == m]) for m in np.unique(tr.month_index)]
+    merged = parts[0]
+    for p in parts[1:]:
+        merged = merged.merge(p)
+    (a1, b1), (a2, b2) = whole.solve(lam), merged.solve(lam)
+    exact, rel = mc.check_merge(tr, a1 + x @ b1, REC.keys)
+    return float(np.max(np.abs((a1 + x @ b1) - (a2 + x @ b2)))), exact and rel < 1e-12
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sample", type=Path, default=qr.SAMPLE)
+    ap.add_argument("--test-years", type=int, nargs="+", default=[2011, 2012, 2013, 2014, 2015])
+    a = ap.parse_args()
+    t = qr.read_sample(a.sample)
+    cands = candidates()
+    per_fold, tops = [], []
+    for f in qr.folds(t, a.test_years):
+        e, top = fold_errors(f.train, f.test, cands)
+        per_fold.append((f.label, len(f.train), e))
+        tops.append(top)
+        print(f"  fold {f.label} done", flush=True)
+    train, test = qr.split(t)
+    gap, exact = check_merge(train)
+    print(f"merge check (recommended, the months of < {qr.SPLIT_YEAR}): ridge max |Δ prediction| = {gap:.1e} $, "
+          f"cell counts and histograms equal: {exact}")
+    if gap > 1e-9 or not exact:
+        raise AssertionError("merged monthly statistics differ from one pass")
+    top = {k: max(tp[k] for tp in tops) for k in tops[0]}
+    report("k-fold by time (expanding window by year)", per_fold, top)
+    nested(per_fold, cands)
+    e, top1 = fold_errors(train, test, cands)
+    report(f"single split (< {qr.SPLIT_YEAR} / {qr.SPLIT_YEAR}-2015)", [("split", len(train), e)], top1)
+
+
+def nested(per_fold: list[tuple[str, int, dict[str, np.ndarray]]], cands: list[Candidate]) -> None:
+    """Selection-honest check: the candidate with the lowest MAE on the folds before 2014 is
+    scored on the 2014 and 2015 folds it was not chosen on."""
+    early = [e for lab, _, e in per_fold if int(lab) < qr.SPLIT_YEAR]
+    late = [e for lab, _, e in per_fold if int(lab) >= qr.SPLIT_YEAR]
+    if not early or not late:
+        return
+    names = [c.label for c in cands if c.corr is not None]
+    mae = {k: np.concatenate([e[k] for e in early]).mean() for k in names}
+    best = min(names, key=lambda k: mae[k])
+    d = np.concatenate([e[best] for e in late]) - np.concatenate([e[qr.REFERENCE] for e in late])
+    print(f"\nchosen on the folds < {qr.SPLIT_YEAR}: {best} (MAE {mae[best]:.3f} there); on the folds ≥ {qr.SPLIT_YEAR}: "
+          f"− HGB {d.mean():+.3f} ± {qr.se(d):.3f} ({len(d):,} rows)")
+
+
+def report(title: str, per_fold: list[tuple[str, int, dict[str, np.ndarray]]], top: dict[str, float]) -> None:
+    """MAE ± SE, RMSE, the largest prediction, paired difference to the trees (± SE, fold SE)
+    and to the recommended candidate, per fold; then the components' gains."""
+    names = list(per_fold[0][2])
+    pooled = {k: np.concatenate([e[k] for _, _, e in per_fold]) for k in names}
+    ref, best = pooled[qr.REFERENCE], pooled[BEST]
+    k = len(per_fold)
+    print(f"\n{title}: {len(ref):,} test rows")
+    print(f"{'model':<46}{'MAE':>9}{'± SE':>7}{'RMSE':>9}{'max ŷ':>9}{'− HGB':>8}{'± SE':>7}{'fold SE':>8}{'− rec':>8}{'± SE':>7}"
+          + "".join(f"{lab:>7}" for lab, _, _ in per_fold))
+    for name in names:
+        x = pooled[name]
+        dh, dv = x - ref, x - best
+        fd = np.array([e[name].mean() - e[qr.REFERENCE].mean() for _, _, e in per_fold])
+        fse = f"{fd.std(ddof=1) / np.sqrt(k):>8.3f}" if k > 1 else f"{'–':>8}"
+        print(f"{name[:45]:<46}{x.mean():>9.3f}{qr.se(x):>7.3f}{np.sqrt(np.mean(x * x)):>9.3f}{top[name]:>9.0f}"
+              f"{dh.mean():>+8.3f}{qr.se(dh):>7.3f}{fse}{dv.mean():>+8.3f}{qr.se(dv):>7.3f}"
+              + "".join(f"{e[name].mean():>7.3f}" for _, _, e in per_fold))
+    print("components (paired difference, MAE $):")
+    for what, a, b in PAIRS:
+        d = pooled[a] - pooled[b]
+        print(f"  {what:<40}{d.mean():>+9.3f} ± {qr.se(d):.3f}")
+
+
+if __name__ == "__main__":
+    main()
