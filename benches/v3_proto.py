@@ -196,6 +196,10 @@ def candidates() -> list[Candidate]:
         Candidate("v2 + loc (city grid), λ + corr", "v2_loc", L1, L2, LL, REC),
         Candidate("v2 + loc (Manhattan only), λ + corr", "v2_locm", L1, L2, LL, REC),
         Candidate("v2 + loc + loc × dm, λ + corr", "v2_loc_dm", L1, L2, LL, REC),
+        Candidate("v2, λ + corr × pickup cell, k=20", "v2", L1, L2, corr=mc.Correction(("fine", "zone", "pickup"), "bias", 20)),
+        Candidate("v2, λ + corr × pickup cell, k=50", "v2", L1, L2, corr=mc.Correction(("fine", "zone", "pickup"), "bias", 50)),
+        Candidate("v2, λ + corr × regime, k=20", "v2", L1, L2, corr=mc.Correction(("fine", "zone", "regime"), "bias", 20)),
+        Candidate("v2, λ + corr × time of day, k=20", "v2", L1, L2, corr=mc.Correction(("fine", "zone", "tod"), "bias", 20)),
     ]
 
 
@@ -210,6 +214,9 @@ PAIRS = (
     ("location cells, city grid", "v2 + loc (city grid), λ + corr", BEST),
     ("location cells, Manhattan only", "v2 + loc (Manhattan only), λ + corr", BEST),
     ("pickup cell × dm slopes on top of loc", "v2 + loc + loc × dm, λ + corr", "v2 + loc (city grid), λ + corr"),
+    ("correction cells × pickup geohash (k=50)", "v2, λ + corr × pickup cell, k=50", BEST),
+    ("correction cells × regime", "v2, λ + corr × regime, k=20", BEST),
+    ("correction cells × time of day", "v2, λ + corr × time of day, k=20", BEST),
 )
 
 
