@@ -30,7 +30,7 @@ The components:
 from __future__ import annotations
 
 import argparse
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -149,6 +149,23 @@ class Candidate:
     lam_v2: float = 0.0  # on the v2 groups' columns
     lam_loc: float = 0.0  # on the location cells
     corr: mc.Correction | None = None
+    rate: bool = False  # the correction on fares in units of the ride date's meter rate (`rate_factor`)
+
+
+def rate_factor(r: v2.Rides) -> np.ndarray:
+    """The meter rate of the ride's date relative to 2009's, `1 + 0.25 · meter_share` (v2's
+    `rate_distance` scaling): a correction kept in these units carries over the 2012 change."""
+    return 1.0 + 0.25 * v2.meter_share(r.ts)
+
+
+def corrected(c: mc.Correction, rate: bool, tr: v2.Rides, p_tr: np.ndarray, te: v2.Rides, p_te: np.ndarray) -> np.ndarray:
+    """`p_te` plus the correction learnt on the training rows; with `rate`, the histograms hold
+    `y / ρ` and the cell sums `[1, x] / ρ` (still sums over rows), and the shift is `ρ · δ`."""
+    if not rate:
+        return c.fit(tr, p_tr)(te, p_te)
+    rho_tr, rho_te = rate_factor(tr), rate_factor(te)
+    f = c.fit(replace(tr, y=tr.y / rho_tr), p_tr / rho_tr)
+    return p_te + rho_te * (f(te, p_te / rho_te) - p_te / rho_te)
 
 
 def design(r: v2.Rides, basis: str) -> tuple[np.ndarray, int]:
@@ -196,6 +213,7 @@ def candidates() -> list[Candidate]:
         Candidate("v2 + loc (city grid), λ + corr", "v2_loc", L1, L2, LL, REC),
         Candidate("v2 + loc (Manhattan only), λ + corr", "v2_locm", L1, L2, LL, REC),
         Candidate("v2 + loc + loc × dm, λ + corr", "v2_loc_dm", L1, L2, LL, REC),
+        Candidate("v2, λ + corr in rate units", "v2", L1, L2, corr=REC, rate=True),
         Candidate("v2, λ + corr × pickup cell, k=20", "v2", L1, L2, corr=mc.Correction(("fine", "zone", "pickup"), "bias", 20)),
         Candidate("v2, λ + corr × pickup cell, k=50", "v2", L1, L2, corr=mc.Correction(("fine", "zone", "pickup"), "bias", 50)),
         Candidate("v2, λ + corr × regime, k=20", "v2", L1, L2, corr=mc.Correction(("fine", "zone", "regime"), "bias", 20)),
@@ -216,6 +234,7 @@ PAIRS = (
     ("pickup cell × dm slopes on top of loc", "v2 + loc + loc × dm, λ + corr", "v2 + loc (city grid), λ + corr"),
     ("correction cells × pickup geohash (k=50)", "v2, λ + corr × pickup cell, k=50", BEST),
     ("correction cells × regime", "v2, λ + corr × regime, k=20", BEST),
+    ("correction in rate units", "v2, λ + corr in rate units", BEST),
     ("correction cells × time of day", "v2, λ + corr × time of day, k=20", BEST),
 )
 
@@ -241,7 +260,7 @@ def fold_errors(train: qr.pa.Table, test: qr.pa.Table, cands: list[Candidate]) -
         a, b = st.solve(lam)
         p_tr, p_te = a + xtr @ b, a + xte @ b
         if c.corr is not None:
-            p_te = c.corr.fit(tr, p_tr)(te, p_te)
+            p_te = corrected(c.corr, c.rate, tr, p_tr, te, p_te)
         out[c.label], top[c.label] = np.abs(p_te - te.y), float(p_te.max())
     return out, top
 
@@ -263,11 +282,95 @@ def check_merge(train: qr.pa.Table) -> tuple[float, bool]:
     return float(np.max(np.abs((a1 + x @ b1) - (a2 + x @ b2)))), exact and rel < 1e-12
 
 
+# -- the generated history: a check that the recommendation does no harm (not used to tune) ----
+
+
+class IncrementalCorrection:
+    """The correction in the port's form: per cell `n_c`, `Σ[1, x]_c` and the fare histogram,
+    added month by month; δ from the current coefficients, no second pass over old rows."""
+
+    def __init__(self, p: int, rate: bool = False) -> None:
+        self.rate = rate
+        self.size = int(np.prod([mc.KEYS[k][1] for k in REC.keys]))
+        self.n = np.zeros(self.size)
+        self.sx = np.zeros((self.size, p + 1))
+        self.hist = np.zeros((self.size, mc.N_BINS), dtype=np.int64)
+
+    def add(self, r: v2.Rides, x: np.ndarray) -> None:
+        cell, _ = mc.cell_of(r, REC.keys)
+        rho = rate_factor(r) if self.rate else np.ones(r.n)
+        self.n += np.bincount(cell, minlength=self.size)
+        np.add.at(self.sx, cell, np.hstack([np.ones((r.n, 1)), x]) / rho[:, None])
+        np.add.at(self.hist, (cell, mc.fare_bin(r.y / rho)), 1)
+
+    def delta(self, a: float, b: np.ndarray) -> np.ndarray:
+        zones = mc.KEYS[REC.keys[-1]][1]
+        mean_pred = self.sx @ np.concatenate([[a], b])  # Σ over the cell of a + x·b
+        band = mc.CellStats(self.n.reshape(-1, zones).sum(1), np.zeros(0), mean_pred.reshape(-1, zones).sum(1),
+                            self.hist.reshape(-1, zones, mc.N_BINS).sum(1))
+        cell = mc.CellStats(self.n, np.zeros(0), mean_pred, self.hist)
+        k = REC.shrink
+        d_band = band.n * band.delta("bias") / (band.n + k)
+        parent = np.repeat(d_band, zones)
+        return (cell.n * cell.delta("bias") + k * parent) / (cell.n + k)
+
+
+def history_check(rows: int, root: Path) -> None:
+    """Prequential on the generated history (trained on the months before m, scored on m), as a
+    ratio to the generator's noise floor: v2 as the kernel solves it, and v2 with λ + corr."""
+    import csv
+
+    import pyarrow.parquet as pq
+    from common import months_from
+    from taxifare_flow import _core
+
+    pending = root / f"seed11-{rows}"
+    if not (pending / "noise_floor.csv").exists():
+        _core.generate_history(pending, seed=11, rows_per_month=rows)
+    with (pending / "noise_floor.csv").open() as f:
+        floor = {r["month"]: float(r["noise_floor_mae"]) for r in csv.DictReader(f)}
+    st: Ridge | None = None
+    corr: IncrementalCorrection | None = None
+    corr_rate: IncrementalCorrection | None = None
+    ratios: dict[str, list[tuple[str, float]]] = {"v2, α only": [], "v2 + corr": [], "v2, λ": [], BEST: [],
+                                                  "v2, λ + corr in rate units": []}
+    for m in months_from("2009-01", 78):
+        r = v2.cleaned_rides(pq.read_table(pending / f"{m}.parquet"))
+        x, p0 = design(r, "v2")
+        if st is not None and corr is not None and corr_rate is not None:
+            a0, b0 = st.solve(np.zeros(p0))
+            a1, b1 = st.solve(np.concatenate([np.full(N1, L1), np.full(p0 - N1, L2)]))
+            cell = mc.cell_of(r, REC.keys)[0]
+            preds = {"v2, α only": a0 + x @ b0, "v2 + corr": a0 + x @ b0 + corr.delta(a0, b0)[cell],
+                     "v2, λ": a1 + x @ b1, BEST: a1 + x @ b1 + corr.delta(a1, b1)[cell],
+                     "v2, λ + corr in rate units": a1 + x @ b1 + rate_factor(r) * corr_rate.delta(a1, b1)[cell]}
+            for name, p in preds.items():
+                ratios[name].append((m, float(np.mean(np.abs(p - r.y))) / floor[m]))
+        part = Ridge(x, r.y)
+        st = part if st is None else st.merge(part)
+        if corr is None or corr_rate is None:
+            corr, corr_rate = IncrementalCorrection(p0), IncrementalCorrection(p0, rate=True)
+        corr.add(r, x)
+        corr_rate.add(r, x)
+    print(f"\ngenerated history ({rows:,} rows a month, seed 11), prequential MAE / noise floor:")
+    print(f"{'model':<32}{'2009-02..12':>12}{'2010-01..':>11}{'worst':>8}{'2012-09':>9}")
+    for name, v in ratios.items():
+        first = [q for m, q in v if m < "2010-01"]
+        after = [q for m, q in v if m >= "2010-01"]
+        at = dict(v)["2012-09"]
+        print(f"{name:<32}{np.mean(first):>12.3f}{np.mean(after):>11.3f}{max(after):>8.3f}{at:>9.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--sample", type=Path, default=qr.SAMPLE)
     ap.add_argument("--test-years", type=int, nargs="+", default=[2011, 2012, 2013, 2014, 2015])
+    ap.add_argument("--history-rows", type=int, default=0, help="also the generated-history check (0: skip)")
+    ap.add_argument("--history-dir", type=Path, default=Path("/tmp/taxifare-quality"), help="generated once, reused")
     a = ap.parse_args()
+    if a.history_rows:
+        history_check(a.history_rows, a.history_dir)
+        return
     t = qr.read_sample(a.sample)
     cands = candidates()
     per_fold, tops = [], []

@@ -53,3 +53,22 @@ def test_the_absolute_penalty_removes_v2s_blow_up_on_the_2013_fold() -> None:
     assert np.max(a0 + xte @ b0) > 10_000  # the defect is there without the absolute penalty
     assert np.max(a1 + xte @ b1) < 200
     assert float(pc.max(fold.test.column("fare_amount")).as_py()) < 200
+
+
+def test_the_incremental_correction_equals_the_reference_one() -> None:
+    # The port's form (per-cell Σ[1, x], no second pass, added month by month) gives the same
+    # shifts as median_cells' reference, which uses every row's in-sample prediction.
+    t = quality_real.read_sample(quality_real.SAMPLE)
+    train, _ = quality_real.split(t)
+    tr = v2.cleaned_rides(train)
+    x, p0 = v3.design(tr, "v2")
+    a, b = v3.Ridge(x, tr.y).solve(np.concatenate([np.full(v3.N1, v3.L1), np.full(p0 - v3.N1, v3.L2)]))
+    inc = v3.IncrementalCorrection(p0)
+    for m in np.unique(tr.month_index):
+        rows = tr.month_index == m
+        inc.add(v2.Rides(**{k: getattr(tr, k)[rows] for k in ("x1", "y", "ts", "plat", "plon", "dlat", "dlon",
+                                                             "hour", "weekday", "month_index")}), x[rows])
+    pred = a + x @ b
+    reference = v3.REC.fit(tr, pred)(tr, pred) - pred
+    cell, _ = v3.mc.cell_of(tr, v3.REC.keys)
+    np.testing.assert_allclose(inc.delta(a, b)[cell], reference, atol=1e-9)
