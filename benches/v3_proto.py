@@ -150,6 +150,25 @@ class Candidate:
     lam_loc: float = 0.0  # on the location cells
     corr: mc.Correction | None = None
     rate: bool = False  # the correction on fares in units of the ride date's meter rate (`rate_factor`)
+    exempt_post: bool = False  # no absolute penalty on the columns that carry the 2012 rate change
+
+
+#: The columns that exist to carry the 2012-09-04 rate change: new, and rare for a month or two,
+#: exactly when they must move (v1's, and v2's `jfk_peak_post`).
+POST_COLUMNS = ("post_2012_09", "dist_x_post_2012_09", "jfk_manhattan_x_post", "ewr_x_post", "jfk_manhattan_x_peak_x_post")
+
+
+def penalties(r: v2.Rides, c: Candidate, p0: int, p: int) -> np.ndarray:
+    """λ per column of the candidate's design (v1's block, the v2 groups', the location cells)."""
+    lam = np.concatenate([np.full(N1, c.lam_v1), np.full(p0 - N1, c.lam_v2), np.full(p - p0, c.lam_loc)])
+    if c.exempt_post:
+        from taxifare_flow import _core
+
+        v1_names = [n for j, n in enumerate(_core.Model.feature_names(1)) if j not in v2.V2_DROP_V1]
+        groups = qr.BASE_GROUPS if c.basis == "base" else v2.V2_GROUPS
+        names = v1_names + v2.design(r, groups, v2.V2_DROP_V1)[1]
+        lam[[names.index(n) for n in POST_COLUMNS if n in names]] = 0.0
+    return lam
 
 
 def rate_factor(r: v2.Rides) -> np.ndarray:
@@ -214,6 +233,9 @@ def candidates() -> list[Candidate]:
         Candidate("v2 + loc (Manhattan only), λ + corr", "v2_locm", L1, L2, LL, REC),
         Candidate("v2 + loc + loc × dm, λ + corr", "v2_loc_dm", L1, L2, LL, REC),
         Candidate("v2, λ + corr in rate units", "v2", L1, L2, corr=REC, rate=True),
+        Candidate("v2, λ exempt post + corr", "v2", L1, L2, corr=REC, exempt_post=True),
+        Candidate("v2, λ exempt post + corr × regime", "v2", L1, L2,
+                  corr=mc.Correction(("fine", "zone", "regime"), "bias", 20), exempt_post=True),
         Candidate("v2, λ + corr × pickup cell, k=20", "v2", L1, L2, corr=mc.Correction(("fine", "zone", "pickup"), "bias", 20)),
         Candidate("v2, λ + corr × pickup cell, k=50", "v2", L1, L2, corr=mc.Correction(("fine", "zone", "pickup"), "bias", 50)),
         Candidate("v2, λ + corr × regime, k=20", "v2", L1, L2, corr=mc.Correction(("fine", "zone", "regime"), "bias", 20)),
@@ -235,6 +257,8 @@ PAIRS = (
     ("correction cells × pickup geohash (k=50)", "v2, λ + corr × pickup cell, k=50", BEST),
     ("correction cells × regime", "v2, λ + corr × regime, k=20", BEST),
     ("correction in rate units", "v2, λ + corr in rate units", BEST),
+    ("λ exempting the post-change columns", "v2, λ exempt post + corr", BEST),
+    ("… and the correction × regime", "v2, λ exempt post + corr × regime", BEST),
     ("correction cells × time of day", "v2, λ + corr × time of day, k=20", BEST),
 )
 
@@ -256,8 +280,7 @@ def fold_errors(train: qr.pa.Table, test: qr.pa.Table, cands: list[Candidate]) -
             xte, _ = design(te, c.basis)
             designs[c.basis] = (xtr, xte, p0, Ridge(xtr, tr.y))
         xtr, xte, p0, st = designs[c.basis]
-        lam = np.concatenate([np.full(N1, c.lam_v1), np.full(p0 - N1, c.lam_v2), np.full(xtr.shape[1] - p0, c.lam_loc)])
-        a, b = st.solve(lam)
+        a, b = st.solve(penalties(tr, c, p0, xtr.shape[1]))
         p_tr, p_te = a + xtr @ b, a + xte @ b
         if c.corr is not None:
             p_te = corrected(c.corr, c.rate, tr, p_tr, te, p_te)
@@ -287,37 +310,40 @@ def check_merge(train: qr.pa.Table) -> tuple[float, bool]:
 
 class IncrementalCorrection:
     """The correction in the port's form: per cell `n_c`, `Σ[1, x]_c` and the fare histogram,
-    added month by month; δ from the current coefficients, no second pass over old rows."""
+    added month by month; δ from the current coefficients, no second pass over old rows. The
+    parents of the shrinkage chain are sums of their children (the trailing keys summed)."""
 
-    def __init__(self, p: int, rate: bool = False) -> None:
-        self.rate = rate
-        self.size = int(np.prod([mc.KEYS[k][1] for k in REC.keys]))
+    def __init__(self, p: int, rate: bool = False, corr: mc.Correction = REC) -> None:
+        self.rate, self.corr = rate, corr
+        self.radices = [mc.KEYS[k][1] for k in corr.keys]
+        self.size = int(np.prod(self.radices))
         self.n = np.zeros(self.size)
         self.sx = np.zeros((self.size, p + 1))
         self.hist = np.zeros((self.size, mc.N_BINS), dtype=np.int64)
 
     def add(self, r: v2.Rides, x: np.ndarray) -> None:
-        cell, _ = mc.cell_of(r, REC.keys)
+        cell, _ = mc.cell_of(r, self.corr.keys)
         rho = rate_factor(r) if self.rate else np.ones(r.n)
         self.n += np.bincount(cell, minlength=self.size)
         np.add.at(self.sx, cell, np.hstack([np.ones((r.n, 1)), x]) / rho[:, None])
         np.add.at(self.hist, (cell, mc.fare_bin(r.y / rho)), 1)
 
     def delta(self, a: float, b: np.ndarray) -> np.ndarray:
-        zones = mc.KEYS[REC.keys[-1]][1]
-        mean_pred = self.sx @ np.concatenate([[a], b])  # Σ over the cell of a + x·b
-        band = mc.CellStats(self.n.reshape(-1, zones).sum(1), np.zeros(0), mean_pred.reshape(-1, zones).sum(1),
-                            self.hist.reshape(-1, zones, mc.N_BINS).sum(1))
-        cell = mc.CellStats(self.n, np.zeros(0), mean_pred, self.hist)
-        k = REC.shrink
-        d_band = band.n * band.delta("bias") / (band.n + k)
-        parent = np.repeat(d_band, zones)
-        return (cell.n * cell.delta("bias") + k * parent) / (cell.n + k)
+        k = self.corr.shrink
+        pred = self.sx @ np.concatenate([[a], b])  # Σ over the cell of a + x·b
+        d = np.zeros(1)
+        for level in range(1, len(self.radices) + 1):
+            shape = (int(np.prod(self.radices[:level])), int(np.prod(self.radices[level:])))
+            st = mc.CellStats(self.n.reshape(shape).sum(1), np.zeros(0), pred.reshape(shape).sum(1),
+                              self.hist.reshape(*shape, mc.N_BINS).sum(1))
+            parent = np.repeat(d, shape[0] // len(d)) if level > 1 else np.zeros(shape[0])
+            d = (st.n * st.delta(self.corr.kind) + k * parent) / (st.n + k)
+        return d
 
 
 def history_check(rows: int, root: Path) -> None:
     """Prequential on the generated history (trained on the months before m, scored on m), as a
-    ratio to the generator's noise floor: v2 as the kernel solves it, and v2 with λ + corr."""
+    ratio to the generator's noise floor: v2 as the kernel solves it, and the candidates."""
     import csv
 
     import pyarrow.parquet as pq
@@ -329,36 +355,53 @@ def history_check(rows: int, root: Path) -> None:
         _core.generate_history(pending, seed=11, rows_per_month=rows)
     with (pending / "noise_floor.csv").open() as f:
         floor = {r["month"]: float(r["noise_floor_mae"]) for r in csv.DictReader(f)}
+    regime = mc.Correction(("fine", "zone", "regime"), "bias", 20)
+    models = [  # (label, candidate, correction: None | (rate units, correction))
+        ("v2, α only", Candidate("", "v2"), None),
+        ("v2 + corr", Candidate("", "v2"), (False, REC)),
+        ("v2, λ", Candidate("", "v2", L1, L2), None),
+        (BEST, Candidate("", "v2", L1, L2), (False, REC)),
+        ("v2, λ + corr in rate units", Candidate("", "v2", L1, L2), (True, REC)),
+        ("v2, λ exempt post", Candidate("", "v2", L1, L2, exempt_post=True), None),
+        ("v2, λ exempt post + corr", Candidate("", "v2", L1, L2, exempt_post=True), (False, REC)),
+        ("v2, λ exempt post + corr × regime", Candidate("", "v2", L1, L2, exempt_post=True), (False, regime)),
+    ]
     st: Ridge | None = None
-    corr: IncrementalCorrection | None = None
-    corr_rate: IncrementalCorrection | None = None
-    ratios: dict[str, list[tuple[str, float]]] = {"v2, α only": [], "v2 + corr": [], "v2, λ": [], BEST: [],
-                                                  "v2, λ + corr in rate units": []}
+    corrs: dict[tuple[bool, mc.Correction], IncrementalCorrection] = {}
+    lams: dict[str, np.ndarray] = {}
+    ratios: dict[str, list[tuple[str, float]]] = {label: [] for label, _, _ in models}
     for m in months_from("2009-01", 78):
         r = v2.cleaned_rides(pq.read_table(pending / f"{m}.parquet"))
         x, p0 = design(r, "v2")
-        if st is not None and corr is not None and corr_rate is not None:
-            a0, b0 = st.solve(np.zeros(p0))
-            a1, b1 = st.solve(np.concatenate([np.full(N1, L1), np.full(p0 - N1, L2)]))
-            cell = mc.cell_of(r, REC.keys)[0]
-            preds = {"v2, α only": a0 + x @ b0, "v2 + corr": a0 + x @ b0 + corr.delta(a0, b0)[cell],
-                     "v2, λ": a1 + x @ b1, BEST: a1 + x @ b1 + corr.delta(a1, b1)[cell],
-                     "v2, λ + corr in rate units": a1 + x @ b1 + rate_factor(r) * corr_rate.delta(a1, b1)[cell]}
-            for name, p in preds.items():
-                ratios[name].append((m, float(np.mean(np.abs(p - r.y))) / floor[m]))
+        if not lams:
+            lams = {label: penalties(r, c, p0, p0) for label, c, _ in models}
+        if st is not None:
+            solved: dict[bytes, tuple[float, np.ndarray]] = {}
+            for label, _, cr in models:
+                key = lams[label].tobytes()
+                if key not in solved:
+                    solved[key] = st.solve(lams[label])
+                a, b = solved[key]
+                p = a + x @ b
+                if cr is not None:
+                    rho = rate_factor(r) if cr[0] else np.ones(r.n)
+                    p = p + rho * corrs[cr].delta(a, b)[mc.cell_of(r, cr[1].keys)[0]]
+                ratios[label].append((m, float(np.mean(np.abs(p - r.y))) / floor[m]))
         part = Ridge(x, r.y)
         st = part if st is None else st.merge(part)
-        if corr is None or corr_rate is None:
-            corr, corr_rate = IncrementalCorrection(p0), IncrementalCorrection(p0, rate=True)
-        corr.add(r, x)
-        corr_rate.add(r, x)
+        for _, _, cr in models:
+            if cr is not None and cr not in corrs:
+                corrs[cr] = IncrementalCorrection(p0, cr[0], cr[1])
+        for inc in corrs.values():
+            inc.add(r, x)
     print(f"\ngenerated history ({rows:,} rows a month, seed 11), prequential MAE / noise floor:")
-    print(f"{'model':<32}{'2009-02..12':>12}{'2010-01..':>11}{'worst':>8}{'2012-09':>9}")
+    months = ("2012-08", "2012-09", "2012-10", "2012-11")
+    print(f"{'model':<36}{'2009-02..12':>12}{'2010-01..':>11}{'worst':>8}" + "".join(f"{m:>9}" for m in months))
     for name, v in ratios.items():
         first = [q for m, q in v if m < "2010-01"]
         after = [q for m, q in v if m >= "2010-01"]
-        at = dict(v)["2012-09"]
-        print(f"{name:<32}{np.mean(first):>12.3f}{np.mean(after):>11.3f}{max(after):>8.3f}{at:>9.3f}")
+        at = dict(v)
+        print(f"{name:<36}{np.mean(first):>12.3f}{np.mean(after):>11.3f}{max(after):>8.3f}" + "".join(f"{at[m]:>9.3f}" for m in months))
 
 
 def main() -> None:
