@@ -23,8 +23,15 @@ The components:
 - `loc`: each end's cell on a fixed grid, one-hot, penalised by λ = 100 (Manhattan: the spine
   band in 1 km × 0.75 km cells along and across the island; elsewhere in the city box: 0.02°
   squares); `loc × dm`: the pickup cell's own per-km slope.
+- variants of the correction (cells × pickup geohash, regime, time of day; histograms in
+  meter-rate units) and of λ (no penalty on the columns of the 2012 rate change).
 
-    OMP_NUM_THREADS=1 python benches/v3_proto.py     # ~15 s of CPU
+`--history-rows N`: the harm check on the generated history (prequential, over the noise
+floor), the correction computed in the port's incremental form (`IncrementalCorrection`).
+Nothing is chosen on it.
+
+    OMP_NUM_THREADS=1 python benches/v3_proto.py                       # the real rows (~15 s of CPU)
+    OMP_NUM_THREADS=1 python benches/v3_proto.py --history-rows 5000   # the harm check on the generated history
 """
 
 from __future__ import annotations
@@ -313,13 +320,21 @@ class IncrementalCorrection:
     added month by month; δ from the current coefficients, no second pass over old rows. The
     parents of the shrinkage chain are sums of their children (the trailing keys summed)."""
 
-    def __init__(self, p: int, rate: bool = False, corr: mc.Correction = REC) -> None:
-        self.rate, self.corr = rate, corr
+    def __init__(self, p: int, rate: bool = False, corr: mc.Correction = REC, half_life: float = np.inf) -> None:
+        self.rate, self.corr, self.half_life = rate, corr, half_life
         self.radices = [mc.KEYS[k][1] for k in corr.keys]
         self.size = int(np.prod(self.radices))
         self.n = np.zeros(self.size)
         self.sx = np.zeros((self.size, p + 1))
-        self.hist = np.zeros((self.size, mc.N_BINS), dtype=np.int64)
+        self.hist = np.zeros((self.size, mc.N_BINS), dtype=np.int64 if np.isinf(half_life) else float)
+
+    def age(self, months: float) -> None:
+        """Forgetting: every weight times 2^(−months / half_life) (weights stay sums over rows)."""
+        if not np.isinf(self.half_life):
+            f = 2.0 ** (-months / self.half_life)
+            self.n *= f
+            self.sx *= f
+            self.hist *= f
 
     def add(self, r: v2.Rides, x: np.ndarray) -> None:
         cell, _ = mc.cell_of(r, self.corr.keys)
@@ -365,9 +380,11 @@ def history_check(rows: int, root: Path) -> None:
         ("v2, λ exempt post", Candidate("", "v2", L1, L2, exempt_post=True), None),
         ("v2, λ exempt post + corr", Candidate("", "v2", L1, L2, exempt_post=True), (False, REC)),
         ("v2, λ exempt post + corr × regime", Candidate("", "v2", L1, L2, exempt_post=True), (False, regime)),
+        ("v2, λ + corr, half-life 6", Candidate("", "v2", L1, L2), (False, REC, 6.0)),
+        ("v2, λ + corr, half-life 12", Candidate("", "v2", L1, L2), (False, REC, 12.0)),
     ]
     st: Ridge | None = None
-    corrs: dict[tuple[bool, mc.Correction], IncrementalCorrection] = {}
+    corrs: dict[tuple[object, ...], IncrementalCorrection] = {}
     lams: dict[str, np.ndarray] = {}
     ratios: dict[str, list[tuple[str, float]]] = {label: [] for label, _, _ in models}
     for m in months_from("2009-01", 78):
@@ -391,8 +408,9 @@ def history_check(rows: int, root: Path) -> None:
         st = part if st is None else st.merge(part)
         for _, _, cr in models:
             if cr is not None and cr not in corrs:
-                corrs[cr] = IncrementalCorrection(p0, cr[0], cr[1])
+                corrs[cr] = IncrementalCorrection(p0, cr[0], cr[1], *cr[2:])
         for inc in corrs.values():
+            inc.age(1.0)
             inc.add(r, x)
     print(f"\ngenerated history ({rows:,} rows a month, seed 11), prequential MAE / noise floor:")
     months = ("2012-08", "2012-09", "2012-10", "2012-11")
