@@ -12,6 +12,10 @@ tier=all
 case "${1:-}" in
     all | fast) tier=$1; shift ;;
 esac
+# Two workers (TEST_WORKERS=0 runs in the pytest process): most of the suite's wall clock is waiting for
+# servers to start and answer, and each worker starts its own (session fixtures), so two
+# halve the wait. loadgroup: the BigQuery tests stay on one worker (tests/conftest.py).
+workers=(-n "${TEST_WORKERS:-2}" --dist loadgroup)
 if [[ $tier == fast ]]; then
     pytest_args=(-m "not postgres and not bigquery and not prefect_server and not slow" --durations=10)
 else
@@ -22,4 +26,4 @@ cargo test --quiet --profile dev-fast
 .venv/bin/python -m mypy.stubtest taxifare_flow._core
 # Files and strictness: [tool.mypy] in pyproject.toml.
 .venv/bin/python -m mypy
-.venv/bin/python -m pytest "${pytest_args[@]}" "$@"
+.venv/bin/python -m pytest "${workers[@]}" "${pytest_args[@]}" "$@"

@@ -46,6 +46,10 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for marker, fixtures in SERVER_FIXTURES.items():
             if used & fixtures and item.get_closest_marker(marker) is None:
                 item.add_marker(marker)
+        # Under pytest-xdist (`--dist loadgroup`), the BigQuery tests share one worker and so one
+        # emulator: two DuckDB-backed emulators on two cores starve each other into timeouts.
+        if item.get_closest_marker("bigquery") is not None:
+            item.add_marker(pytest.mark.xdist_group("bigquery"))
 
 
 @pytest.fixture(autouse=True)
