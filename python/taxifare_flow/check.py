@@ -156,6 +156,30 @@ def _lineage_problems(source: DataSource, registry: Registry) -> list[str]:
     return problems
 
 
+def _unlearn_problems(registry: Registry, watermark: int) -> list[str]:
+    """Rows unlearnt (`context=unlearn` runs) are trained rows, each unlearnt once, and the
+    lineage head descends from every version that unlearnt some: it holds none of them. An
+    unlearn run is no training run: it leaves the tiling and the watermark as they were."""
+    from taxifare_flow.flow.unlearn import descends_from, unlearnt_ranges
+
+    done = unlearnt_ranges(registry)
+    if not done:
+        return []
+    problems = []
+    for u in done:
+        if u.end_row > watermark:
+            problems.append(f"unlearn run {u.run_id} removed rows {u.first_row:,}..{u.end_row:,}, beyond the trained rows "
+                            f"(watermark {watermark:,})")
+    for before, after in zip(done, done[1:]):
+        if after.first_row < before.end_row:
+            problems.append(f"rows {after.first_row:,}..{min(before.end_row, after.end_row):,} were unlearnt twice (runs "
+                            f"{before.run_id} and {after.run_id})")
+    head = registry.head_for(watermark)
+    if head is not None:
+        problems += descends_from(registry, head, done)
+    return problems
+
+
 def _refusal_finding(registry: Registry, watermark: int) -> Finding:
     """A refused range stays untrained until accepted (a guarantee that holds); the last
     refusal still unresolved is shown, so that nobody wonders why the watermark stopped."""
@@ -202,6 +226,8 @@ def check(settings: Settings, deep: bool = False, repair_state: bool = False) ->
             Finding("aliases point at versions of finished, active runs", _alias_problems(registry)),
             Finding("the registered model is this experiment's lineage, no version from another", registry.crossed_lineages()),
             Finding("the training runs were trained on the pending history", history_problems(settings, registry.training_runs())),
+            Finding("unlearnt rows were trained, each unlearnt once, and the lineage head holds none",
+                    _unlearn_problems(registry, watermark)),
             _refusal_finding(registry, watermark),
         ] + ([Finding("each run's lineage hash matches the source rows", _lineage_problems(source, registry))]
              if deep and rows is not None and rows >= watermark else [])
