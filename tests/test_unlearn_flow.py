@@ -22,6 +22,7 @@ from taxifare_flow.ml_logic import get_latest_trained_row
 from taxifare_flow.ml_logic.registry import CHALLENGER, PRODUCTION, open_registry
 from taxifare_flow.model import Model
 from taxifare_flow.settings import Settings, load_settings
+from taxifare_flow.validation.ledger import recent_months
 
 ROWS = 1000
 PROBE = _core.generate_month("2012-09", 800, seed=99).read_all()
@@ -67,6 +68,7 @@ def test_unlearning_a_month_end_to_end(tracking_store: str, small_history: Path,
     oracle = _oracle(settings, [(0, ROWS), (2 * ROWS, 3 * ROWS)])
     assert _gap(reg.load_kernel(head), oracle) > 0.01, "month 2 must change the model for the test to mean anything"
 
+    assert "2012-06" in [m["month"] for m in recent_months(reg)]
     r = taxifare_in_process("unlearn", "--month", "2012-06")
     assert r.returncode == 0, r.stdout + r.stderr
     assert "month 2012-06 (rows 1,000..2,000) unlearnt" in r.stdout, r.stdout
@@ -91,9 +93,11 @@ def test_unlearning_a_month_end_to_end(tracking_store: str, small_history: Path,
     assert str(reg.version_by_alias(PRODUCTION).version) == str(new.version)
     assert str(reg.version_by_alias(CHALLENGER).version) == str(new.version)
     assert f"production → version {new.version}" in r.stdout
-    findings = check(settings)
+    findings = check(settings, deep=True)
     assert all(f.ok for f in findings), [f for f in findings if not f.ok]
     assert any(f.what.startswith("unlearnt rows were trained") for f in findings)
+    # The gate's reference months leave the unlearnt month out.
+    assert [m["month"] for m in recent_months(reg)] == ["2012-05", "2012-07"]
 
     # Refused in one line, exit status 2, nothing changed.
     for args, expected in [
@@ -119,6 +123,11 @@ def test_unlearning_a_month_end_to_end(tracking_store: str, small_history: Path,
     assert get_latest_trained_row() == w + ROWS
     assert_tiles(training_intervals(settings), w + ROWS)
     assert all(f.ok for f in check(settings))
+    # The head descends from the unlearn version: its rows stay unlearnt even if that run is deleted.
+    reg.client.delete_run(new.run_id)
+    with pytest.raises(UnlearnRefused, match=f"already unlearnt by version {new.version}, an ancestor of the lineage head"):
+        unlearn(settings, month="2012-06")
+    reg.client.restore_run(new.run_id)
 
 
 def test_rows_inside_a_run_under_forgetting_then_a_backfill(small_history: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -146,9 +155,15 @@ def test_rows_inside_a_run_under_forgetting_then_a_backfill(small_history: Path,
     assert _gap(reg.load_kernel(head), v1) < 1e-7
     assert all(f.ok for f in check(settings)), [f for f in check(settings) if not f.ok]
     # Unlearning after the backfill cleans as the backfill did (its segment from row 2000).
-    unlearn(settings, rows="2500..3000")
+    last = unlearn(settings, rows="2500..3000")
     assert _gap(reg.load_kernel(reg.head_for(3000)), _oracle(settings, [(0, 1000), (2000, 2500)], feature_version=1)) < 2e-7
     assert all(f.ok for f in check(settings))
+    # Deleting the unlearn run retracts it: the version before is the head again, and check says so.
+    reg.client.delete_run(last.run_id)
+    [finding] = [f for f in check(settings) if f.what.startswith("unlearnt rows")]
+    assert f"unlearn run {last.run_id} (rows 2,500..3,000) is deleted" in finding.problems[0], finding
+    reg.client.restore_run(last.run_id)
+    assert all(f.ok for f in check(settings, repair_state=True)), [f for f in check(settings) if not f.ok]
 
 
 def test_the_pieces_and_refusals_without_a_store() -> None:

@@ -269,6 +269,15 @@ def unlearn(settings: Settings, month: str | None = None, rows: str | None = Non
         head = registry.head_for(w)
         if head is None:
             raise RegistryError(f"no valid model version ends at row {w}: run `taxifare check`")
+        # What the head holds is what its ancestors did: a version that unlearnt these rows
+        # counts even when its run was deleted since (a later version continued it).
+        for v in _chain(registry, head):
+            if UNLEARNT_TAG in v.tags:
+                a, b = parse_rows(v.tags[UNLEARNT_TAG])
+                if first < b and a < end:
+                    raise UnlearnRefused(f"rows {_span(max(first, a), min(end, b))} were already unlearnt by version "
+                                         f"{v.version}, an ancestor of the lineage head (version {head.version}): a row is "
+                                         "unlearnt once (nothing was changed)")
         model = registry.load_kernel(head)
         tagged = head.tags.get("feature_version")
         if tagged and tagged != str(model.feature_version):
