@@ -219,3 +219,37 @@ def test_unlearning_in_the_warehouse(small_history: Path, bigquery_env: None, mo
     assert _gap(reg.load_kernel(new), oracle) < 1e-6
     assert get_latest_trained_row() == 2400
     assert all(f.ok for f in check(settings)), [f for f in check(settings) if not f.ok]
+
+
+@pytest.mark.slow  # an unlearning killed with SIGKILL, then done again
+def test_a_killed_unlearning_is_repaired_and_can_be_done_again(small_history: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`kill -9` while the new version is being saved leaves the unlearn run RUNNING: `check`
+    names it, the next unlearning marks it KILLED and does the work; nothing half-done counts."""
+    import subprocess
+    import sys
+
+    from helpers import child_env
+
+    settings = _months(monkeypatch)
+    arrive(2)
+    run_lifecycle(settings)
+    reg = open_registry(settings)
+    head = reg.head_for(2 * ROWS)
+    code = ("import os, signal\n"
+            "from taxifare_flow.ml_logic.registry import Registry\n"
+            "Registry.log_model_version = lambda *a, **k: os.kill(os.getpid(), signal.SIGKILL)\n"
+            "from taxifare_flow.flow.unlearn import unlearn\n"
+            "from taxifare_flow.settings import load_settings\n"
+            "unlearn(load_settings(), month='2012-05')\n")
+    child = subprocess.run([sys.executable, "-c", code], env=child_env(), capture_output=True, text=True, timeout=300)
+    assert child.returncode == -9, child.stderr
+    [running] = reg.running_runs()
+    assert running.data.params["context"] == "unlearn"
+    assert reg.head_for(2 * ROWS).version == head.version and unlearnt_ranges(reg) == []
+    r = taxifare_in_process("check")
+    assert r.returncode == 1 and f"unlearn run {running.info.run_id} is RUNNING with no lifecycle running" in r.stdout
+    done = unlearn(settings, month="2012-05")
+    assert reg.client.get_run(running.info.run_id).info.status == "KILLED"
+    assert _gap(reg.load_kernel(reg.head_for(2 * ROWS)), _oracle(settings, [(ROWS, 2 * ROWS)])) < 1e-9
+    assert done.production_after == done.version
+    assert all(f.ok for f in check(settings))
