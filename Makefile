@@ -14,7 +14,7 @@ STAMP := $(VENV)/.taxifare-installed
 RUST_SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock pyproject.toml
 
 .PHONY: install demo test test_fast dev_test list show_env reinstall_package reset_data_sources show_data_sources \
-	get_new_month import_csv run_flow validate run_all_months report watermark check backfill mlflow_ui psql reset_bq_tables show_bq_tables \
+	get_new_month import_csv run_flow validate run_all_months report watermark check backfill unlearn mlflow_ui psql reset_bq_tables show_bq_tables \
 	push_month_to_bq bq_cost bench wheel api run_api serve_flow init
 
 # Set-up: a virtualenv with the package built from source; redone only when Rust or the
@@ -50,6 +50,7 @@ report: install ; $(TAXIFARE) report
 watermark: install ; $(TAXIFARE) watermark
 check: install ; $(TAXIFARE) check $(if $(DEEP),--deep) $(if $(REPAIR),--repair)
 backfill: install ; $(TAXIFARE) backfill $(if $(FEATURE_VERSION),--feature-version $(FEATURE_VERSION))
+unlearn: install ; $(TAXIFARE) unlearn $(if $(MONTH),--month $(MONTH)) $(if $(ROWS),--rows $(ROWS))
 mlflow_ui: install ; $(TAXIFARE) mlflow_ui
 psql: install ; $(TAXIFARE) psql
 reset_bq_tables: install ; $(TAXIFARE) reset_bq_tables

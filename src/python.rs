@@ -376,13 +376,17 @@ impl PyModel {
     }
 
     /// Removes raw ride rows the model learnt, exactly, each at the weight it has now under
-    /// forgetting; returns the cleaning counts. `UnlearnError` (model unchanged) for rows it
-    /// cannot have learnt.
-    fn unlearn<'py>(&mut self, py: Python<'py>, data: AnyRecordBatch) -> PyResult<Bound<'py, PyDict>> {
+    /// forgetting; returns the cleaning counts, and `unlearnt`, the clean rows removed. The
+    /// first `skip` rows are cleaned but kept (they seed the de-duplication as when the rows
+    /// were learnt in one pass). `UnlearnError` (model unchanged) for rows it cannot have learnt.
+    #[pyo3(signature = (data, skip = 0))]
+    fn unlearn<'py>(&mut self, py: Python<'py>, data: AnyRecordBatch, skip: u64) -> PyResult<Bound<'py, PyDict>> {
         let reader = Counted(data.into_reader()?);
         let model = &mut self.inner;
-        let counts = py.detach(|| model.unlearn(reader)).map_err(CoreError::from)?;
-        counts_dict(py, &counts)
+        let (counts, removed) = py.detach(|| model.unlearn_after(reader, skip)).map_err(CoreError::from)?;
+        let d = counts_dict(py, &counts)?;
+        d.set_item("unlearnt", removed)?;
+        Ok(d)
     }
 
     /// Removes what another model of the same feature version and settings learnt (rows this

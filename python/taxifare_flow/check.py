@@ -136,8 +136,13 @@ def _head_problems(registry: Registry, watermark: int) -> list[str]:
 
 
 def _lineage_problems(source: DataSource, registry: Registry) -> list[str]:
+    from taxifare_flow.flow.unlearn import UNLEARN
+
     problems = []
-    for run in registry.training_runs():
+    # The rows an unlearn run removed are hashed too: it removed the rows it names.
+    unlearnt = list(registry.client.search_runs(
+        [registry.experiment_id], f"params.context = '{UNLEARN}' and attributes.status = 'FINISHED'", max_results=50_000))
+    for run in registry.training_runs() + unlearnt:
         first, count = int(run.data.params["first_row"]), int(run.data.params["row_count"])
         stored = run.data.tags.get("lineage_hash")
         if stored is None:
@@ -153,6 +158,41 @@ def _lineage_problems(source: DataSource, registry: Registry) -> list[str]:
                 continue
             if not same:
                 problems.append(f"rows {first}..{first + count} of the source differ from those run {run.info.run_id} trained on")
+    return problems
+
+
+def _unlearn_problems(registry: Registry, watermark: int) -> list[str]:
+    """Rows unlearnt (`context=unlearn` runs) are trained rows, each unlearnt once, and the
+    lineage head descends from every version that unlearnt some: it holds none of them. An
+    unlearn run is no training run: it leaves the tiling and the watermark as they were."""
+    from mlflow.entities import ViewType
+
+    from taxifare_flow.flow.unlearn import UNLEARN, descends_from, unlearnt_ranges
+
+    done = unlearnt_ranges(registry)
+    problems = []
+    # A deleted unlearn run retracts the unlearning: the version before it is the head again.
+    for run in registry.client.search_runs([registry.experiment_id], f"params.context = '{UNLEARN}'",
+                                           run_view_type=ViewType.DELETED_ONLY, max_results=50_000):
+        first = int(run.data.params.get("first_row", "0"))
+        end = first + int(run.data.params.get("row_count", "0"))
+        if not any(u.first_row <= first and end <= u.end_row for u in done):
+            problems.append(f"unlearn run {run.info.run_id} (rows {first:,}..{end:,}) is deleted, so the lineage head may "
+                            f"hold those rows again: restore it (mlflow runs restore --run-id {run.info.run_id}) or unlearn "
+                            "them again")
+    if not done:
+        return problems
+    for u in done:
+        if u.end_row > watermark:
+            problems.append(f"unlearn run {u.run_id} removed rows {u.first_row:,}..{u.end_row:,}, beyond the trained rows "
+                            f"(watermark {watermark:,})")
+    for before, after in zip(done, done[1:]):
+        if after.first_row < before.end_row:
+            problems.append(f"rows {after.first_row:,}..{min(before.end_row, after.end_row):,} were unlearnt twice (runs "
+                            f"{before.run_id} and {after.run_id})")
+    head = registry.head_for(watermark)
+    if head is not None:
+        problems += descends_from(registry, head, done)
     return problems
 
 
@@ -202,6 +242,8 @@ def check(settings: Settings, deep: bool = False, repair_state: bool = False) ->
             Finding("aliases point at versions of finished, active runs", _alias_problems(registry)),
             Finding("the registered model is this experiment's lineage, no version from another", registry.crossed_lineages()),
             Finding("the training runs were trained on the pending history", history_problems(settings, registry.training_runs())),
+            Finding("unlearnt rows were trained, each unlearnt once, and the lineage head holds none",
+                    _unlearn_problems(registry, watermark)),
             _refusal_finding(registry, watermark),
         ] + ([Finding("each run's lineage hash matches the source rows", _lineage_problems(source, registry))]
              if deep and rows is not None and rows >= watermark else [])

@@ -473,6 +473,28 @@ def backfill(
                   f"{done.previous_head}; production is unchanged until a challenger beats it", highlight=False)
 
 
+@app.command("unlearn")
+def unlearn(
+    month: str = typer.Option("", "--month", help="the month of the source to remove, YYYY-MM"),
+    rows: str = typer.Option("", "--rows", help="or the row_ids to remove, FIRST..END (END exclusive)"),
+) -> None:
+    """Removes trained rows (a month, or a row_id range) from the lineage exactly, as a recorded run.
+    The new version is the lineage head; production moves to it if it had learnt those rows
+    (watermark and tiling unchanged: the rows stay consumed, never trained again)."""
+    from taxifare_flow.flow.unlearn import unlearn as run_unlearn
+
+    s = _settings()
+    done = _guard(lambda: run_unlearn(s, month or None, rows or None))
+    what = f"month {done.month} (rows {done.first_row:,}..{done.end_row:,})" if done.month else \
+        f"rows {done.first_row:,}..{done.end_row:,}"
+    moved = done.production_before != done.production_after
+    console.print(f"{what} unlearnt: {done.removed_rows:,} clean rows of {done.raw_rows:,} removed from version "
+                  f"{done.parent_version} → version {done.version} (run {done.run_id}), now the lineage head; "
+                  + (f"production → version {done.production_after} ({done.production_reason})" if moved
+                     else f"production = version {done.production_after} ({done.production_reason})"),
+                  highlight=False, soft_wrap=True)
+
+
 @app.command("demo")
 def demo(months: int = typer.Option(0, help="stop after N months (0 = all)")) -> None:
     """From scratch: fresh local state, every month through the lifecycle, the report."""

@@ -61,3 +61,8 @@ class DataValidationError(TaxifareError):
     """The data-validation gate refused a range: its statistics differ from recent trained
     months the way broken data does. Nothing was trained; `taxifare run_flow --accept` trains
     it deliberately."""
+
+
+class UnlearnRefused(TaxifareError):
+    """`taxifare unlearn` cannot remove the rows asked for (an unknown month, rows never trained
+    or already unlearnt, statistics of another feature version); nothing was changed."""

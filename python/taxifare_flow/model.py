@@ -91,14 +91,16 @@ class Model:
     def merge(self, other: Model) -> None:
         self._m.merge(other._m)
 
-    def unlearn(self, data: Rides) -> CleaningCounts:
+    def unlearn(self, data: Rides, skip: int = 0) -> CleaningCounts:
         """Removes raw ride rows the model learnt, exactly: `fit(A); partial_fit(B);
         unlearn(B)` predicts as `fit(A)`. Under forgetting each row is removed at the weight it
         has now (its ride month's age). Give the rows as they were learnt (one call per
-        `partial_fit`): cleaning drops the same duplicates. Raises `_core.UnlearnError`, the
-        model unchanged, for rows it cannot have learnt (newer than `last_month`, or more
-        weight than it holds)."""
-        return self._m.unlearn(as_arrow(data))
+        `partial_fit`): cleaning drops the same duplicates. With `skip`, the first `skip` rows
+        are cleaned but not removed: `partial_fit(A + B); unlearn(A + B, skip=len(A))` removes
+        B with the duplicates the one pass dropped. Returns the cleaning counts of `data` and
+        `unlearnt`, the clean rows removed. Raises `_core.UnlearnError`, the model unchanged,
+        for rows it cannot have learnt (newer than `last_month`, or more weight than it holds)."""
+        return self._m.unlearn(as_arrow(data), skip)
 
     def unlearn_model(self, other: Model) -> None:
         """Removes what `other` (same feature version and settings, trained on rows this model

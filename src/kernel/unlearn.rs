@@ -54,14 +54,30 @@ impl Model {
     where
         I: IntoIterator<Item = Result<RecordBatch, ArrowError>>,
     {
+        Ok(self.unlearn_after(batches, 0)?.0)
+    }
+
+    /// [`Model::unlearn`] of the stream's rows from position `skip` on: the rows before it are
+    /// cleaned (they seed the de-duplication, as they did when the stream was learnt in one
+    /// pass) but not removed. Returns the cleaning counts of the whole stream and the clean
+    /// rows removed.
+    pub fn unlearn_after<I>(&mut self, batches: I, skip: u64) -> Result<(CleaningCounts, u64), KernelError>
+    where
+        I: IntoIterator<Item = Result<RecordBatch, ArrowError>>,
+    {
         let set = self.feature_set;
         let p = set.p();
         let mut feat = set.featurizer();
         let mut f = vec![0.0; p];
         let mut months = MonthIndexCache::default();
         let mut per_month: BTreeMap<i32, SparseRows> = BTreeMap::new();
+        let mut removed_rows = 0u64;
         let counts = super::pipeline::cleaned(batches, |c| {
             for &i in &c.kept {
+                if c.first + (i as u64) < skip {
+                    continue;
+                }
+                removed_rows += 1;
                 let m = months.of(c.cols.ts[i]);
                 feat.write(&c.cols, i, &mut f);
                 per_month.entry(m).or_insert_with(|| SparseRows::new(p)).add(&f, c.fares.value(i));
@@ -77,7 +93,7 @@ impl Model {
             removed.merge(&s);
         }
         self.subtract(&removed)?;
-        Ok(counts)
+        Ok((counts, removed_rows))
     }
 
     /// Removes statistics summed elsewhere (a warehouse, a ledger) of rows of ride month
@@ -274,6 +290,32 @@ mod tests {
         for (x, y) in m.stats().xtx.iter().zip(oracle.stats().xtx.iter()) {
             assert!((x - y).abs() <= 1e-9 * y.abs().max(1.0), "{x} vs {y}");
         }
+    }
+
+    #[test]
+    fn unlearning_after_a_prefix_removes_only_the_rows_after_it() {
+        // One pass learnt A then B (one cleaning state); B is removed by cleaning A + B again
+        // and skipping A's rows: a key of B that repeats one of A was dropped when learnt, and
+        // is skipped again here.
+        let settings = Settings { ridge_alpha: 1e-3, half_life_months: 2.5 };
+        let a = rows(&["2012-01"], 2000, 16);
+        let mut b = rows(&["2012-02"], 2000, 17);
+        // B starts with 50 rows of A again: their keys were dropped as duplicates in the one
+        // pass, so removing them would remove what the model never learnt.
+        let first_a = a[0].as_ref().unwrap().clone();
+        b.insert(0, Ok(first_a.slice(0, 50)));
+        let both: Vec<_> = clone(&a).into_iter().chain(clone(&b)).collect();
+        let mut oracle = fitted(settings, &[&a]);
+        let mut m = fitted(settings, &[&both]);
+        let skip: u64 = a.iter().map(|x| x.as_ref().unwrap().num_rows() as u64).sum();
+        let (counts, removed) = m.unlearn_after(both, skip).unwrap();
+        assert!(counts.duplicate_key >= 40, "{counts:?}");
+        // A alone, at its own clock, weighs its clean rows; B's clean rows are what was removed.
+        assert_eq!(removed, counts.kept - oracle.n_rows() as u64);
+        // A is one month older than the clock now: it weighs 0.5^(1 / 2.5) of its rows.
+        assert!((m.n_rows() - oracle.n_rows() * 0.5_f64.powf(1.0 / 2.5)).abs() < 1e-9 * oracle.n_rows());
+        let gap = max_gap(&mut m, &mut oracle, &rows(&["2012-03"], 1000, 18));
+        assert!(gap < 1e-9, "{gap}");
     }
 
     #[test]

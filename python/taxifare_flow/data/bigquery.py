@@ -379,6 +379,18 @@ class BigQuerySource:
         return cast("PassResult", {**counts, "rows": 0, "holdout_paired": paired,
                                    "warehouse_result_rows": numbers, "warehouse_bytes_billed_estimate": billed})
 
+    def removal_statistics(self, clean_from: int, first: int, end: int, like: _core.Model) -> tuple[_core.Model, int]:
+        """The statistics of the clean rows `[first, end)` per ride month, computed in BigQuery
+        (`taxifare unlearn` with `BQ_COMPUTE=warehouse`), as a model of `like`'s settings and
+        feature version, and how many clean rows they are. The rows are cleaned from
+        `clean_from` on, as the pass that learnt them cleaned them: it is query 1 of a
+        lifecycle over `[clean_from, end)` whose "holdout" starts at `first`."""
+        sql = _core.warehouse_stats_query(self.table_id, clean_from, end, first, like.feature_version)
+        rows, _ = self._priced_query("unlearn statistics query", sql)
+        before, removed = like.empty_like(), like.empty_like()
+        part = _core.warehouse_absorb(rows, before, removed)
+        return removed, int(part["holdout_kept"])
+
     def _read(self, first_row: int, end: int) -> pa.Table:
         row_count = end - first_row
         if row_count <= 0:

@@ -11,7 +11,8 @@ usual comparison against it.
 What it does not touch: the watermark and the tiling of training intervals are made of the
 FINISHED runs with `context = train`; the backfill run has `context = backfill`, so both stay
 exactly as they were (the backfill trains rows that are already trained, it does not consume
-new ones). Crash safety is the lifecycle's: the run is FINISHED only after its version is
+new ones). Rows removed by `taxifare unlearn` stay out: the backfill trains the segments
+between them, and records them on its version (tag `segments`). Crash safety is the lifecycle's: the run is FINISHED only after its version is
 registered, and a version whose run did not finish is never a head.
 """
 
@@ -26,6 +27,7 @@ from taxifare_flow.data import open_source
 from taxifare_flow.errors import RegistryError, SettingsError
 from taxifare_flow.flow.lock import lifecycle_lock
 from taxifare_flow.flow.training_run import RunRecord, run_params, training_run, version_tags
+from taxifare_flow.flow.unlearn import SEGMENTS_TAG, kept_segments, unlearnt_ranges
 from taxifare_flow.ml_logic.lineage import HISTORY_TAG, assert_lineage
 from taxifare_flow.ml_logic.registry import PRODUCTION, open_registry
 from taxifare_flow.ml_logic.watermark import get_latest_trained_row
@@ -79,21 +81,30 @@ def backfill(settings: Settings, feature_version: int | None = None) -> Backfill
                 record.tags[HISTORY_TAG] = history_id
             record.send(client, run_id)
             model = Model(settings.ridge_alpha, settings.half_life_months, feature_version=target)
-            # No holdout: every trained row goes into the statistics, read once.
-            result = source.learn(0, w, w, model.core, None, None)
+            # No holdout: every trained row goes into the statistics, read once; rows unlearnt
+            # (`taxifare unlearn`) are left out, each remaining segment one pass.
+            segments = kept_segments(w, unlearnt_ranges(registry))
+            results = [source.learn(a, b - a, b, model.core, None, None) for a, b in segments]
+            result = results[0]
+            kept = sum(r["cleaning"]["kept"] for r in results)
+            result["cleaning"]["kept"] = kept
+            result["lineage_hash"] = ",".join(r["lineage_hash"] for r in results)
             seconds = time.perf_counter() - started
-            record.params["cleaned_row_count"] = result["cleaning"]["kept"]
+            record.params["cleaned_row_count"] = kept
             record.tags.update(lineage_hash=result["lineage_hash"], decision="backfill")
             record.metric("pass_rows_per_second", w / seconds if seconds > 0 else None, 0)
             record.send(client, run_id)
             production = registry.version_by_alias(PRODUCTION)
-            version = registry.log_model_version(run_id, model, version_tags(
+            tags = version_tags(
                 first_row=0, end_row=w, data_month=source.month_of_row(w - 1), decision="backfill",
                 decision_reason=f"feature version {target} trained on rows 0..{w}, replacing head version {head.version}",
                 evaluated_production=str(production.version) if production is not None else "none",
                 parent_version=str(head.version), result=result, feature_version=target,
-            ))
+            )
+            if len(segments) > 1 or segments[0] != (0, w):
+                tags[SEGMENTS_TAG] = ",".join(f"{a}..{b}" for a, b in segments)
+            version = registry.log_model_version(run_id, model, tags)
         registry.reconcile_aliases(w)
         log.info("lineage moved to feature version %d: version %s ends at row %d", target, version.version, w)
         return Backfilled("backfilled", target, w, str(version.version), run_id, str(head.version),
-                          result["cleaning"]["kept"], time.perf_counter() - started)
+                          kept, time.perf_counter() - started)

@@ -26,8 +26,9 @@ PRODUCTION = "production"
 CHALLENGER = "challenger"
 #: The version tag that records when `production` last moved to the version (UTC, ISO 8601).
 PROMOTED_AT = "production_at"
-#: Runs that train a model (param `context`): a lifecycle's, and `taxifare backfill`'s.
-TRAINING_CONTEXTS = ("train", "backfill")
+#: Runs that register a model (param `context`): a lifecycle's, `taxifare backfill`'s and
+#: `taxifare unlearn`'s (left RUNNING by a killed process, they are marked KILLED alike).
+TRAINING_CONTEXTS = ("train", "backfill", "unlearn")
 #: Registered-model tags naming the experiment whose lineage the model is (set at creation).
 OWNER_TAG = "owner_experiment_id"
 OWNER_NAME_TAG = "owner_experiment"

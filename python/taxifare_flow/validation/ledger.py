@@ -52,16 +52,29 @@ def recent_months(registry: Registry, months: int = REFERENCE_MONTHS) -> list[Mo
     """The statistics of the last `months` ride months trained (by the latest FINISHED, active
     training runs), oldest first; empty before the first run with statistics. A month of which
     cleaning kept no row taught the model nothing and is no reference (an accepted month of
-    broken fares would otherwise make every good month after it look broken)."""
+    broken fares would otherwise make every good month after it look broken), nor is a month
+    or a run's range that `taxifare unlearn` removed."""
     found_runs = registry.client.search_runs(
         [registry.experiment_id], "params.context = 'train' and attributes.status = 'FINISHED'",
         order_by=["attributes.start_time DESC"], max_results=RECENT_RUNS,
     )
     runs = sorted(found_runs, key=lambda r: -int(r.data.params.get("first_row", "0")))
+    # Rows `taxifare unlearn` removed were not learnt (a broken delivery, most likely): no reference.
+    unlearnt = registry.client.search_runs(
+        [registry.experiment_id], "params.context = 'unlearn' and attributes.status = 'FINISHED'", max_results=50_000)
+    removed = [(int(u.data.params["first_row"]), int(u.data.params["first_row"]) + int(u.data.params["row_count"]))
+               for u in unlearnt]
+    removed_months = {u.data.params.get("unlearnt_month") for u in unlearnt} - {None, ""}
     found: dict[str, MonthProfile] = {}
     for run in runs:
+        first = int(run.data.params.get("first_row", "0"))
+        end = first + int(run.data.params.get("row_count", "0"))
+        if any(a <= first and end <= b for a, b in removed):
+            continue
         profile = _profile_of(registry, run)
         for p in reversed(profile or []):
+            if p["month"] in removed_months:
+                continue
             if p["month"] is not None and p["kept"] > 0 and p["month"] not in found and len(found) < months:
                 found[p["month"]] = p
         if len(found) >= months:
