@@ -208,13 +208,16 @@ def check(settings: Settings, deep: bool = False, repair_state: bool = False) ->
 
     try:
         with lifecycle_lock(settings, timeout_seconds=settings.lock_timeout_seconds if repair_state else 0):
-            if repair_state:
-                repaired = repair(registry, thorough=True)
-            findings += judge(lifecycle_running=False)
+            # One read of the registry (the repairs keep it current), as a lifecycle does.
+            with registry.pinned():
+                if repair_state:
+                    repaired = repair(registry, thorough=True)
+                findings += judge(lifecycle_running=False)
     except LockTimeout:
         if repair_state:
             raise
-        findings += judge(lifecycle_running=True)
+        with registry.pinned():
+            findings += judge(lifecycle_running=True)
     if repaired:
         findings.insert(0, Finding("repairs", [], "; ".join(repaired)))
     return findings
