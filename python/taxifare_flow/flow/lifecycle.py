@@ -1,7 +1,8 @@
 """One lifecycle run, as a state machine (docs/architecture.md, "One lifecycle"): watermark → checks →
-learn → compare → finalise → notify, under a lock so two runs never train the same rows. Each
-step is a Prefect task in `prefect_flow`; `run_lifecycle` runs the same steps without Prefect
-(for tests of the logic and for embedding).
+learn → validate → compare → finalise → notify, under a lock so two runs never train the same
+rows. In `prefect_flow` the steps that take time or can fail are Prefect tasks (watermark,
+checks, learn, validate, finalise); `run_lifecycle` runs the same steps without Prefect (for
+tests of the logic and for embedding).
 
 One pass: `learn` reads each new row once (`DataSource.learn` → `_core.lifecycle_pass`). That
 pass scores production and the frozen model on `[w, t)`, trains the challenger on `[w, h)`,
@@ -331,7 +332,10 @@ def _trained(settings: Settings, wrap: Wrap, source: DataSource, registry: Regis
         ctx.record.send(client, run_id)
         learned = wrap(learn, "learn")(ctx, w, t, step)
         wrap(validate_step, "validate")(ctx, run_id, learned, w, t, step)  # before anything is registered
-        decision = wrap(compare, "compare")(ctx, learned, step)
+        # Not tasks of their own (the Prefect flow's shape: docs/architecture.md): the comparison
+        # is arithmetic on what the pass scored and the notification never fails the lifecycle;
+        # each task costs Prefect's engine and its server more than these steps do.
+        decision = compare(ctx, learned, step)
         version = wrap(finalise, "finalise")(ctx, run_id, learned, decision, w, t, month)
     registry.reconcile_aliases(t)
     prod_now = registry.version_by_alias(PRODUCTION)
@@ -346,7 +350,7 @@ def _trained(settings: Settings, wrap: Wrap, source: DataSource, registry: Regis
         rows_decoded=learned.result["rows"], learn_seconds=learned.seconds,
     )
     outcome.seconds = time.perf_counter() - started
-    return wrap(notify, "notify")(ctx, outcome)
+    return notify(ctx, outcome)
 
 
 def run_lifecycle(settings: Settings) -> Outcome:
