@@ -276,8 +276,10 @@ def _identity(fn: Callable[P, R], name: str) -> Callable[P, R]:
 
 def checks(ctx: Context, w: int) -> str | None:
     """The lineage (this experiment's model, the pending history), the safe repairs, then the
-    cheap checks: nothing trains on a broken state. All from the registry's snapshot. Returns
-    the history's identity, recorded on the run."""
+    cheap checks: nothing trains on a broken state. All from the registry's snapshot, read
+    here (in the Prefect task that a store failing then names). Returns the history's
+    identity, recorded on the run."""
+    ctx.registry.snapshot = ctx.registry.read_snapshot()
     history_id = assert_lineage(ctx.settings, ctx.registry)
     repair(ctx.registry)
     try:
@@ -308,10 +310,12 @@ def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
         log.info("nothing to do: all %d rows are trained", t)
         return Outcome("nothing to do", w, t, seconds=time.perf_counter() - started)
     registry = open_registry(settings, cached=True)
-    # One read of the registry for the whole lifecycle (docs/architecture.md, "The MLflow
-    # call budget"): the writes below keep the snapshot current.
-    with registry.pinned():
+    # One read of the registry for the whole lifecycle, by the checks (docs/architecture.md,
+    # "The MLflow call budget"): the writes below keep the snapshot current.
+    try:
         return _trained(settings, wrap, source, registry, w, t, started)
+    finally:
+        registry.snapshot = None
 
 
 def _trained(settings: Settings, wrap: Wrap, source: DataSource, registry: Registry, w: int, t: int,
