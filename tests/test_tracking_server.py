@@ -174,6 +174,25 @@ def test_three_months_through_the_tracking_server(deployed: TrackingServer, smal
         assert "w0rd" not in line, f"the password (raw or percent-encoded) was printed: {line}"
 
 
+def test_the_call_budget_holds_over_http(small_history: Path, tracking_server: TrackingServer,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The budget of tests/test_call_budget.py against the tracking server: each call is a
+    round trip there (docs/architecture.md, "The MLflow call budget")."""
+    from mlflow_calls import lifecycles_within_budget
+    from taxifare_flow.data.local import LocalSource
+
+    for name, value in {
+        "HISTORY_ROWS_PER_MONTH": str(ROWS), "HISTORY_FIRST_MONTH": "2012-08", "HISTORY_LAST_MONTH": "2012-10",
+        "MLFLOW_TRACKING_URI": tracking_server.url, "MLFLOW_TRACKING_DB": tracking_server.admin_dsn,
+        "PROMOTION_POLICY": "margin", "PROMOTION_MARGIN": "0",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    LocalSource(settings).reset()
+    counted = lifecycles_within_budget(settings, 3)
+    assert all(c.by_method["get_run"] == 0 for c in counted)
+
+
 def test_mlflow_ui_on_a_tracking_server_prints_its_url(clean_env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Without a server running: `mlflow ui --backend-store-uri https://…` is never attempted."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://team:s3cret@mlflow.example.org")

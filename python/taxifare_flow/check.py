@@ -140,9 +140,7 @@ def _lineage_problems(source: DataSource, registry: Registry) -> list[str]:
 
     problems = []
     # The rows an unlearn run removed are hashed too: it removed the rows it names.
-    unlearnt = list(registry.client.search_runs(
-        [registry.experiment_id], f"params.context = '{UNLEARN}' and attributes.status = 'FINISHED'", max_results=50_000))
-    for run in registry.training_runs() + unlearnt:
+    for run in registry.training_runs() + registry.finished_runs(UNLEARN):
         first, count = int(run.data.params["first_row"]), int(run.data.params["row_count"])
         stored = run.data.tags.get("lineage_hash")
         if stored is None:
@@ -165,15 +163,12 @@ def _unlearn_problems(registry: Registry, watermark: int) -> list[str]:
     """Rows unlearnt (`context=unlearn` runs) are trained rows, each unlearnt once, and the
     lineage head descends from every version that unlearnt some: it holds none of them. An
     unlearn run is no training run: it leaves the tiling and the watermark as they were."""
-    from mlflow.entities import ViewType
-
     from taxifare_flow.flow.unlearn import UNLEARN, descends_from, unlearnt_ranges
 
     done = unlearnt_ranges(registry)
     problems = []
     # A deleted unlearn run retracts the unlearning: the version before it is the head again.
-    for run in registry.client.search_runs([registry.experiment_id], f"params.context = '{UNLEARN}'",
-                                           run_view_type=ViewType.DELETED_ONLY, max_results=50_000):
+    for run in registry.deleted_runs(UNLEARN):
         first = int(run.data.params.get("first_row", "0"))
         end = first + int(run.data.params.get("row_count", "0"))
         if not any(u.first_row <= first and end <= u.end_row for u in done):
@@ -250,13 +245,16 @@ def check(settings: Settings, deep: bool = False, repair_state: bool = False) ->
 
     try:
         with lifecycle_lock(settings, timeout_seconds=settings.lock_timeout_seconds if repair_state else 0):
-            if repair_state:
-                repaired = repair(registry, thorough=True)
-            findings += judge(lifecycle_running=False)
+            # One read of the registry (the repairs keep it current), as a lifecycle does.
+            with registry.pinned():
+                if repair_state:
+                    repaired = repair(registry, thorough=True)
+                findings += judge(lifecycle_running=False)
     except LockTimeout:
         if repair_state:
             raise
-        findings += judge(lifecycle_running=True)
+        with registry.pinned():
+            findings += judge(lifecycle_running=True)
     if repaired:
         findings.insert(0, Finding("repairs", [], "; ".join(repaired)))
     return findings

@@ -1,7 +1,8 @@
 """One lifecycle run, as a state machine (docs/architecture.md, "One lifecycle"): watermark → checks →
-learn → compare → finalise → notify, under a lock so two runs never train the same rows. Each
-step is a Prefect task in `prefect_flow`; `run_lifecycle` runs the same steps without Prefect
-(for tests of the logic and for embedding).
+learn → validate → compare → finalise → notify, under a lock so two runs never train the same
+rows. In `prefect_flow` the steps that take time or can fail are Prefect tasks (watermark,
+checks, learn, validate, finalise); `run_lifecycle` runs the same steps without Prefect (for
+tests of the logic and for embedding).
 
 One pass: `learn` reads each new row once (`DataSource.learn` → `_core.lifecycle_pass`). That
 pass scores production and the frozen model on `[w, t)`, trains the challenger on `[w, h)`,
@@ -32,15 +33,17 @@ from typing import TYPE_CHECKING, ParamSpec, Protocol, TypeVar
 from taxifare_flow import _core
 from taxifare_flow.check import assert_sound, repair
 from taxifare_flow.data import DataSource, open_source
-from taxifare_flow.errors import RegistryError, SourceBehindError
+from taxifare_flow.errors import IntegrityError, RegistryError, SourceBehindError
 from taxifare_flow.flow.lock import lifecycle_lock
 from taxifare_flow.flow.training_run import RunRecord, run_params, training_run, version_tags
 from taxifare_flow.ml_logic.lineage import HISTORY_TAG, assert_lineage
 from taxifare_flow.ml_logic.promotion import Decision, Paired, decide_paired
-from taxifare_flow.ml_logic.registry import PRODUCTION, Registry, open_registry
+from taxifare_flow.ml_logic.registry import (PRODUCTION, PROMOTED_AT, Registry, assert_experiment_active, now_utc,
+                                             open_registry)
 from taxifare_flow.ml_logic.watermark import get_latest_trained_row
 from taxifare_flow.model import Model
 from taxifare_flow.settings import Settings
+from taxifare_flow.validation import ledger
 from taxifare_flow.validation.step import validate_step
 
 if TYPE_CHECKING:
@@ -97,6 +100,8 @@ class Context:
     registry: Registry
     record: RunRecord = field(default_factory=RunRecord)
     kernels: dict[str, Model] = field(default_factory=dict)
+    #: Artifacts uploaded with the model (path → text): the gate's statistics and verdict.
+    texts: dict[str, str] = field(default_factory=dict)
 
     def kernel(self, version: ModelVersion) -> Model:
         """A fresh copy of the kernel of a version (loaded once per lifecycle)."""
@@ -126,11 +131,21 @@ class Learned:
 # -- the steps --------------------------------------------------------------------------
 
 
-def watermark(ctx: Context) -> tuple[int, int]:
-    """First untrained row (from MLflow's DB, read by the Rust core) and total rows."""
-    w = get_latest_trained_row(settings=ctx.settings)
-    t = ctx.source.row_count()
+def watermark(settings: Settings, source: DataSource) -> tuple[int, int]:
+    """First untrained row (from MLflow's DB, read by the Rust core) and total rows. No MLflow
+    client call: when they are equal, the lifecycle is over."""
+    try:
+        w = get_latest_trained_row(settings=settings)
+    except _core.NotAnMlflowStoreError:
+        # A database MLflow has not made its tables in yet (a new PostgreSQL database):
+        # opening the registry makes them, as it did before the watermark was read first.
+        open_registry(settings, cached=True)
+        w = get_latest_trained_row(settings=settings)
+    t = source.row_count()
     if t < w:
+        # A swapped history under a kept store is named as such, not as a source behind the
+        # watermark.
+        assert_lineage(settings, open_registry(settings, cached=True))
         raise SourceBehindError(
             f"the data source has {t} rows but the model was trained on rows up to {w}: "
             "the source was reset without resetting MLflow (nothing was changed)"
@@ -153,7 +168,7 @@ def learn(ctx: Context, w: int, t: int, step: int) -> Learned:
     the lineage head continued on `[w, h)` as the challenger, both scored on the holdout
     `[h, t)`, then the holdout added, so the challenger consumed exactly `[w, t)`."""
     s = ctx.settings
-    production = ctx.registry.version_by_alias(PRODUCTION)
+    production = ctx.registry.version_by_alias(PRODUCTION)  # the snapshot's: read under the lock
     root = ctx.registry.root()
     head = ctx.registry.head_for(w)
     if w > 0 and head is None:
@@ -216,15 +231,17 @@ def finalise(ctx: Context, run_id: str, learned: Learned, decision: Decision, w:
     """Logs the run's record in one batch and registers the challenger. Returns the new version."""
     ctx.record.send(ctx.registry.client, run_id)
     evaluated = str(learned.production_version.version) if learned.production_version is not None else "none"
-    version = ctx.registry.log_model_version(
-        run_id,
-        learned.challenger,
-        version_tags(
-            first_row=w, end_row=t, data_month=month, decision=decision.label, decision_reason=decision.reason,
-            evaluated_production=evaluated, parent_version=learned.parent_version or "none", result=learned.result,
-            feature_version=learned.challenger.feature_version,
-        ),
+    tags = version_tags(
+        first_row=w, end_row=t, data_month=month, decision=decision.label, decision_reason=decision.reason,
+        evaluated_production=evaluated, parent_version=learned.parent_version or "none", result=learned.result,
+        feature_version=learned.challenger.feature_version,
     )
+    if decision.label == "promote":
+        # Stamped with the version rather than by a call of its own when production moves
+        # (`reconcile_aliases` removes it if production cannot move to it).
+        tags[PROMOTED_AT] = now_utc()
+    version = ctx.registry.log_model_version(run_id, learned.challenger, tags, texts=ctx.texts)
+    ledger.remember_profile(ctx.registry, run_id, learned.result["profile"])
     return str(version.version)
 
 
@@ -257,11 +274,22 @@ def _identity(fn: Callable[P, R], name: str) -> Callable[P, R]:
     return fn
 
 
-def checks(ctx: Context, w: int) -> None:
-    """The safe repairs, then the cheap checks: nothing trains on a broken state."""
+def checks(ctx: Context, w: int) -> str | None:
+    """The lineage (this experiment's model, the pending history), the safe repairs, then the
+    cheap checks: nothing trains on a broken state. All from the registry's snapshot, read
+    here (in the Prefect task that a store failing then names). Returns the history's
+    identity, recorded on the run."""
+    ctx.registry.snapshot = ctx.registry.read_snapshot()
+    history_id = assert_lineage(ctx.settings, ctx.registry)
     repair(ctx.registry)
-    assert_sound(ctx.settings, ctx.source, ctx.registry, w)
+    try:
+        assert_sound(ctx.settings, ctx.source, ctx.registry, w)
+    except IntegrityError:
+        # The experiment's id is this process's: deleted since, the watermark reads 0.
+        assert_experiment_active(ctx.registry)
+        raise
     ctx.registry.reconcile_aliases(w)
+    return history_id
 
 
 def lifecycle(settings: Settings, wrap: Wrap = _identity, *, lock: bool = True) -> Outcome:
@@ -275,16 +303,25 @@ def lifecycle(settings: Settings, wrap: Wrap = _identity, *, lock: bool = True) 
 def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
     started = time.perf_counter()
     source = open_source(settings)
-    registry = open_registry(settings)
-    # Before the watermark: a swapped history under a kept store is named as such, not as a
-    # source behind the watermark.
-    history_id = assert_lineage(settings, registry)
-    ctx = Context(settings, source, registry)
-    w, t = wrap(watermark, "watermark")(ctx)
-    wrap(checks, "checks")(ctx, w)
+    w, t = wrap(watermark, "watermark")(settings, source)
     if t == w:
+        # Nothing new: no MLflow client call at all. What a crash left is repaired by the
+        # next lifecycle that has rows to train, before it trains them (and by `check --repair`).
         log.info("nothing to do: all %d rows are trained", t)
         return Outcome("nothing to do", w, t, seconds=time.perf_counter() - started)
+    registry = open_registry(settings, cached=True)
+    # One read of the registry for the whole lifecycle, by the checks (docs/architecture.md,
+    # "The MLflow call budget"): the writes below keep the snapshot current.
+    try:
+        return _trained(settings, wrap, source, registry, w, t, started)
+    finally:
+        registry.snapshot = None
+
+
+def _trained(settings: Settings, wrap: Wrap, source: DataSource, registry: Registry, w: int, t: int,
+             started: float) -> Outcome:
+    ctx = Context(settings, source, registry)
+    history_id = wrap(checks, "checks")(ctx, w)
     month = source.month_of_row(t - 1)
     step = month_step(month)
     client = registry.client
@@ -299,7 +336,10 @@ def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
         ctx.record.send(client, run_id)
         learned = wrap(learn, "learn")(ctx, w, t, step)
         wrap(validate_step, "validate")(ctx, run_id, learned, w, t, step)  # before anything is registered
-        decision = wrap(compare, "compare")(ctx, learned, step)
+        # Not tasks of their own (the Prefect flow's shape: docs/architecture.md): the comparison
+        # is arithmetic on what the pass scored and the notification never fails the lifecycle;
+        # each task costs Prefect's engine and its server more than these steps do.
+        decision = compare(ctx, learned, step)
         version = wrap(finalise, "finalise")(ctx, run_id, learned, decision, w, t, month)
     registry.reconcile_aliases(t)
     prod_now = registry.version_by_alias(PRODUCTION)
@@ -314,7 +354,7 @@ def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
         rows_decoded=learned.result["rows"], learn_seconds=learned.seconds,
     )
     outcome.seconds = time.perf_counter() - started
-    return wrap(notify, "notify")(ctx, outcome)
+    return notify(ctx, outcome)
 
 
 def run_lifecycle(settings: Settings) -> Outcome:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
-from typing import TYPE_CHECKING, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from taxifare_flow.errors import PrefectServerError
 from taxifare_flow.settings import Settings
@@ -54,11 +54,45 @@ def server_answers(api: str) -> None:
 
 def as_task(fn: Callable[P, R], name: str) -> Callable[P, R]:
     """A lifecycle step as a Prefect task (after `configure_prefect`)."""
+    import functools
+
     from prefect import task
     from prefect.cache_policies import NO_CACHE
+    from prefect.utilities.annotations import quote
 
     # Models are not hashable inputs and results stay in memory: no cache, no persistence.
-    return task(name=name, cache_policy=NO_CACHE, persist_result=False)(fn)
+    prefect_task = task(name=name, cache_policy=NO_CACHE, persist_result=False)(fn)
+
+    @functools.wraps(fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        # Quoted: Prefect would otherwise walk every argument (the lifecycle's context holds the
+        # registry's snapshot, models, the pass's arrays) looking for futures, which cost more
+        # than the steps themselves at 10,000 rows a month. The task receives them unquoted.
+        quoted_args = [quote(a) for a in args]
+        quoted_kwargs = {k: quote(v) for k, v in kwargs.items()}
+        return prefect_task(*quoted_args, **quoted_kwargs)  # type: ignore[arg-type]
+
+    return call
+
+
+#: The Prefect settings of the last flow: (base settings, key, settings with our updates).
+_flow_settings: list[tuple[Any, Any, Any]] = []
+
+
+def _settings_context(updates: dict[object, object]) -> Any:
+    """Prefect's settings with `updates`, as `temporary_settings` makes them, built once per
+    process: building them re-reads the environment through pydantic-settings, which cost
+    more than a lifecycle's compute at 10,000 rows a month. Rebuilt when the base settings,
+    the updates or a PREFECT_ variable change."""
+    import prefect.context
+
+    context = prefect.context.get_settings_context()
+    key = (sorted((str(k), str(v)) for k, v in updates.items()),
+           sorted((k, v) for k, v in os.environ.items() if k.startswith("PREFECT_")))
+    if not (_flow_settings and _flow_settings[0][0] is context.settings and _flow_settings[0][1] == key):
+        built = context.settings.copy_with_update(updates=updates)  # type: ignore[arg-type]
+        _flow_settings[:] = [(context.settings, key, built)]
+    return prefect.context.SettingsContext(profile=context.profile, settings=_flow_settings[0][2])
 
 
 def run_flow(settings: Settings) -> Outcome:
@@ -66,7 +100,7 @@ def run_flow(settings: Settings) -> Outcome:
     The lifecycle lock is taken before any Prefect server starts."""
     configure_prefect(settings)
     from prefect import flow
-    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY
 
     from taxifare_flow.flow.lifecycle import lifecycle
     from taxifare_flow.flow.lock import lifecycle_lock
@@ -94,5 +128,5 @@ def run_flow(settings: Settings) -> Outcome:
             # with this process, and the next lifecycle's checks repair a crashed run. They
             # cost up to a second a flow (the engine joins the heartbeat thread's 1 s sleep).
             updates[PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
-        with temporary_settings(updates):
+        with _settings_context(updates):
             return taxifare_lifecycle()

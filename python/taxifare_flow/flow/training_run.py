@@ -61,12 +61,11 @@ class RunRecord:
 def training_run(registry: Registry, run_name: str) -> Iterator[str]:
     """A new RUNNING run's id; FINISHED when the block ends (the lock still held), FAILED if it
     raises. A full disk is one `TrackingStoreError` line."""
-    client = registry.client
-    run_id = client.create_run(registry.experiment_id, run_name=run_name).info.run_id
+    run_id = registry.create_run(run_name).info.run_id
     try:
         yield run_id
         assert_lock_held()  # no other lifecycle can have taken these rows meanwhile
-        client.set_terminated(run_id, "FINISHED")
+        registry.set_terminated(run_id, "FINISHED")
     except BaseException as e:
         mark_failed(registry, run_id)
         if no_space(e):
@@ -89,7 +88,7 @@ def mark_failed(registry: Registry, run_id: str) -> None:
     try:
         for attempt in range(2):
             try:
-                registry.client.set_terminated(run_id, "FAILED")
+                registry.set_terminated(run_id, "FAILED")
                 return
             except Exception as e:  # noqa: BLE001 - the lifecycle's own error is the one to report
                 if attempt == 0 and no_space(e) and registry.free_unregistered_artifacts(run_id):

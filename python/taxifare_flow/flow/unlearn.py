@@ -117,8 +117,7 @@ def resolve(source: DataSource, month: str | None, rows: str | None) -> tuple[in
 
 def unlearnt_ranges(registry: Registry) -> list[UnlearntRange]:
     """The rows removed by the FINISHED, active `unlearn` runs of the experiment, in row order."""
-    runs: list[Run] = list(registry.client.search_runs(
-        [registry.experiment_id], f"params.context = '{UNLEARN}' and attributes.status = 'FINISHED'", max_results=50_000))
+    runs: list[Run] = registry.finished_runs(UNLEARN)
     found = []
     for r in runs:
         first, count = int(r.data.params["first_row"]), int(r.data.params["row_count"])

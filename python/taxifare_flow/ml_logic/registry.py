@@ -6,7 +6,11 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
-from dataclasses import dataclass
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,7 +21,7 @@ from taxifare_flow.settings import Settings
 
 if TYPE_CHECKING:
     from mlflow.entities import Run
-    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.entities.model_registry import ModelVersion, RegisteredModel
     from mlflow.tracking import MlflowClient
 
 log = logging.getLogger(__name__)
@@ -36,23 +40,126 @@ KERNEL_FILE = "model.txfm"
 PYFUNC_CODE = Path(__file__).with_name("pyfunc_model.py")
 # Explicit requirements: inferring them spawns a subprocess and costs ~1.5 s per model.
 PIP_REQUIREMENTS = [f"taxifare-flow=={__version__}", "pandas", "pyarrow", "mlflow==3.17.2"]
+#: Kernel bytes kept in the process, by version (a version's artifacts never change): the
+#: lineage head, production and the frozen root are read once per process, not once a month.
+KERNEL_CACHE_SIZE = 8
+_kernel_cache: OrderedDict[tuple[str, str, str], bytes] = OrderedDict()
+_kernel_cache_lock = threading.Lock()
+#: Experiment ids by (tracking URI, name): an experiment's id never changes.
+_experiment_ids: dict[tuple[str, str], str] = {}
+
+
+def _cache_kernel(key: tuple[str, str, str], data: bytes) -> None:
+    with _kernel_cache_lock:
+        _kernel_cache[key] = data
+        _kernel_cache.move_to_end(key)
+        while len(_kernel_cache) > KERNEL_CACHE_SIZE:
+            _kernel_cache.popitem(last=False)
+
+
+def _cached_kernel(key: tuple[str, str, str]) -> bytes | None:
+    with _kernel_cache_lock:
+        data = _kernel_cache.get(key)
+        if data is not None:
+            _kernel_cache.move_to_end(key)
+        return data
+
+
+@dataclass
+class Snapshot:
+    """The registry and the experiment's runs as read once, under the lifecycle lock, and kept
+    up to date by this process's own writes (docs/architecture.md, "The MLflow call budget")."""
+
+    #: Every run of the experiment, active and deleted, by id.
+    runs: dict[str, Run]
+    #: (status, lifecycle stage) written or read since, by run id: overrides `runs`.
+    states: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: The registered model's tags, `None` when it does not exist.
+    model_tags: dict[str, str] | None = None
+    #: alias → version.
+    aliases: dict[str, str] = field(default_factory=dict)
+    #: Every version of the model, oldest first.
+    versions: list[ModelVersion] = field(default_factory=list)
+    #: Runs of other experiments looked up since: run id → experiment id (None: gone for good).
+    foreign: dict[str, str | None] = field(default_factory=dict)
 
 
 @dataclass
 class Registry:
-    """An MLflow client bound to the experiment and registered model of the settings."""
+    """An MLflow client bound to the experiment and registered model of the settings.
+
+    Outside `pinned()`, every read asks MLflow. Inside it (a lifecycle, a backfill, `check`),
+    reads answer from one `Snapshot` taken when the block starts, and the writes made through
+    this object update it: the lifecycle reads the registry once, not once per question."""
 
     settings: Settings
     client: MlflowClient
     experiment_id: str
+    snapshot: Snapshot | None = None
 
     @property
     def model_name(self) -> str:
         return self.settings.mlflow_model_name
 
+    # -- the snapshot -------------------------------------------------------------------------
+
+    def read_snapshot(self) -> Snapshot:
+        """Every run of the experiment (one search), the registered model with its tags and
+        aliases (one search), and its versions (one search, skipped when there is no model)."""
+        from mlflow.entities import ViewType
+        from mlflow.exceptions import MlflowException
+
+        runs = self.client.search_runs([self.experiment_id], "", run_view_type=ViewType.ALL, max_results=50_000)
+        snap = Snapshot({r.info.run_id: r for r in runs})
+        try:
+            found: list[RegisteredModel] = list(self.client.search_registered_models(f"name = '{self.model_name}'",
+                                                                                      max_results=10))
+        except MlflowException:
+            found = []
+        model: RegisteredModel | None = next((m for m in found if m.name == self.model_name), None)
+        if model is not None:
+            snap.model_tags = dict(model.tags)
+            snap.aliases = {a: str(v) for a, v in (model.aliases or {}).items()}
+            snap.versions = self._search_versions(f"name = '{self.model_name}'")
+        return snap
+
+    @contextmanager
+    def pinned(self) -> Iterator[Snapshot]:
+        """Reads answer from one snapshot inside the block (see the class)."""
+        outer = self.snapshot
+        self.snapshot = self.read_snapshot()
+        try:
+            yield self.snapshot
+        finally:
+            self.snapshot = outer
+
+    def refresh(self) -> None:
+        """Reads the snapshot again (after repairs, which change what they touch in ways not
+        worth mirroring)."""
+        if self.snapshot is not None:
+            self.snapshot = self.read_snapshot()
+
+    def _search_versions(self, query: str) -> list[ModelVersion]:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            found = self.client.search_model_versions(query, max_results=10_000)
+        except MlflowException:
+            return []
+        return sorted(found, key=lambda v: int(v.version))
+
+    def _version(self, number: str) -> ModelVersion | None:
+        assert self.snapshot is not None
+        return next((v for v in self.snapshot.versions if str(v.version) == number), None)
+
+    # -- reads --------------------------------------------------------------------------------
+
     def version_by_alias(self, alias: str) -> ModelVersion | None:
         from mlflow.exceptions import MlflowException
 
+        if self.snapshot is not None:
+            number = self.snapshot.aliases.get(alias)
+            return self._version(number) if number is not None else None
         try:
             return self.client.get_model_version_by_alias(self.model_name, alias)
         except MlflowException:
@@ -61,28 +168,43 @@ class Registry:
     def versions(self, tags: dict[str, str] | None = None) -> list[ModelVersion]:
         """Versions of the model (with these tag values), oldest first. The tag filter runs in
         the store, so finding the lineage head costs the same in month 70 as in month 2."""
-        from mlflow.exceptions import MlflowException
-
+        if self.snapshot is not None:
+            return [v for v in self.snapshot.versions if all(v.tags.get(k) == val for k, val in (tags or {}).items())]
         query = f"name = '{self.model_name}'" + "".join(f" and tags.{k} = '{v}'" for k, v in (tags or {}).items())
-        try:
-            found = self.client.search_model_versions(query, max_results=10_000)
-        except MlflowException:
-            return []
-        return sorted(found, key=lambda v: int(v.version))
+        return self._search_versions(query)
 
-    def run_state(self, run_id: str | None) -> str:
-        """`valid` for a FINISHED, active run; otherwise why not (`deleted`, `FAILED`, …)."""
+    def _run_status(self, run_id: str) -> tuple[str, str] | None:
+        """(status, lifecycle stage) of a run; `None` when it is gone for good."""
         from mlflow.exceptions import MlflowException
 
-        if not run_id:
-            return "no run"
+        snap = self.snapshot
+        if snap is not None:
+            if run_id in snap.states:
+                return snap.states[run_id]
+            if run_id in snap.runs:
+                info = snap.runs[run_id].info
+                return info.status, info.lifecycle_stage
         try:
             info = self.client.get_run(run_id).info
         except MlflowException:
+            found = None
+        else:
+            found = (info.status, info.lifecycle_stage)
+        if snap is not None:  # another experiment's run, or gone: asked once per snapshot
+            snap.states[run_id] = found if found is not None else ("", "deleted for good")
+        return found
+
+    def run_state(self, run_id: str | None) -> str:
+        """`valid` for a FINISHED, active run; otherwise why not (`deleted`, `FAILED`, …)."""
+        if not run_id:
+            return "no run"
+        found = self._run_status(run_id)
+        if found is None or found[1] == "deleted for good":
             return "deleted for good"
-        if info.lifecycle_stage != "active":
+        status, stage = found
+        if stage != "active":
             return "deleted"
-        return "valid" if info.status == "FINISHED" else info.status
+        return "valid" if status == "FINISHED" else status
 
     def is_valid(self, version: ModelVersion) -> bool:
         """A version counts only while its training run is FINISHED and active: a crashed run's
@@ -104,25 +226,124 @@ class Registry:
         roots = self._finished(self.versions({"first_row": "0"}))
         return roots[0] if roots else None
 
+    def _snapshot_runs(self, status: str | None) -> list[Run]:
+        """Active runs of the snapshot with this status (as written since), newest first."""
+        assert self.snapshot is not None
+        found = []
+        for run_id, run in self.snapshot.runs.items():
+            state = self.run_state_pair(run_id)
+            if state[1] == "active" and (status is None or state[0] == status):
+                found.append(run)
+        return sorted(found, key=lambda r: -(r.info.start_time or 0))
+
+    def run_state_pair(self, run_id: str) -> tuple[str, str]:
+        found = self._run_status(run_id)
+        return found if found is not None else ("", "deleted for good")
+
+    def training_runs(self) -> list[Run]:
+        """FINISHED, active training runs of the experiment: the ones the watermark counts
+        (newest first inside `pinned()`)."""
+        return self.finished_runs("train")
+
+    def finished_runs(self, context: str) -> list[Run]:
+        """FINISHED, active runs of the experiment with this `context` param (newest first
+        inside `pinned()`)."""
+        if self.snapshot is not None:
+            return [r for r in self._snapshot_runs("FINISHED") if r.data.params.get("context") == context]
+        return list(self.client.search_runs(
+            [self.experiment_id], f"params.context = '{context}' and attributes.status = 'FINISHED'", max_results=50_000,
+        ))
+
+    def deleted_runs(self, context: str) -> list[Run]:
+        """Deleted runs of the experiment with this `context` param."""
+        from mlflow.entities import ViewType
+
+        if self.snapshot is not None:
+            return [r for i, r in self.snapshot.runs.items()
+                    if self.run_state_pair(i)[1] == "deleted" and r.data.params.get("context") == context]
+        return list(self.client.search_runs([self.experiment_id], f"params.context = '{context}'",
+                                            run_view_type=ViewType.DELETED_ONLY, max_results=50_000))
+
+    def running_runs(self) -> list[Run]:
+        """RUNNING runs that train (a lifecycle's, or a backfill's): under the lifecycle lock,
+        what a killed process left."""
+        if self.snapshot is not None:
+            running = self._snapshot_runs("RUNNING")
+        else:
+            running = self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'", max_results=50_000)
+        return [r for r in running if r.data.params.get("context") in TRAINING_CONTEXTS]
+
+    def _bad_runs(self) -> set[str]:
+        """Runs of the experiment that are not FINISHED, or deleted."""
+        from mlflow.entities import ViewType
+
+        if self.snapshot is not None:
+            return {i for i in self.snapshot.runs if self.run_state_pair(i) != ("FINISHED", "active")}
+        bad = {r.info.run_id for r in self.client.search_runs(
+            [self.experiment_id], "attributes.status != 'FINISHED'", run_view_type=ViewType.ALL, max_results=50_000)}
+        bad |= {r.info.run_id for r in self.client.search_runs(
+            [self.experiment_id], "", run_view_type=ViewType.DELETED_ONLY, max_results=50_000)}
+        return bad
+
+    # -- the model's bytes ------------------------------------------------------------------
+
+    def _kernel_key(self, version: ModelVersion) -> tuple[str, str, str]:
+        return (self.settings.mlflow_tracking_uri, str(version.version), str(version.source))
+
     def load_kernel(self, version: ModelVersion) -> Model:
-        """The kernel behind a model version, read from its artifacts."""
+        """The kernel behind a model version, read from its artifacts once per process."""
         import mlflow
 
-        with tempfile.TemporaryDirectory() as tmp:
-            local = Path(mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=tmp))
-            found = next(local.rglob(KERNEL_FILE), None)
-            if found is None:
-                raise RegistryError(f"model version {version.version} has no {KERNEL_FILE} artifact ({version.source})")
-            return Model.from_bytes(found.read_bytes())
+        key = self._kernel_key(version)
+        data = _cached_kernel(key)
+        if data is None:
+            with tempfile.TemporaryDirectory() as tmp:
+                local = Path(mlflow.artifacts.download_artifacts(artifact_uri=version.source, dst_path=tmp))
+                found = next(local.rglob(KERNEL_FILE), None)
+                if found is None:
+                    raise RegistryError(f"model version {version.version} has no {KERNEL_FILE} artifact ({version.source})")
+                data = found.read_bytes()
+            _cache_kernel(key, data)
+        return Model.from_bytes(data)
 
-    def log_model_version(self, run_id: str, model: Model, tags: dict[str, str]) -> ModelVersion:
-        """Saves the pyfunc model into the run's artifacts and registers it as a new version."""
+    # -- writes -------------------------------------------------------------------------------
+
+    def create_run(self, run_name: str) -> Run:
+        """A new RUNNING run of the experiment."""
+        run = self.client.create_run(self.experiment_id, run_name=run_name)
+        if self.snapshot is not None:
+            self.snapshot.runs[run.info.run_id] = run
+            self.snapshot.states[run.info.run_id] = ("RUNNING", "active")
+        return run
+
+    def set_terminated(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status)
+        if self.snapshot is not None:
+            self.snapshot.states[run_id] = (status, self.run_state_pair(run_id)[1])
+
+    def set_version_tag(self, version: str, key: str, value: str) -> None:
+        self.client.set_model_version_tag(self.model_name, str(version), key, value)
+        if self.snapshot is not None and (v := self._version(str(version))) is not None:
+            v.tags[key] = value  # the entity's own dict: MLflow hands it out mutable
+
+    def delete_version_tag(self, version: str, key: str) -> None:
+        self.client.delete_model_version_tag(self.model_name, str(version), key)
+        if self.snapshot is not None and (v := self._version(str(version))) is not None:
+            v.tags.pop(key, None)
+
+    def log_model_version(self, run_id: str, model: Model, tags: dict[str, str], artifact_uri: str | None = None,
+                          texts: dict[str, str] | None = None) -> ModelVersion:
+        """Saves the pyfunc model into the run's artifacts (with `texts`, more artifacts by
+        path, in the same upload) and registers it as a new version. `artifact_uri`: the run's,
+        when the caller has it (else asked)."""
         import mlflow
 
+        data = model.to_bytes()
         with tempfile.TemporaryDirectory() as tmp:
+            root = Path(tmp) / "artifacts"
+            model_dir = root / "model"
             kernel = Path(tmp) / KERNEL_FILE
-            kernel.write_bytes(model.to_bytes())
-            model_dir = Path(tmp) / "model"
+            kernel.write_bytes(data)
             # The input is a DataFrame of raw rides in any column flavour: MLflow cannot infer a
             # signature from it and says so at WARNING on every save.
             pyfunc_log = logging.getLogger("mlflow.pyfunc")
@@ -139,10 +360,21 @@ class Registry:
                 pyfunc_log.setLevel(level)
             if self.settings.model_wheel:
                 pack_wheel(model_dir, Path(self.settings.model_wheel))
-            self.client.log_artifacts(run_id, str(model_dir), "model")
-        source = f"{self.client.get_run(run_id).info.artifact_uri}/model"
+            for path, text in (texts or {}).items():
+                (root / path).parent.mkdir(parents=True, exist_ok=True)
+                (root / path).write_text(text)
+            # One upload for the model and the run's other artifacts.
+            self.client.log_artifacts(run_id, str(root))
+        if artifact_uri is None and self.snapshot is not None and run_id in self.snapshot.runs:
+            artifact_uri = self.snapshot.runs[run_id].info.artifact_uri  # as create_run returned it
+        if artifact_uri is None:
+            artifact_uri = self.client.get_run(run_id).info.artifact_uri
         self._ensure_registered_model()
-        version = self.client.create_model_version(self.model_name, source=source, run_id=run_id, tags=tags)
+        version = self.client.create_model_version(self.model_name, source=f"{artifact_uri}/model", run_id=run_id,
+                                                   tags=tags)
+        _cache_kernel(self._kernel_key(version), data)
+        if self.snapshot is not None:
+            self.snapshot.versions.append(version)
         return version
 
     def free_unregistered_artifacts(self, run_id: str) -> bool:
@@ -174,15 +406,30 @@ class Registry:
         one is (another experiment's first lifecycle may have created it meanwhile)."""
         from mlflow.exceptions import MlflowException
 
-        try:
-            self.client.get_registered_model(self.model_name)
-        except MlflowException:
+        if self.snapshot is not None and self.snapshot.model_tags is not None:
+            self.assert_owned()
+            return
+        if self._model_tags() is None:
             try:
                 self.client.create_registered_model(self.model_name, tags=self._owner_tags())
+                if self.snapshot is not None:
+                    self.snapshot.model_tags = self._owner_tags()
                 return
             except MlflowException:  # created meanwhile
-                pass
+                if self.snapshot is not None:
+                    self.refresh()
         self.assert_owned()
+
+    def _model_tags(self) -> dict[str, str] | None:
+        """The registered model's tags; `None` when it does not exist."""
+        from mlflow.exceptions import MlflowException
+
+        if self.snapshot is not None:
+            return self.snapshot.model_tags
+        try:
+            return dict(self.client.get_registered_model(self.model_name).tags)
+        except MlflowException:
+            return None
 
     def _owner_tags(self) -> dict[str, str]:
         return {OWNER_TAG: str(self.experiment_id), OWNER_NAME_TAG: self.settings.mlflow_experiment}
@@ -192,10 +439,19 @@ class Registry:
 
         if not run_id:
             return None
+        snap = self.snapshot
+        if snap is not None:
+            if run_id in snap.runs:
+                return str(self.experiment_id)
+            if run_id in snap.foreign:
+                return snap.foreign[run_id]
         try:
-            return str(self.client.get_run(run_id).info.experiment_id)
+            found: str | None = str(self.client.get_run(run_id).info.experiment_id)
         except MlflowException:
-            return None
+            found = None
+        if snap is not None:
+            snap.foreign[run_id] = found
+        return found
 
     def _experiment_name(self, experiment_id: str) -> str:
         from mlflow.exceptions import MlflowException
@@ -209,14 +465,11 @@ class Registry:
         """The id of the experiment whose lineage the registered model is: its tag, or, for a
         model registered before owners were recorded, the experiment of its first version's
         run. `None` when the model does not exist or has no version yet (anyone may claim it)."""
-        from mlflow.exceptions import MlflowException
-
-        try:
-            model = self.client.get_registered_model(self.model_name)
-        except MlflowException:
+        tags = self._model_tags()
+        if tags is None:
             return None
-        if model.tags.get(OWNER_TAG):
-            return str(model.tags[OWNER_TAG])
+        if tags.get(OWNER_TAG):
+            return str(tags[OWNER_TAG])
         return next((e for v in self.versions() if (e := self._experiment_of(v.run_id)) is not None), None)
 
     def assert_owned(self) -> None:
@@ -224,9 +477,12 @@ class Registry:
         experiment's lineage; claims an existing model that records no owner and is ours."""
         owner = self.owner()
         if owner is None or owner == str(self.experiment_id):
-            if owner is not None and self.client.get_registered_model(self.model_name).tags.get(OWNER_TAG) is None:
+            tags = self._model_tags()
+            if owner is not None and tags is not None and tags.get(OWNER_TAG) is None:
                 for k, v in self._owner_tags().items():
                     self.client.set_registered_model_tag(self.model_name, k, v)
+                if self.snapshot is not None and self.snapshot.model_tags is not None:
+                    self.snapshot.model_tags.update(self._owner_tags())
             return
         raise LineageError(
             f"the registered model {self.model_name!r} is the lineage of experiment {self._experiment_name(owner)!r}, "
@@ -251,68 +507,61 @@ class Registry:
                                 f"{self._experiment_name(e)!r}, but the model is the lineage of {self._experiment_name(owner)!r}")
         return problems
 
-    def set_alias(self, alias: str, version: str) -> None:
+    def set_alias(self, alias: str, version: str, stamp: bool = True) -> None:
+        """Points `alias` at `version`; moving `production` stamps the version's PROMOTED_AT
+        tag (`stamp=False`: it was stamped when the version was registered)."""
         self.client.set_registered_model_alias(self.model_name, alias, str(version))
-        if alias == PRODUCTION:
+        if self.snapshot is not None:
+            self.snapshot.aliases[alias] = str(version)
+        if alias == PRODUCTION and stamp:
             # Aliases carry no time: the version does (`GET /model` of the API shows it).
-            from datetime import datetime, timezone
-
-            now = datetime.now(timezone.utc).isoformat(timespec="seconds")
-            self.client.set_model_version_tag(self.model_name, str(version), PROMOTED_AT, now)
+            self.set_version_tag(str(version), PROMOTED_AT, now_utc())
 
     def delete_alias(self, alias: str) -> None:
         self.client.delete_registered_model_alias(self.model_name, alias)
-
-    def training_runs(self) -> list[Run]:
-        """FINISHED, active training runs of the experiment: the ones the watermark counts."""
-        return list(self.client.search_runs(
-            [self.experiment_id], "params.context = 'train' and attributes.status = 'FINISHED'", max_results=50_000,
-        ))
-
-    def running_runs(self) -> list[Run]:
-        """RUNNING runs that train (a lifecycle's, or a backfill's): under the lifecycle lock,
-        what a killed process left."""
-        running = self.client.search_runs([self.experiment_id], "attributes.status = 'RUNNING'", max_results=50_000)
-        return [r for r in running if r.data.params.get("context") in TRAINING_CONTEXTS]
+        if self.snapshot is not None:
+            self.snapshot.aliases.pop(alias, None)
 
     def kill_stale_runs(self) -> list[str]:
         """Marks RUNNING training and backfill runs KILLED. Only under the lifecycle lock, where
         no other lifecycle can be running: a RUNNING run there is what a killed process left."""
         stale = self.running_runs()
         for run in stale:
-            self.client.set_terminated(run.info.run_id, "KILLED")
+            self.set_terminated(run.info.run_id, "KILLED")
             log.warning("training run %s was left RUNNING by a stopped lifecycle: marked KILLED", run.info.run_id)
         return [r.info.run_id for r in stale]
 
     def tag_orphans(self) -> list[str]:
         """Tags `orphaned` the versions whose run is not FINISHED and active (registered by a
         lifecycle that then crashed, or retracted since). They stay for inspection; nothing
-        ever continues from them or serves them. Only the few versions concerned are read: a
-        search over every version costs a quarter of a second at 78 months."""
-        from mlflow.entities import ViewType
+        ever continues from them or serves them. Outside a snapshot only the few versions
+        concerned are read: a search over every version costs a quarter of a second at 78
+        months."""
         from mlflow.exceptions import MlflowException
 
-        bad = {r.info.run_id for r in self.client.search_runs(
-            [self.experiment_id], "attributes.status != 'FINISHED'", run_view_type=ViewType.ALL, max_results=50_000)}
-        bad |= {r.info.run_id for r in self.client.search_runs(
-            [self.experiment_id], "", run_view_type=ViewType.DELETED_ONLY, max_results=50_000)}
-        name = f"name = '{self.model_name}'"
-        try:
-            tagged_before = self.client.search_model_versions(f"{name} and tags.orphaned LIKE 'run %'", max_results=10_000)
-            ids = sorted(bad)
-            suspects = [v for i in range(0, len(ids), 100) for v in self.client.search_model_versions(
-                f"{name} and run_id IN ({', '.join(repr(x) for x in ids[i:i + 100])})", max_results=10_000)]
-        except MlflowException:  # no registered model yet
-            return []
+        bad = self._bad_runs()
+        if self.snapshot is not None:
+            tagged_before = [v for v in self.snapshot.versions if v.tags.get("orphaned", "").startswith("run ")]
+            suspects = [v for v in self.snapshot.versions if v.run_id in bad]
+        else:
+            name = f"name = '{self.model_name}'"
+            try:
+                tagged_before = self.client.search_model_versions(f"{name} and tags.orphaned LIKE 'run %'",
+                                                                  max_results=10_000)
+                ids = sorted(bad)
+                suspects = [v for i in range(0, len(ids), 100) for v in self.client.search_model_versions(
+                    f"{name} and run_id IN ({', '.join(repr(x) for x in ids[i:i + 100])})", max_results=10_000)]
+            except MlflowException:  # no registered model yet
+                return []
         for v in tagged_before:
             if v.run_id not in bad and self.is_valid(v):  # its run was restored
-                self.client.delete_model_version_tag(self.model_name, v.version, "orphaned")
+                self.delete_version_tag(v.version, "orphaned")
                 log.warning("version %s is no longer orphaned: its run %s was restored", v.version, v.run_id)
         tagged = []
         for v in suspects:
             if "orphaned" not in v.tags:
                 reason = self.run_state(v.run_id)
-                self.client.set_model_version_tag(self.model_name, v.version, "orphaned", f"run {v.run_id} is {reason}")
+                self.set_version_tag(v.version, "orphaned", f"run {v.run_id} is {reason}")
                 log.warning("version %s is orphaned: its run %s is %s", v.version, v.run_id, reason)
                 tagged.append(str(v.version))
         return tagged
@@ -325,8 +574,7 @@ class Registry:
             if "orphaned" in v.tags or self.is_valid(v):
                 continue
             reason = self.run_state(v.run_id)
-            self.client.set_model_version_tag(self.model_name, v.version, "orphaned",
-                                              f"run {v.run_id} is {reason}" if v.run_id else reason)
+            self.set_version_tag(v.version, "orphaned", f"run {v.run_id} is {reason}" if v.run_id else reason)
             log.warning("version %s is orphaned: %s", v.version, reason)
             tagged.append(str(v.version))
         return tagged
@@ -357,8 +605,9 @@ class Registry:
     def reconcile_aliases(self, watermark: int) -> None:
         """Makes the aliases agree with the finished training runs: `challenger` on the lineage
         head, and `production` moved to it if its run decided so and `production` still points
-        at the version that run evaluated (compare-and-set). Idempotent; repairs a lifecycle
-        that stopped between finishing its run and moving the aliases."""
+        at the version that run evaluated (compare-and-set: production is read from MLflow
+        just before it moves, even inside a snapshot). Idempotent; repairs a lifecycle that
+        stopped between finishing its run and moving the aliases."""
         self.retract_aliases()
         head = self.head_for(watermark)
         if head is None:
@@ -373,14 +622,41 @@ class Registry:
         prod_version = str(prod.version) if prod is not None else "none"
         if prod_version == str(head.version):
             return
+        if self.snapshot is not None:
+            # The snapshot is as old as the lifecycle: someone may have moved production by
+            # hand since. Asked again, as the compare of compare-and-set.
+            live = self._live_alias(PRODUCTION)
+            prod_version = live if live is not None else "none"
+            if live is not None:
+                self.snapshot.aliases[PRODUCTION] = live
+            else:
+                self.snapshot.aliases.pop(PRODUCTION, None)
         if prod_version == head.tags.get("evaluated_production", "none"):
-            self.set_alias(PRODUCTION, head.version)
+            # A version registered with its PROMOTED_AT stamp (the lifecycle's) is not stamped again.
+            self.set_alias(PRODUCTION, head.version, stamp=PROMOTED_AT not in head.tags)
             log.info("production → version %s", head.version)
         else:
+            if head.tags.get(PROMOTED_AT):
+                self.delete_version_tag(head.version, PROMOTED_AT)  # it never became production
             log.warning(
                 "production moved to version %s since version %s was evaluated against %s: not overwritten",
                 prod_version, head.version, head.tags.get("evaluated_production"),
             )
+
+    def _live_alias(self, alias: str) -> str | None:
+        from mlflow.exceptions import MlflowException
+
+        try:
+            return str(self.client.get_model_version_by_alias(self.model_name, alias).version)
+        except MlflowException:
+            return None
+
+
+def now_utc() -> str:
+    """The time a PROMOTED_AT tag records (UTC, ISO 8601, seconds)."""
+    from datetime import datetime, timezone
+
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def pack_wheel(model_dir: Path, wheel: Path) -> None:
@@ -400,10 +676,12 @@ def pack_wheel(model_dir: Path, wheel: Path) -> None:
         conda.write_text("\n".join(line.replace(f"taxifare-flow=={__version__}", local) for line in conda.read_text().splitlines()) + "\n")
 
 
-def open_registry(settings: Settings) -> Registry:
+def open_registry(settings: Settings, cached: bool = False) -> Registry:
     """Points MLflow at the settings' store and makes sure the experiment exists (with its
     artifacts beside the embedded store, not in the current directory). A SQLite store is
-    created whole or not at all; a store that cannot be opened is one `TrackingStoreError`."""
+    created whole or not at all; a store that cannot be opened is one `TrackingStoreError`.
+    `cached`: the experiment's id as this process found it before, if it did (a lifecycle:
+    `assert_experiment_active` names a deleted one where it matters)."""
     import mlflow
     from mlflow.exceptions import MlflowException
     from alembic.util.exc import CommandError as AlembicError
@@ -421,6 +699,9 @@ def open_registry(settings: Settings) -> Registry:
         # Opening the store checks its schema: a store another MLflow made or half-migrated
         # raises here.
         client = MlflowClient(uri, uri)
+        key = (uri, settings.mlflow_experiment)
+        if cached and key in _experiment_ids:
+            return Registry(settings, client, _experiment_ids[key])
         exp = client.get_experiment_by_name(settings.mlflow_experiment)
         if exp is None:
             # A database store (SQLite or PostgreSQL) would put artifacts in ./mlruns of whatever
@@ -437,7 +718,28 @@ def open_registry(settings: Settings) -> Registry:
             experiment_id = exp.experiment_id
     except (MlflowException, SQLAlchemyError, AlembicError) as e:
         raise TrackingStoreError(_unusable(uri, e)) from None
+    _experiment_ids[key] = str(experiment_id)
     return Registry(settings, client, experiment_id)
+
+
+def assert_experiment_active(registry: Registry) -> None:
+    """Raises `TrackingStoreError` when the registry's experiment was deleted (by hand, since
+    this process found it)."""
+    from mlflow.exceptions import MlflowException
+
+    from taxifare_flow._core import mask_dsn
+
+    settings = registry.settings
+    try:
+        exp = registry.client.get_experiment(registry.experiment_id)
+    except MlflowException:
+        exp = None
+    if exp is None or exp.lifecycle_stage != "active":
+        _experiment_ids.pop((settings.mlflow_tracking_uri, settings.mlflow_experiment), None)
+        raise TrackingStoreError(
+            f"experiment {settings.mlflow_experiment!r} is deleted in {mask_dsn(settings.mlflow_tracking_uri)}: restore "
+            f"it (mlflow experiments restore -x {registry.experiment_id}) or choose another MLFLOW_EXPERIMENT"
+        )
 
 
 def _unusable(uri: str, e: BaseException) -> str:

@@ -29,23 +29,53 @@ RECENT_RUNS = 12
 NOTE = "mlflow.note.content"
 
 
+#: Profiles by (tracking URI, run id), as this process logged or read them: a run's artifacts do
+#: not change, and each lifecycle's reference is mostly the previous lifecycles' months.
+_profiles: dict[tuple[str, str], list[MonthProfile] | None] = {}
+_PROFILES_KEPT = 4 * RECENT_RUNS
+
+
+def _remember(registry: Registry, run_id: str, profile: list[MonthProfile] | None) -> None:
+    _profiles[(registry.settings.mlflow_tracking_uri, run_id)] = profile
+    while len(_profiles) > _PROFILES_KEPT:
+        del _profiles[next(iter(_profiles))]
+
+
+def profile_texts(profile: list[MonthProfile], verdict: Verdict | None) -> dict[str, str]:
+    """The range's statistics (and the gate's verdict) as artifacts: path → text."""
+    texts = {PROFILE_ARTIFACT: json.dumps(profile, separators=(",", ":"))}
+    if verdict is not None:
+        texts[VERDICT_ARTIFACT] = json.dumps(verdict.summary(), indent=1)
+    return texts
+
+
+def remember_profile(registry: Registry, run_id: str, profile: list[MonthProfile]) -> None:
+    """`profile` is what `run_id` logged (the lifecycle uploads it with the model)."""
+    _remember(registry, run_id, profile)
+
+
 def log_profile(registry: Registry, run_id: str, profile: list[MonthProfile], verdict: Verdict | None) -> None:
     """The range's statistics (and the gate's verdict) as artifacts of `run_id`."""
-    registry.client.log_text(run_id, json.dumps(profile, separators=(",", ":")), PROFILE_ARTIFACT)
-    if verdict is not None:
-        registry.client.log_text(run_id, json.dumps(verdict.summary(), indent=1), VERDICT_ARTIFACT)
+    for path, text in profile_texts(profile, verdict).items():
+        registry.client.log_text(run_id, text, path)
+    _remember(registry, run_id, profile)
 
 
 def _profile_of(registry: Registry, run: Run) -> list[MonthProfile] | None:
     from mlflow.exceptions import MlflowException
 
+    key = (registry.settings.mlflow_tracking_uri, run.info.run_id)
+    if key in _profiles:
+        return _profiles[key]
     with tempfile.TemporaryDirectory() as tmp:
         try:
             path = registry.client.download_artifacts(run.info.run_id, PROFILE_ARTIFACT, tmp)
         except (MlflowException, OSError):
-            return None  # a run from before the gate
-        loaded: list[MonthProfile] = json.loads(Path(path).read_text())
-        return loaded
+            loaded = None  # a run from before the gate
+        else:
+            loaded = json.loads(Path(path).read_text())
+    _remember(registry, run.info.run_id, loaded)
+    return loaded
 
 
 def recent_months(registry: Registry, months: int = REFERENCE_MONTHS) -> list[MonthProfile]:
@@ -54,14 +84,12 @@ def recent_months(registry: Registry, months: int = REFERENCE_MONTHS) -> list[Mo
     cleaning kept no row taught the model nothing and is no reference (an accepted month of
     broken fares would otherwise make every good month after it look broken), nor is a month
     or a run's range that `taxifare unlearn` removed."""
-    found_runs = registry.client.search_runs(
-        [registry.experiment_id], "params.context = 'train' and attributes.status = 'FINISHED'",
-        order_by=["attributes.start_time DESC"], max_results=RECENT_RUNS,
-    )
-    runs = sorted(found_runs, key=lambda r: -int(r.data.params.get("first_row", "0")))
+    # The latest runs by start time, as the training runs the registry has (one search, or
+    # none inside a lifecycle's snapshot).
+    latest = sorted(registry.training_runs(), key=lambda r: -(r.info.start_time or 0))[:RECENT_RUNS]
+    runs = sorted(latest, key=lambda r: -int(r.data.params.get("first_row", "0")))
     # Rows `taxifare unlearn` removed were not learnt (a broken delivery, most likely): no reference.
-    unlearnt = registry.client.search_runs(
-        [registry.experiment_id], "params.context = 'unlearn' and attributes.status = 'FINISHED'", max_results=50_000)
+    unlearnt = registry.finished_runs("unlearn")
     removed = [(int(u.data.params["first_row"]), int(u.data.params["first_row"]) + int(u.data.params["row_count"]))
                for u in unlearnt]
     removed_months = {u.data.params.get("unlearnt_month") for u in unlearnt} - {None, ""}

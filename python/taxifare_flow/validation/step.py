@@ -93,14 +93,16 @@ def post(settings: Settings, payload: dict[str, object]) -> str | None:
 def gate(settings: Settings, source: DataSource, registry: Registry, run_id: str, result: PassResult,
          w: int, t: int) -> tuple[Verdict, dict[str, str]]:
     """Judges the pass's statistics; returns the verdict and the tags for the training run.
-    Raises `DataValidationError` for a refused range that was not accepted."""
+    Raises `DataValidationError` for a refused range that was not accepted, after logging
+    the statistics with the training run; otherwise they are the caller's to log
+    (`ledger.profile_texts`: the lifecycle uploads them with the model, in one call)."""
     profile = result["profile"]
     verdict = verdict_for(registry, source, profile, w, t)
-    ledger.log_profile(registry, run_id, profile, verdict)
     if not verdict.refused:
         return verdict, {"validation": "passed"}
     acceptance = _take_acceptance()
     if acceptance is None:
+        ledger.log_profile(registry, run_id, profile, verdict)
         refusal_run = ledger.log_refusal(registry, verdict, profile, source.name)
         post(settings, {"event": "refused", "line": verdict.line(), "validation_run_id": refusal_run, **verdict.summary()})
         raise DataValidationError(verdict.line())
@@ -115,6 +117,7 @@ def validate_step(ctx: Context, run_id: str, learned: Learned, w: int, t: int, s
     """The lifecycle's step: the gate on the pass's statistics; drift and drop rate are logged
     with the training run (metrics at the month's `step`, for the report and MLflow's charts)."""
     verdict, tags = gate(ctx.settings, ctx.source, ctx.registry, run_id, learned.result, w, t)
+    ctx.texts.update(ledger.profile_texts(learned.result["profile"], verdict))
     ctx.record.tags.update(tags)
     ctx.record.metric("validation_max_ks", verdict.max_ks, step)
     drop = next((c.value for c in verdict.checks if c.name == "drop rate"), None)
