@@ -9,6 +9,14 @@ scores it and production row by row on the holdout `[h, t)`, hashes the rows for
 leaves the challenger trained on all of `[w, t)`. MLflow gets the run's params, metrics and
 tags in two batches (`log_batch`): when the run starts, and when it is finalised.
 
+Horizons (issue 22): the challengers are composed from the lineage's ledger (`ml_logic.ledger`,
+`ml_logic.horizons`): all history as the lineage weighs it, and the last 12, 3 and 1 months;
+the pass gives each the new month's statistics, computed once, and scores each on the holdout;
+`compare` tests the best of them against production (`promotion.decide_horizons`), and the
+chosen one is the version registered (param and tag `horizon`). The run keeps the ledger of
+its rows (`ledger/ledger.bin`, logged with the model). A lineage whose ledger is incomplete
+(trained before the ledger, or in the warehouse) continues its head alone, as before.
+
 Crash safety: the MLflow run is created RUNNING and only marked FINISHED after its model
 version is registered, so the watermark (FINISHED runs only) never moves past rows whose model
 was not saved. Aliases move after the run finished, by `Registry.reconcile_aliases`, which
@@ -35,8 +43,10 @@ from taxifare_flow.data import DataSource, open_source
 from taxifare_flow.errors import RegistryError, SourceBehindError
 from taxifare_flow.flow.lock import lifecycle_lock
 from taxifare_flow.flow.training_run import RunRecord, run_params, training_run, version_tags
+from taxifare_flow.ml_logic import horizons
+from taxifare_flow.ml_logic.ledger import lineage_ledger
 from taxifare_flow.ml_logic.lineage import HISTORY_TAG, assert_lineage
-from taxifare_flow.ml_logic.promotion import Decision, Paired, decide_paired
+from taxifare_flow.ml_logic.promotion import Decision, Paired, decide_horizons
 from taxifare_flow.ml_logic.registry import PRODUCTION, Registry, open_registry
 from taxifare_flow.ml_logic.watermark import get_latest_trained_row
 from taxifare_flow.model import Model
@@ -61,6 +71,11 @@ def month_step(month: str | None) -> int:
     return (int(year) - 2009) * 12 + int(m) - 1
 
 
+def step_month(step: int) -> str:
+    """The month of a `month_step`."""
+    return f"{2009 + step // 12:04d}-{step % 12 + 1:02d}"
+
+
 @dataclass
 class Outcome:
     """What one lifecycle run did."""
@@ -78,6 +93,8 @@ class Outcome:
     holdout_mae_production: float | None = None
     decision: str | None = None
     reason: str | None = None
+    #: The horizon of the version registered (`horizons.HORIZONS`).
+    horizon: str | None = None
     #: Clean rows of `[first_row, end_row)`: what the new version learnt (as MLflow's `cleaned_row_count`).
     cleaned_rows: int = 0
     #: Rows the pass read (each row of the range once).
@@ -110,12 +127,15 @@ class Context:
 class Learned:
     """What the one pass over `[w, t)` gave."""
 
-    challenger: Model  # trained on all of [w, t)
+    challenger: Model  # trained on all of [w, t); after `compare`, the chosen horizon's
     parent_version: str | None
     production_version: ModelVersion | None
     holdout_start: int
     result: PassResult
     seconds: float
+    #: Every challenger by horizon, the lineage's own (`all`, or the head alone) first.
+    candidates: dict[str, Model] = field(default_factory=dict)
+    horizon: str = "all"
 
     @property
     def prequential_mae(self) -> float | None:
@@ -159,13 +179,12 @@ def learn(ctx: Context, w: int, t: int, step: int) -> Learned:
     if w > 0 and head is None:
         raise RegistryError(f"no valid model version ends at row {w} (its run is FINISHED but the version is missing): "
                             "cannot continue the lineage; run `taxifare check`")
-    # The lineage keeps the head's feature version (`taxifare backfill` moves it); a new
-    # lineage starts with FEATURE_VERSION.
-    challenger = (ctx.kernel(head) if head is not None
-                  else Model(s.ridge_alpha, s.half_life_months, feature_version=s.feature_version))
+    candidates = challengers(ctx, head, step_month(step))
+    challenger, *others = candidates.values()
     h = t - int((t - w) * s.holdout_fraction)
     started = time.perf_counter()
-    result = ctx.source.learn(w, t - w, h, challenger.core, _scored(ctx, production), _scored(ctx, root))
+    result = ctx.source.learn(w, t - w, h, challenger.core, _scored(ctx, production), _scored(ctx, root),
+                              horizons=[m.core for m in others])
     seconds = time.perf_counter() - started
     rec = ctx.record
     rec.params.update(parent_version=str(head.version) if head is not None else "none", holdout_start=h,
@@ -183,7 +202,20 @@ def learn(ctx: Context, w: int, t: int, step: int) -> Learned:
     if result["production"] is not None:
         for key in ("mae", "rmse", "r2"):
             rec.metric(f"prequential_{key}", result["production"][key], step)
-    return Learned(challenger, str(head.version) if head is not None else None, production, h, result, seconds)
+    return Learned(challenger, str(head.version) if head is not None else None, production, h, result, seconds,
+                   candidates)
+
+
+def challengers(ctx: Context, head: ModelVersion | None, new_month: str) -> dict[str, Model]:
+    """The challengers before the new rows, by horizon, composed from the lineage's ledger; the
+    head alone (`all`) when its ledger is incomplete. The lineage keeps the head's feature
+    version (`taxifare backfill` moves it); a new lineage starts with FEATURE_VERSION."""
+    s = ctx.settings
+    ledger = _core.Ledger(s.feature_version) if head is None else lineage_ledger(s, ctx.registry, head)
+    if ledger is None:
+        assert head is not None
+        return {"all": ctx.kernel(head)}
+    return horizons.compose(ledger, new_month, s.ridge_alpha, s.half_life_months)
 
 
 def holdout_paired(result: PassResult) -> Paired | None:
@@ -197,14 +229,31 @@ def holdout_paired(result: PassResult) -> Paired | None:
 
 
 def compare(ctx: Context, learned: Learned, step: int) -> Decision:
-    """Both models on the same holdout rows (scored in the pass); the policy decides."""
+    """Production and every challenger on the same holdout rows (scored in the pass): the best
+    challenger is tested against production (`decide_horizons`) and becomes the one registered."""
     s = ctx.settings
-    paired = holdout_paired(learned.result)
-    if paired is None:
-        decision = Decision(False, "the challenger saw no clean rows", 0, float("nan"), None)
+    result = learned.result
+    names = list(learned.candidates) or ["all"]
+    paired: dict[str, Paired] = {}
+    own = holdout_paired(result)
+    if own is not None:
+        paired[names[0]] = own
+    production_errors = result.get("holdout_production_errors")
+    for name, errors in zip(names[1:], result.get("holdout_horizon_errors") or [], strict=False):
+        if errors is not None:
+            paired[name] = Paired.of(errors, production_errors)
+    if not paired:
+        decision = Decision(False, "the challenger saw no clean rows", 0, float("nan"), None, horizon=names[0])
     else:
-        decision = decide_paired(paired, s.promotion_policy, s.promotion_margin, s.promotion_min_rows)
+        decision = decide_horizons(paired, s.promotion_policy, s.promotion_margin, s.promotion_min_rows)
+    learned.horizon = decision.horizon or names[0]
+    if learned.candidates:
+        learned.challenger = learned.candidates[learned.horizon]
     rec = ctx.record
+    rec.params.update(horizon=learned.horizon, horizons_compared=decision.compared)
+    if len(paired) > 1:
+        for name, p in paired.items():
+            rec.metric(f"holdout_mae_{name}", p.challenger_sum / p.n if p.n else None, step)
     rec.metric("holdout_mae_challenger", decision.challenger_mae, step)
     rec.metric("holdout_mae_production", decision.production_mae, step)
     rec.metric("promotion_z", decision.z, step)
@@ -216,15 +265,15 @@ def finalise(ctx: Context, run_id: str, learned: Learned, decision: Decision, w:
     """Logs the run's record in one batch and registers the challenger. Returns the new version."""
     ctx.record.send(ctx.registry.client, run_id)
     evaluated = str(learned.production_version.version) if learned.production_version is not None else "none"
-    version = ctx.registry.log_model_version(
-        run_id,
-        learned.challenger,
-        version_tags(
-            first_row=w, end_row=t, data_month=month, decision=decision.label, decision_reason=decision.reason,
-            evaluated_production=evaluated, parent_version=learned.parent_version or "none", result=learned.result,
-            feature_version=learned.challenger.feature_version,
-        ),
+    tags = version_tags(
+        first_row=w, end_row=t, data_month=month, decision=decision.label, decision_reason=decision.reason,
+        evaluated_production=evaluated, parent_version=learned.parent_version or "none", result=learned.result,
+        feature_version=learned.challenger.feature_version,
     )
+    tags["horizon"] = learned.horizon
+    ledger = learned.result.get("ledger")
+    version = ctx.registry.log_model_version(run_id, learned.challenger, tags,
+                                             ledger=ledger.to_bytes() if ledger is not None else None)
     return str(version.version)
 
 
@@ -310,7 +359,7 @@ def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
         frozen_mae=learned.result["frozen"]["mae"] if learned.result["frozen"] is not None else None,
         holdout_mae_challenger=decision.challenger_mae,
         holdout_mae_production=decision.production_mae,
-        decision=decision.label, reason=decision.reason, cleaned_rows=learned.result["cleaning"]["kept"],
+        decision=decision.label, reason=decision.reason, horizon=learned.horizon, cleaned_rows=learned.result["cleaning"]["kept"],
         rows_decoded=learned.result["rows"], learn_seconds=learned.seconds,
     )
     outcome.seconds = time.perf_counter() - started

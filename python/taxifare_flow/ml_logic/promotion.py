@@ -5,16 +5,22 @@ those of the challenger; promote when there are at least `min_rows` pairs, the m
 improvement exceeds `margin` (relative to production's MAE) and a one-sided paired z-test
 says it is not chance (z > 1.645, i.e. 5 %). `margin`: promote when the challenger's MAE beats
 production's by the relative margin. Without production, the challenger is promoted.
+
+Several challengers (horizons, `horizons.py`): the best on the holdout is tested, against a
+z that shares the 5 % among them (Bonferroni, `decide_horizons`).
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from statistics import NormalDist
 
 import numpy as np
 
 Z_95 = 1.645
+#: The one-sided level of the paired test, shared among the challengers compared.
+ALPHA = 0.05
 
 
 @dataclass(frozen=True)
@@ -26,6 +32,9 @@ class Decision:
     production_mae: float | None
     mean_improvement: float | None = None
     z: float | None = None
+    #: The horizon of the challenger decided on (`horizons.HORIZONS`), and how many were compared.
+    horizon: str | None = None
+    compared: int = 1
 
     @property
     def label(self) -> str:
@@ -69,8 +78,10 @@ def decide(
     return decide_paired(Paired.of(challenger_errors, production_errors), policy, margin, min_rows)
 
 
-def decide_paired(paired: Paired, policy: str = "paired", margin: float = 0.0, min_rows: int = 200) -> Decision:
-    """Decides on the sums of the per-row absolute errors of the two models."""
+def decide_paired(paired: Paired, policy: str = "paired", margin: float = 0.0, min_rows: int = 200,
+                  z_needed: float = Z_95) -> Decision:
+    """Decides on the sums of the per-row absolute errors of the two models; the paired test
+    asks for z > `z_needed`."""
     n = paired.n
     chal_mae = paired.challenger_sum / n if n else math.nan
     if paired.production_sum is None:
@@ -89,6 +100,28 @@ def decide_paired(paired: Paired, policy: str = "paired", margin: float = 0.0, m
     z = mean / (sd / math.sqrt(n)) if sd > 0 else (math.inf if mean > 0 else 0.0)
     if n < min_rows:
         return Decision(False, f"only {n} paired rows (< {min_rows})", n, chal_mae, prod_mae, mean, z)
-    ok = mean > needed and z > Z_95
-    why = f"mean improvement {mean:.4f} (needs > {needed:.4f}), z={z:.2f} (needs > {Z_95})"
+    ok = mean > needed and z > z_needed
+    why = f"mean improvement {mean:.4f} (needs > {needed:.4f}), z={z:.2f} (needs > {z_needed:.4g})"
     return Decision(ok, why, n, chal_mae, prod_mae, mean, z)
+
+
+def bonferroni_z(k: int) -> float:
+    """The one-sided z a challenger must beat when the best of `k` is tested: 5 % shared among
+    the `k` comparisons (Bonferroni), so that the chance of promoting a challenger that is no
+    better, whichever of the `k` it is, stays ≤ 5 %. One challenger: 1.645, as before."""
+    return Z_95 if k <= 1 else NormalDist().inv_cdf(1 - ALPHA / k)
+
+
+def decide_horizons(candidates: dict[str, Paired], policy: str = "paired", margin: float = 0.0,
+                    min_rows: int = 200) -> Decision:
+    """Decides between production and the best of several challengers (horizons), scored on
+    the same holdout rows. The best is the lowest holdout MAE (a tie goes to the first given:
+    the widest horizon); the paired test then asks it for z > `bonferroni_z(k)` over the `k`
+    challengers compared. Choosing on the holdout and testing on the same holdout is sound
+    under Bonferroni: the chosen one passes only if its own test at 5 %/k passes, and the chance
+    that any of the `k` tests passes by chance is at most 5 %."""
+    if not candidates:
+        raise ValueError("no challenger to decide on")
+    name = min(candidates, key=lambda n: candidates[n].challenger_sum)
+    decision = decide_paired(candidates[name], policy, margin, min_rows, z_needed=bonferroni_z(len(candidates)))
+    return replace(decision, horizon=name, compared=len(candidates))

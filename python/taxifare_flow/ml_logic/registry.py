@@ -114,14 +114,19 @@ class Registry:
                 raise RegistryError(f"model version {version.version} has no {KERNEL_FILE} artifact ({version.source})")
             return Model.from_bytes(found.read_bytes())
 
-    def log_model_version(self, run_id: str, model: Model, tags: dict[str, str]) -> ModelVersion:
-        """Saves the pyfunc model into the run's artifacts and registers it as a new version."""
+    def log_model_version(self, run_id: str, model: Model, tags: dict[str, str], ledger: bytes | None = None) -> ModelVersion:
+        """Saves the pyfunc model into the run's artifacts, with the ledger of the run's rows
+        when given (`ledger/ledger.bin`, in the same upload), and registers it as a new version."""
         import mlflow
+
+        from taxifare_flow.ml_logic.ledger import LEDGER_DIR, LEDGER_FILE, remember
 
         with tempfile.TemporaryDirectory() as tmp:
             kernel = Path(tmp) / KERNEL_FILE
             kernel.write_bytes(model.to_bytes())
-            model_dir = Path(tmp) / "model"
+            upload = Path(tmp) / "upload"
+            upload.mkdir()
+            model_dir = upload / "model"
             # The input is a DataFrame of raw rides in any column flavour: MLflow cannot infer a
             # signature from it and says so at WARNING on every save.
             pyfunc_log = logging.getLogger("mlflow.pyfunc")
@@ -138,7 +143,12 @@ class Registry:
                 pyfunc_log.setLevel(level)
             if self.settings.model_wheel:
                 pack_wheel(model_dir, Path(self.settings.model_wheel))
-            self.client.log_artifacts(run_id, str(model_dir), "model")
+            if ledger is not None:
+                (upload / LEDGER_DIR).mkdir()
+                (upload / LEDGER_DIR / LEDGER_FILE).write_bytes(ledger)
+            self.client.log_artifacts(run_id, str(upload))
+        if ledger is not None:
+            remember(self.settings, run_id, ledger)
         source = f"{self.client.get_run(run_id).info.artifact_uri}/model"
         self._ensure_registered_model()
         version = self.client.create_model_version(self.model_name, source=source, run_id=run_id, tags=tags)
