@@ -117,6 +117,7 @@ class Model:
     @property
     def last_month(self) -> str | None: ...
 
+@final
 class Ledger:
     """Per ride month, the sufficient statistics of the rows learnt (one feature version)."""
 
