@@ -22,7 +22,7 @@ from taxifare_flow.errors import DataValidationError
 from taxifare_flow.flow.lifecycle import run_lifecycle
 from taxifare_flow.ml_logic.horizons import HORIZONS, month_minus
 from taxifare_flow.ml_logic.ledger import LEDGER_ARTIFACT, cache_dir, lineage_ledger
-from taxifare_flow.ml_logic.promotion import Paired, bonferroni_z, decide_horizons
+from taxifare_flow.ml_logic.promotion import Paired, bonferroni_z, choose_horizon, decide_horizons
 from taxifare_flow.ml_logic.registry import open_registry
 from taxifare_flow.report import write_report
 from taxifare_flow.settings import load_settings
@@ -118,6 +118,24 @@ def test_the_best_of_several_is_tested_at_a_bonferroni_level() -> None:
     assert four.z is not None and 1.645 < four.z < bonferroni_z(4)
     assert not four.promote and "needs > 2.241" in four.reason
     assert bonferroni_z(1) == 1.645
+
+
+def test_a_narrower_horizon_must_beat_the_wider_one_to_be_chosen() -> None:
+    """A window whose holdout MAE is lower by chance is not put against production: the minimum
+    of noisy estimates would favour the windows (fewer rows, noisier) in a stable city."""
+    rng = np.random.default_rng(5)
+    production = rng.exponential(2.5, 300)
+    wide = rng.exponential(2.0, 300)
+    noise = rng.normal(0, 1.0, 300)
+    lucky = wide + (noise - noise.mean()) / noise.std(ddof=1) - 0.05  # z = 0.87: luck
+    assert lucky.sum() < wide.sum()
+    assert choose_horizon({"all": wide, "3m": lucky}, bonferroni_z(2)) == "all"
+    better = wide - 0.5 + rng.normal(0, 0.3, 300)
+    assert choose_horizon({"all": wide, "3m": lucky, "1m": better}, bonferroni_z(3)) == "1m"
+    errors = {"all": wide, "3m": lucky}
+    d = decide_horizons({k: Paired.of(v, production) for k, v in errors.items()}, errors=errors)
+    assert d.horizon == "all" and d.compared == 2
+    assert decide_horizons({k: Paired.of(v, production) for k, v in errors.items()}).horizon == "3m"  # sums only
 
 
 @pytest.mark.parametrize("scenario", ["unannounced"])

@@ -54,7 +54,9 @@ from taxifare_flow.settings import Settings
 from taxifare_flow.validation.step import validate_step
 
 if TYPE_CHECKING:
+    import numpy as np
     from mlflow.entities.model_registry import ModelVersion
+    from numpy.typing import NDArray
 
     from taxifare_flow.core_types import PassResult
 
@@ -235,17 +237,21 @@ def compare(ctx: Context, learned: Learned, step: int) -> Decision:
     result = learned.result
     names = list(learned.candidates) or ["all"]
     paired: dict[str, Paired] = {}
+    errors: dict[str, NDArray[np.float64]] = {}
     own = holdout_paired(result)
     if own is not None:
         paired[names[0]] = own
+        if result.get("holdout_challenger_errors") is not None:
+            errors[names[0]] = result["holdout_challenger_errors"]  # type: ignore[assignment]
     production_errors = result.get("holdout_production_errors")
-    for name, errors in zip(names[1:], result.get("holdout_horizon_errors") or [], strict=False):
-        if errors is not None:
-            paired[name] = Paired.of(errors, production_errors)
+    for name, horizon_errors in zip(names[1:], result.get("holdout_horizon_errors") or [], strict=False):
+        if horizon_errors is not None:
+            paired[name] = Paired.of(horizon_errors, production_errors)
+            errors[name] = horizon_errors
     if not paired:
         decision = Decision(False, "the challenger saw no clean rows", 0, float("nan"), None, horizon=names[0])
     else:
-        decision = decide_horizons(paired, s.promotion_policy, s.promotion_margin, s.promotion_min_rows)
+        decision = decide_horizons(paired, s.promotion_policy, s.promotion_margin, s.promotion_min_rows, errors)
     learned.horizon = decision.horizon or names[0]
     if learned.candidates:
         learned.challenger = learned.candidates[learned.horizon]
