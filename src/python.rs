@@ -23,6 +23,7 @@ use crate::kernel::cleaning::CleaningCounts;
 use crate::kernel::model::{Evaluation, Model, Settings};
 use crate::kernel::feature_set::{features_of_batches, FeatureSet};
 use crate::kernel::holdout::holdout_offset;
+use crate::kernel::ledger::{Ledger, Weighting};
 use crate::kernel::{codec, KernelError};
 use crate::source::layout::{self, Format};
 use crate::kernel::pass::{self, PassModels, PassResult};
@@ -160,6 +161,9 @@ fn pass_dict<'py>(py: Python<'py>, r: PassResult) -> PyResult<Bound<'py, PyDict>
     d.set_item("frozen", scores_dict(py, r.frozen)?)?;
     d.set_item("holdout_challenger_errors", r.holdout_challenger.map(|e| e.into_pyarray(py)))?;
     d.set_item("holdout_production_errors", r.holdout_production.map(|e| e.into_pyarray(py)))?;
+    let horizons: Vec<_> = r.holdout_horizons.into_iter().map(|e| e.map(|v| v.into_pyarray(py))).collect();
+    d.set_item("holdout_horizon_errors", horizons)?;
+    d.set_item("ledger", r.ledger.map(|inner| Py::new(py, PyLedger { inner })).transpose()?)?;
     d.set_item("lineage_hash", r.lineage_hash)?;
     d.set_item("profile", profile::profile_list(py, &r.profile)?)?;
     Ok(d)
@@ -173,15 +177,18 @@ fn run_pass<I>(
     challenger: &mut Model,
     production: Option<PyRef<'_, PyModel>>,
     frozen: Option<PyRef<'_, PyModel>>,
+    horizons: Option<Vec<PyRefMut<'_, PyModel>>>,
 ) -> PyResult<PassResult>
 where
     I: IntoIterator<Item = Result<arrow::array::RecordBatch, arrow::error::ArrowError>>,
 {
     let mut production = production.map(|m| m.inner.clone());
     let mut frozen = frozen.map(|m| m.inner.clone());
+    let mut horizons = horizons.unwrap_or_default();
+    let horizons: Vec<&mut Model> = horizons.iter_mut().map(|h| &mut h.inner).collect();
     Ok(py
         .detach(|| -> CoreResult<PassResult> {
-            let models = PassModels { challenger, production: production.as_mut(), frozen: frozen.as_mut() };
+            let models = PassModels { challenger, production: production.as_mut(), frozen: frozen.as_mut(), horizons };
             Ok(pass::lifecycle_pass(rows()?, holdout_offset, models)?)
         })
         .map_err(PyErr::from)?)
@@ -189,9 +196,11 @@ where
 
 /// One lifecycle's pass over Arrow rows `[w, t)` whose holdout starts `holdout_offset` rows in:
 /// production and frozen scored, the challenger trained (ending with all the rows), the
-/// holdout scored row by row, the rows hashed. Each row is read once.
+/// holdout scored row by row, the rows hashed, their ledger summed; `horizons` (other
+/// challengers of the challenger's feature version) are trained and scored as the challenger
+/// is. Each row is read once.
 #[pyfunction]
-#[pyo3(signature = (data, holdout_offset, challenger, production = None, frozen = None))]
+#[pyo3(signature = (data, holdout_offset, challenger, production = None, frozen = None, horizons = None))]
 fn lifecycle_pass<'py>(
     py: Python<'py>,
     data: AnyRecordBatch,
@@ -199,16 +208,17 @@ fn lifecycle_pass<'py>(
     mut challenger: PyRefMut<'py, PyModel>,
     production: Option<PyRef<'py, PyModel>>,
     frozen: Option<PyRef<'py, PyModel>>,
+    horizons: Option<Vec<PyRefMut<'py, PyModel>>>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let reader = Counted(data.into_reader()?);
-    let r = run_pass(py, move || Ok(reader), holdout_offset, &mut challenger.inner, production, frozen)?;
+    let r = run_pass(py, move || Ok(reader), holdout_offset, &mut challenger.inner, production, frozen, horizons)?;
     pass_dict(py, r)
 }
 
 /// `lifecycle_pass` over rows `[first_row, first_row + row_count)` of a local source, read in
 /// Rust; the holdout starts at row `holdout_start`.
 #[pyfunction]
-#[pyo3(signature = (source_dir, first_row, row_count, holdout_start, challenger, production = None, frozen = None, batch_rows = crate::schema::BATCH_ROWS))]
+#[pyo3(signature = (source_dir, first_row, row_count, holdout_start, challenger, production = None, frozen = None, horizons = None, batch_rows = crate::schema::BATCH_ROWS))]
 #[allow(clippy::too_many_arguments)]
 fn lifecycle_pass_source<'py>(
     py: Python<'py>,
@@ -219,11 +229,12 @@ fn lifecycle_pass_source<'py>(
     mut challenger: PyRefMut<'py, PyModel>,
     production: Option<PyRef<'py, PyModel>>,
     frozen: Option<PyRef<'py, PyModel>>,
+    horizons: Option<Vec<PyRefMut<'py, PyModel>>>,
     batch_rows: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
     let offset = holdout_offset(first_row, first_row + row_count, holdout_start).map_err(|e| CoreError::Invalid(e.to_string()))?;
     let rows = move || source_rows(&source_dir, first_row, Some(row_count), batch_rows);
-    let r = run_pass(py, rows, offset, &mut challenger.inner, production, frozen)?;
+    let r = run_pass(py, rows, offset, &mut challenger.inner, production, frozen, horizons)?;
     pass_dict(py, r)
 }
 
@@ -451,6 +462,107 @@ impl PyModel {
     #[getter]
     fn last_month(&self) -> Option<String> {
         self.inner.last_month.map(|m| Month::from_index(m).to_string())
+    }
+}
+
+/// Per ride month, the sufficient statistics of the rows learnt (one feature version): a model
+/// is a weighted sum over it (`compose`).
+#[pyclass(name = "Ledger", module = "taxifare_flow._core")]
+pub struct PyLedger {
+    inner: Ledger,
+}
+
+#[pymethods]
+impl PyLedger {
+    #[new]
+    #[pyo3(signature = (feature_version = FeatureSet::DEFAULT.version()))]
+    fn new(feature_version: u16) -> PyResult<Self> {
+        Ok(Self { inner: Ledger::new(FeatureSet::from_version(feature_version).map_err(CoreError::from)?) })
+    }
+
+    /// The ledger of raw ride rows, cleaned as for training (one cleaning state).
+    #[staticmethod]
+    #[pyo3(signature = (data, feature_version = FeatureSet::DEFAULT.version()))]
+    fn of_rows(py: Python<'_>, data: AnyRecordBatch, feature_version: u16) -> PyResult<Self> {
+        let set = FeatureSet::from_version(feature_version).map_err(CoreError::from)?;
+        let reader = Counted(data.into_reader()?);
+        let (inner, _) = py.detach(|| Ledger::of_rows(set, reader)).map_err(CoreError::from)?;
+        Ok(Self { inner })
+    }
+
+    /// The ledger of rows `[first_row, first_row + row_count)` of a local source, read in Rust.
+    #[staticmethod]
+    #[pyo3(signature = (source_dir, first_row, row_count, feature_version = FeatureSet::DEFAULT.version()))]
+    fn of_source(py: Python<'_>, source_dir: PathBuf, first_row: u64, row_count: u64, feature_version: u16) -> PyResult<Self> {
+        let set = FeatureSet::from_version(feature_version).map_err(CoreError::from)?;
+        let inner = py
+            .detach(|| -> CoreResult<Ledger> {
+                let r = source_rows(&source_dir, first_row, Some(row_count), crate::schema::BATCH_ROWS)?;
+                Ok(Ledger::of_rows(set, r)?.0)
+            })
+            .map_err(PyErr::from)?;
+        Ok(Self { inner })
+    }
+
+    /// Adds a ledger of other rows (same feature version).
+    fn merge(&mut self, other: PyRef<'_, PyLedger>) -> PyResult<()> {
+        Ok(self.inner.merge(&other.inner).map_err(CoreError::from)?)
+    }
+
+    /// `(month, weight of its rows)` per month, oldest first.
+    fn rows(&self) -> Vec<(String, f64)> {
+        self.inner.months().map(|(m, s)| (Month::from_index(m).to_string(), s.n())).collect()
+    }
+
+    /// The model of a weighting, its clock at `clock` (default: the newest month): every
+    /// month at weight 1 (`half_life_months` inf, the exact model), `0.5^(age/half_life)` (the
+    /// forgetting model), or weight 1 from month `since` on (a window; exact).
+    #[pyo3(signature = (ridge_alpha = 1e-3, half_life_months = f64::INFINITY, since = None, clock = None))]
+    fn compose(&self, ridge_alpha: f64, half_life_months: f64, since: Option<&str>, clock: Option<&str>) -> PyResult<PyModel> {
+        let weighting = match since {
+            Some(_) if half_life_months.is_finite() => {
+                return Err(CoreError::Invalid("a window (since) is exact: give no half-life with it".into()).into())
+            }
+            Some(s) => Weighting::Since(month(s)?.index()),
+            None => Weighting::HalfLife(half_life_months),
+        };
+        let clock = clock.map(month).transpose()?.map(Month::index);
+        Ok(PyModel { inner: self.inner.compose(ridge_alpha, weighting, clock).map_err(CoreError::from)? })
+    }
+
+    /// Where this ledger and another differ beyond `tolerance` (relative), in words; `None`
+    /// when they agree.
+    #[pyo3(signature = (other, tolerance = 1e-9))]
+    fn mismatch(&self, other: PyRef<'_, PyLedger>, tolerance: f64) -> Option<String> {
+        self.inner.mismatch(&other.inner, tolerance)
+    }
+
+    /// The versioned, checksummed byte form.
+    fn to_bytes<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.to_bytes())
+    }
+
+    /// Loads bytes written by `to_bytes`.
+    #[staticmethod]
+    fn from_bytes(data: &[u8]) -> PyResult<Self> {
+        Ok(Self { inner: Ledger::from_bytes(data).map_err(CoreError::from)? })
+    }
+
+    /// A deep copy.
+    fn copy(&self) -> Self {
+        Self { inner: self.inner.clone() }
+    }
+
+    /// Feature-set version.
+    #[getter]
+    fn feature_version(&self) -> u16 {
+        self.inner.feature_set().version()
+    }
+
+    /// Newest month, as `YYYY-MM`.
+    #[getter]
+    fn last_month(&self) -> Option<String> {
+        self.inner.last_month().map(|m| Month::from_index(m).to_string())
     }
 }
 
@@ -695,7 +807,7 @@ mod _core {
     use super::{
         append_month, compute_features, generate_history, generate_month, get_latest_trained_row, hash_rows, hash_source_rows,
         import_kaggle_csv, lifecycle_pass, lifecycle_pass_source, mask_dsn, read_rows, ride_schema, row_count,
-        rows_decoded, source_files, source_problems, source_schema, version, PyModel,
+        rows_decoded, source_files, source_problems, source_schema, version, PyLedger, PyModel,
     };
 
     #[pymodule_export]

@@ -135,7 +135,25 @@ def _head_problems(registry: Registry, watermark: int) -> list[str]:
             + (where or ": its version was deleted, or MLFLOW_MODEL_NAME changed since it was registered")]
 
 
-def _lineage_problems(source: DataSource, registry: Registry) -> list[str]:
+def _ledger_problems(settings: Settings, source: DataSource, registry: Registry, run_id: str, first: int,
+                     count: int) -> list[str]:
+    """A run whose rows match its lineage hash: its ledger (if it kept one) rebuilt from those
+    rows must be the one it logged (`ml_logic.ledger`)."""
+    from taxifare_flow.ml_logic.ledger import run_ledger
+
+    stored = run_ledger(settings, registry, run_id)
+    if stored is None:
+        return []
+    rebuilt = source.ledger(first, count, stored.feature_version)
+    if rebuilt is None:
+        return []
+    differs = rebuilt.mismatch(stored)
+    if differs is None:
+        return []
+    return [f"the ledger of run {run_id} (rows {first}..{first + count}) is not the ledger of those rows: {differs}"]
+
+
+def _lineage_problems(settings: Settings, source: DataSource, registry: Registry) -> list[str]:
     from taxifare_flow.flow.unlearn import UNLEARN
 
     problems = []
@@ -156,6 +174,8 @@ def _lineage_problems(source: DataSource, registry: Registry) -> list[str]:
                 continue
             if not same:
                 problems.append(f"rows {first}..{first + count} of the source differ from those run {run.info.run_id} trained on")
+            else:
+                problems += _ledger_problems(settings, source, registry, run.info.run_id, first, count)
     return problems
 
 
@@ -240,7 +260,8 @@ def check(settings: Settings, deep: bool = False, repair_state: bool = False) ->
             Finding("unlearnt rows were trained, each unlearnt once, and the lineage head holds none",
                     _unlearn_problems(registry, watermark)),
             _refusal_finding(registry, watermark),
-        ] + ([Finding("each run's lineage hash matches the source rows", _lineage_problems(source, registry))]
+        ] + ([Finding("each run's lineage hash matches the source rows, and its ledger those rows' statistics",
+                      _lineage_problems(settings, source, registry))]
              if deep and rows is not None and rows >= watermark else [])
 
     try:

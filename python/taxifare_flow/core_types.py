@@ -10,6 +10,8 @@ if TYPE_CHECKING:
     import numpy as np
     from numpy.typing import NDArray
 
+    from taxifare_flow._core import Ledger
+
 
 @runtime_checkable
 class ArrowArray(Protocol):
@@ -134,6 +136,11 @@ class PassResult(PassCounts):
     #: `[w, h)`; `None` when that left it without rows) and production's.
     holdout_challenger_errors: NotRequired[NDArray[np.float64] | None]
     holdout_production_errors: NotRequired[NDArray[np.float64] | None]
+    #: The other challengers' (horizons') errors on the same rows, in the order given (`None`
+    #: for one without rows before the holdout); local passes only.
+    holdout_horizon_errors: NotRequired[list[NDArray[np.float64] | None]]
+    #: The statistics of the clean rows of `[w, t)` per ride month; local passes only.
+    ledger: NotRequired[Ledger | None]
     #: The same comparison as sums (`promotion.Paired`), when the pass ran in the warehouse.
     holdout_paired: NotRequired[HoldoutSums | None]
     #: Numbers that came back from the warehouse, and the bytes its dry runs announced

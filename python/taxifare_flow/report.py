@@ -19,7 +19,7 @@ from taxifare_flow.settings import Settings
 
 COLUMNS = [
     "month", "first_row", "end_row", "row_count", "cleaned_row_count", "prequential_mae", "frozen_mae",
-    "holdout_mae_challenger", "holdout_mae_production", "decision", "noise_floor_mae", "version",
+    "holdout_mae_challenger", "holdout_mae_production", "decision", "horizon", "noise_floor_mae", "version",
     "validation", "validation_max_ks", "validation_drop_rate",
 ]
 RATE_CHANGE_MONTH = "2012-09"
@@ -38,6 +38,8 @@ class ReportRow(TypedDict):
     holdout_mae_challenger: float | None
     holdout_mae_production: float | None
     decision: str
+    #: The horizon of the challenger registered (`horizons.HORIZONS`); empty before horizons.
+    horizon: str
     noise_floor_mae: float | None
     version: str
     #: The data-validation gate: passed, accepted (trained though refused), refused (not
@@ -81,7 +83,7 @@ def collect(settings: Settings) -> list[ReportRow]:
             "prequential_mae": m.get("prequential_mae"), "frozen_mae": m.get("frozen_mae"),
             "holdout_mae_challenger": m.get("holdout_mae_challenger"),
             "holdout_mae_production": m.get("holdout_mae_production"),
-            "decision": r.data.tags.get("decision", ""), "noise_floor_mae": floor.get(month),
+            "decision": r.data.tags.get("decision", ""), "horizon": p.get("horizon", ""), "noise_floor_mae": floor.get(month),
             "version": versions.get(r.info.run_id, ""),
             "validation": r.data.tags.get("validation", ""),
             "validation_max_ks": m.get("validation_max_ks"), "validation_drop_rate": m.get("validation_drop_rate"),
@@ -99,7 +101,7 @@ def collect(settings: Settings) -> list[ReportRow]:
         rows.append({
             "month": p.get("data_month", ""), "first_row": first, "end_row": first + count, "row_count": count,
             "cleaned_row_count": 0, "prequential_mae": None, "frozen_mae": None, "holdout_mae_challenger": None,
-            "holdout_mae_production": None, "decision": "refused", "noise_floor_mae": None, "version": "",
+            "holdout_mae_production": None, "decision": "refused", "horizon": "", "noise_floor_mae": None, "version": "",
             "validation": "refused", "validation_max_ks": m.get("validation_max_ks"),
             "validation_drop_rate": m.get("validation_drop_rate"),
         })

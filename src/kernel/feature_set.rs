@@ -205,7 +205,7 @@ mod tests {
         let r = lifecycle_pass(
             new.iter().cloned().map(Ok),
             3400,
-            PassModels { challenger: &mut challenger, production: Some(&mut p), frozen: Some(&mut f) },
+            PassModels { challenger: &mut challenger, production: Some(&mut p), frozen: Some(&mut f), horizons: Vec::new() },
         )
         .unwrap();
         let ev = production.evaluate(new.iter().cloned().map(Ok), false).unwrap();

@@ -8,6 +8,7 @@ pub mod feature_set;
 pub mod features;
 pub mod features_v2;
 pub mod holdout;
+pub mod ledger;
 pub mod metrics;
 pub mod model;
 pub(crate) mod parallel;

@@ -6,10 +6,14 @@
 //!   feature rows, kept sparse, to score the challenger once `[w, h)` is in,
 //! - the lineage hash of the raw rows, on its own thread.
 //!
-//! Then the challenger is scored on the kept holdout rows and the holdout's statistics are
-//! merged in, so the challenger ends trained on exactly `[w, t)` — the same model as one
-//! `partial_fit` of `[w, t)` (up to summation order), with one cleaning state across the range.
+//! The rows are summed per ride month, once: those sums are the new rows' [`Ledger`] (what the
+//! training run keeps), and every challenger — the lineage's own and the other horizons the
+//! lifecycle composed from the ledger — is given them. Each is given `[w, h)`'s sums, scored on
+//! the kept holdout rows, then given `[h, t)`'s, so it ends trained on exactly `[w, t)` — the
+//! same model as one `partial_fit` of `[w, t)` (up to summation order), with one cleaning state
+//! across the range.
 
+use std::collections::BTreeMap;
 use std::sync::mpsc;
 
 use arrow::array::{Float64Array, RecordBatch};
@@ -18,13 +22,15 @@ use arrow::error::ArrowError;
 use super::cleaning::CleaningCounts;
 use super::columns::RideColumns;
 use super::feature_set::FeatureSet;
+use super::ledger::Ledger;
 use super::metrics::Metrics;
 use super::model::Model;
 use super::parallel::on_cores;
 use super::pipeline;
 use super::profile::{Profile, Profiler};
-use super::stats::{Coefficients, SparseRows};
+use super::stats::{Coefficients, SparseRows, Stats};
 use super::KernelError;
+use crate::calendar::month_index_of;
 use crate::lineage;
 
 /// The models of one lifecycle.
@@ -35,6 +41,9 @@ pub struct PassModels<'a> {
     pub production: Option<&'a mut Model>,
     /// Scored on `[w, t)` (the never-retrained baseline).
     pub frozen: Option<&'a mut Model>,
+    /// Other challengers of the challenger's feature version (other horizons), treated as the
+    /// challenger is: given `[w, h)`, scored on the holdout, then given `[h, t)`.
+    pub horizons: Vec<&'a mut Model>,
 }
 
 /// What one pass found.
@@ -57,6 +66,11 @@ pub struct PassResult {
     pub holdout_challenger: Option<Vec<f64>>,
     /// Production's absolute errors on the same rows.
     pub holdout_production: Option<Vec<f64>>,
+    /// Each horizon's absolute errors on the same rows (`None` for one without rows before
+    /// the holdout), in the order given.
+    pub holdout_horizons: Vec<Option<Vec<f64>>>,
+    /// The statistics of the clean rows of `[w, t)` per ride month: what the run learnt.
+    pub ledger: Option<Ledger>,
     /// The lineage hash of the raw rows (as [`lineage::hash_rows`]).
     pub lineage_hash: String,
     /// The data-validation statistics of `[w, t)` per ride month, from the same cleaning.
@@ -193,18 +207,33 @@ struct Totals {
     production_errors: Vec<f64>,
 }
 
-/// Adds clean rows `rows` of a batch to `model`, on every core, in segments within which no
-/// weight decays (a newer month under forgetting starts a segment).
-fn feed(model: &mut Model, cols: &RideColumns, fares: &Float64Array, rows: &[usize], refs: &Refs, holdout: bool, totals: &mut Totals) {
-    model.in_runs(cols, rows, |model, run| {
-        for mut part in on_cores(run, |chunk| work(cols, fares, chunk, refs, holdout)) {
-            model.absorb(&mut part.acc);
+/// Sums the clean rows `rows` of a batch into the statistics of their ride month, on every
+/// core (a batch holds few months: each run of rows of one month is shared by the cores).
+fn feed(sums: &mut BTreeMap<i32, Stats>, cols: &RideColumns, fares: &Float64Array, rows: &[usize], refs: &Refs, holdout: bool, totals: &mut Totals) {
+    let p = refs.sets[0].p();
+    let mut start = 0;
+    while start < rows.len() {
+        let month = month_index_of(cols.ts[rows[start]]);
+        let end = rows[start..].iter().position(|&i| month_index_of(cols.ts[i]) != month).map_or(rows.len(), |q| start + q);
+        let stats = sums.entry(month).or_insert_with(|| Stats::new(p));
+        for mut part in on_cores(&rows[start..end], |chunk| work(cols, fares, chunk, refs, holdout)) {
+            stats.absorb(&mut part.acc);
             totals.production.merge(&part.production);
             totals.frozen.merge(&part.frozen);
             totals.kept.append(part.kept);
             totals.production_errors.extend(part.production_errors);
         }
-    });
+        start = end;
+    }
+}
+
+/// Gives a model the month sums, oldest month first (its clock moves to each month before,
+/// as if the rows had been added in ride-time order).
+fn give(model: &mut Model, sums: &BTreeMap<i32, Stats>) -> Result<(), KernelError> {
+    for (&month, stats) in sums {
+        model.add_stats(month, stats)?;
+    }
+    Ok(())
 }
 
 /// Runs the pass over a raw stream of `[w, t)` whose holdout starts `holdout_offset` rows in.
@@ -220,10 +249,16 @@ pub(crate) fn pass_with<I>(batches: I, holdout_offset: u64, models: PassModels<'
 where
     I: IntoIterator<Item = Result<RecordBatch, ArrowError>>,
 {
-    let PassModels { challenger, production, frozen } = models;
+    let PassModels { challenger, production, frozen, mut horizons } = models;
+    if let Some(h) = horizons.iter().find(|h| h.feature_set != challenger.feature_set) {
+        return Err(KernelError::Incompatible(format!(
+            "a horizon of feature version {} beside a challenger of feature version {}",
+            h.feature_version(),
+            challenger.feature_version()
+        )));
+    }
     let refs = Refs::new(challenger.feature_set, production, frozen)?;
-    // Same version as the challenger: it is merged into it at the end.
-    let mut holdout_model = Model::with_features(challenger.settings, challenger.feature_set)?;
+    let (mut train_sums, mut hold_sums) = (BTreeMap::new(), BTreeMap::new());
     let mut totals = Totals::default();
     let mut result = PassResult::default();
     let (tx, rx) = mpsc::sync_channel::<RecordBatch>(4);
@@ -238,8 +273,8 @@ where
             let (train, hold) = c.kept.split_at(split);
             *train_kept += train.len() as u64;
             *holdout_kept += hold.len() as u64;
-            feed(challenger, &c.cols, &c.fares, train, &refs, false, &mut totals);
-            feed(&mut holdout_model, &c.cols, &c.fares, hold, &refs, true, &mut totals);
+            feed(&mut train_sums, &c.cols, &c.fares, train, &refs, false, &mut totals);
+            feed(&mut hold_sums, &c.cols, &c.fares, hold, &refs, true, &mut totals);
             Ok(())
         }, profile.then(Profiler::default));
         drop(tx);
@@ -258,11 +293,22 @@ where
     if refs.frozen.is_some() {
         result.frozen = Some(totals.frozen);
     }
-    if challenger.n_rows() > 0.0 {
-        let c = challenger.coefficients()?;
-        result.holdout_challenger = Some(totals.kept.abs_errors(c));
+    let scored = |model: &mut Model| -> Result<Option<Vec<f64>>, KernelError> {
+        give(model, &train_sums)?;
+        let errors = if model.n_rows() > 0.0 { Some(totals.kept.abs_errors(model.coefficients()?)) } else { None };
+        give(model, &hold_sums)?;
+        Ok(errors)
+    };
+    result.holdout_challenger = scored(challenger)?;
+    for h in &mut horizons {
+        let errors = scored(h)?;
+        result.holdout_horizons.push(errors);
     }
-    challenger.merge(&holdout_model)?;
+    let mut ledger = Ledger::new(challenger.feature_set);
+    for (month, stats) in train_sums.iter().chain(&hold_sums) {
+        ledger.add(*month, stats)?;
+    }
+    result.ledger = Some(ledger);
     Ok(result)
 }
 
@@ -302,7 +348,7 @@ mod tests {
         let r = lifecycle_pass(
             ok(&new),
             h,
-            PassModels { challenger: &mut challenger, production: Some(&mut p), frozen: Some(&mut fz) },
+            PassModels { challenger: &mut challenger, production: Some(&mut p), frozen: Some(&mut fz), horizons: Vec::new() },
         )
         .unwrap();
 
@@ -371,13 +417,13 @@ mod tests {
     fn a_first_lifecycle_has_no_reference_and_an_empty_head() {
         let mut challenger = Model::new(Settings::default()).unwrap();
         let new = rows(&["2010-01"], 2000);
-        let r = lifecycle_pass(new, 1700, PassModels { challenger: &mut challenger, production: None, frozen: None }).unwrap();
+        let r = lifecycle_pass(new, 1700, PassModels { challenger: &mut challenger, production: None, frozen: None, horizons: Vec::new() }).unwrap();
         assert!(r.production.is_none() && r.holdout_production.is_none() && r.frozen.is_none());
         assert!(r.holdout_challenger.as_ref().is_some_and(|e| e.len() as u64 == r.holdout_kept && !e.is_empty()));
         assert!(close(challenger.n_rows(), r.counts.kept as f64, 0.0));
         // Nothing before the holdout: the challenger cannot be scored.
         let mut empty = Model::new(Settings::default()).unwrap();
-        let r = lifecycle_pass(rows(&["2010-01"], 100), 0, PassModels { challenger: &mut empty, production: None, frozen: None }).unwrap();
+        let r = lifecycle_pass(rows(&["2010-01"], 100), 0, PassModels { challenger: &mut empty, production: None, frozen: None, horizons: Vec::new() }).unwrap();
         assert!(r.holdout_challenger.is_none());
         assert_eq!(r.train_kept, 0);
     }
@@ -387,7 +433,43 @@ mod tests {
         let mut challenger = Model::new(Settings::default()).unwrap();
         let mut new = rows(&["2010-01"], 500);
         new.push(Err(ArrowError::ComputeError("disk gone".into())));
-        let err = lifecycle_pass(new, 400, PassModels { challenger: &mut challenger, production: None, frozen: None }).unwrap_err();
+        let err = lifecycle_pass(new, 400, PassModels { challenger: &mut challenger, production: None, frozen: None, horizons: Vec::new() }).unwrap_err();
         assert!(err.to_string().contains("disk gone"), "{err}");
+    }
+
+    /// A horizon is treated as the challenger is: a copy of the challenger given as a horizon
+    /// ends equal to it with the same holdout errors, an empty one learns `[w, t)` only; the
+    /// pass's ledger is the ledger of the rows, rebuilt from them.
+    #[test]
+    fn horizons_are_scored_like_the_challenger_and_the_ledger_is_the_rows() {
+        use crate::kernel::ledger::Weighting;
+        let new: Vec<RecordBatch> = rows(&["2012-03", "2012-04"], 4000).into_iter().map(Result::unwrap).collect();
+        let mut base = Model::new(Settings::default()).unwrap();
+        base.partial_fit(rows(&["2012-01"], 3000)).unwrap();
+        let (mut challenger, mut same) = (base.clone(), base.clone());
+        let mut fresh = Model::new(Settings::default()).unwrap();
+        let horizons = vec![&mut same, &mut fresh];
+        let r = lifecycle_pass(ok(&new), 6000, PassModels { challenger: &mut challenger, production: None, frozen: None, horizons }).unwrap();
+        assert_eq!(r.holdout_horizons.len(), 2);
+        assert_eq!(r.holdout_horizons[0], r.holdout_challenger);
+        assert_eq!(same.stats(), challenger.stats());
+        let (rebuilt, counts) = Ledger::of_rows(FeatureSet::DEFAULT, ok(&new)).unwrap();
+        assert_eq!(counts, r.counts);
+        let ledger = r.ledger.unwrap();
+        assert_eq!(ledger.months().count(), 2);
+        assert_eq!(ledger.mismatch(&rebuilt, 1e-9), None);
+        let only_new = rebuilt.compose(Settings::default().ridge_alpha, Weighting::HalfLife(f64::INFINITY), None).unwrap();
+        let (a, b) = (fresh.coefficients().unwrap().clone(), only_new.clone().coefficients().unwrap().clone());
+        for (x, y) in a.beta.iter().zip(&b.beta) {
+            assert!(close(*x, *y, 1e-9), "{x} vs {y}");
+        }
+        let errors = r.holdout_horizons[1].as_ref().unwrap();
+        assert_eq!(errors.len() as u64, r.holdout_kept);
+        assert_ne!(Some(errors), r.holdout_challenger.as_ref());
+        // A horizon of another feature version is refused.
+        let mut v1 = Model::with_features(Settings::default(), FeatureSet::V1).unwrap();
+        let mut c = base.clone();
+        let err = lifecycle_pass(ok(&new), 6000, PassModels { challenger: &mut c, production: None, frozen: None, horizons: vec![&mut v1] });
+        assert!(err.unwrap_err().to_string().contains("feature version 1"));
     }
 }

@@ -432,7 +432,7 @@ mod tests {
                     _ => {
                         let t = process_ticks();
                         let mut m = Model::new(Settings::default()).unwrap();
-                        let models = PassModels { challenger: &mut m, production: None, frozen: None };
+                        let models = PassModels { challenger: &mut m, production: None, frozen: None, horizons: Vec::new() };
                         std::hint::black_box(pass_with(all.iter().cloned().map(Ok), h, models, k == 3).unwrap());
                         *total += (process_ticks() - t) * 1e7; // 100 ticks a second
                     }

@@ -6,6 +6,7 @@ lifecycle see a `DataSource`.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal, Protocol
 
@@ -91,9 +92,17 @@ class DataSource(Protocol):
         ...
 
     def learn(self, first_row: int, row_count: int, holdout_start: int, challenger: _core.Model,
-              production: _core.Model | None, frozen: _core.Model | None) -> PassResult:
+              production: _core.Model | None, frozen: _core.Model | None,
+              horizons: Sequence[_core.Model] = ()) -> PassResult:
         """One lifecycle's pass over `[first_row, first_row + row_count)`, reading each row once
-        (`_core.lifecycle_pass`): `challenger` ends trained on the whole range."""
+        (`_core.lifecycle_pass`): `challenger` (and each of `horizons`) ends trained on the whole
+        range; the result holds the rows' ledger. The warehouse pass trains `challenger` only
+        and keeps no ledger."""
+        ...
+
+    def ledger(self, first_row: int, row_count: int, feature_version: int) -> _core.Ledger | None:
+        """The ledger of rows `[first_row, first_row + row_count)`, rebuilt from the rows
+        (`check --deep`); `None` where the source cannot rebuild one."""
         ...
 
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar, cast
@@ -347,11 +347,17 @@ class BigQuerySource:
         return _core.hash_rows(self._read(first_row, first_row + row_count))
 
     def learn(self, first_row: int, row_count: int, holdout_start: int, challenger: _core.Model,
-              production: _core.Model | None, frozen: _core.Model | None) -> PassResult:
+              production: _core.Model | None, frozen: _core.Model | None,
+              horizons: Sequence[_core.Model] = ()) -> PassResult:
         if self.settings.bq_compute == "warehouse":
+            # The warehouse sums the challenger's statistics in SQL, not per month: no ledger
+            # and no horizons there yet (docs/architecture.md, "The ledger").
             return self._learn_in_warehouse(first_row, first_row + row_count, holdout_start, challenger, production, frozen)
         table = self._read(first_row, first_row + row_count)
-        return _core.lifecycle_pass(table, holdout_start - first_row, challenger, production, frozen)
+        return _core.lifecycle_pass(table, holdout_start - first_row, challenger, production, frozen, list(horizons))
+
+    def ledger(self, first_row: int, row_count: int, feature_version: int) -> _core.Ledger | None:
+        return _core.Ledger.of_rows(self._read(first_row, first_row + row_count), feature_version)
 
     def _learn_in_warehouse(self, w: int, t: int, h: int, challenger: _core.Model, production: _core.Model | None,
                             frozen: _core.Model | None) -> PassResult:

@@ -7,6 +7,7 @@ orchestrates the data-engineer commands around it.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from taxifare_flow import _core
@@ -108,5 +109,10 @@ class LocalSource:
         return _core.hash_source_rows(self.dir, first_row, row_count)
 
     def learn(self, first_row: int, row_count: int, holdout_start: int, challenger: _core.Model,
-              production: _core.Model | None, frozen: _core.Model | None) -> PassResult:
-        return _core.lifecycle_pass_source(self.dir, first_row, row_count, holdout_start, challenger, production, frozen)
+              production: _core.Model | None, frozen: _core.Model | None,
+              horizons: Sequence[_core.Model] = ()) -> PassResult:
+        return _core.lifecycle_pass_source(self.dir, first_row, row_count, holdout_start, challenger, production, frozen,
+                                           list(horizons))
+
+    def ledger(self, first_row: int, row_count: int, feature_version: int) -> _core.Ledger | None:
+        return _core.Ledger.of_source(self.dir, first_row, row_count, feature_version)

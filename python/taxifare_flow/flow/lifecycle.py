@@ -10,6 +10,14 @@ scores it and production row by row on the holdout `[h, t)`, hashes the rows for
 leaves the challenger trained on all of `[w, t)`. MLflow gets the run's params, metrics and
 tags in two batches (`log_batch`): when the run starts, and when it is finalised.
 
+Horizons (issue 22): the challengers are composed from the lineage's ledger (`ml_logic.ledger`,
+`ml_logic.horizons`): all history as the lineage weighs it, and the last 12, 3 and 1 months;
+the pass gives each the new month's statistics, computed once, and scores each on the holdout;
+`compare` tests the best of them against production (`promotion.decide_horizons`), and the
+chosen one is the version registered (param and tag `horizon`). The run keeps the ledger of
+its rows (`ledger/ledger.bin`, logged with the model). A lineage whose ledger is incomplete
+(trained before the ledger, or in the warehouse) continues its head alone, as before.
+
 Crash safety: the MLflow run is created RUNNING and only marked FINISHED after its model
 version is registered, so the watermark (FINISHED runs only) never moves past rows whose model
 was not saved. Aliases move after the run finished, by `Registry.reconcile_aliases`, which
@@ -36,8 +44,10 @@ from taxifare_flow.data import DataSource, open_source
 from taxifare_flow.errors import IntegrityError, RegistryError, SourceBehindError
 from taxifare_flow.flow.lock import lifecycle_lock
 from taxifare_flow.flow.training_run import RunRecord, run_params, training_run, version_tags
+from taxifare_flow.ml_logic import horizons
+from taxifare_flow.ml_logic.ledger import lineage_ledger
 from taxifare_flow.ml_logic.lineage import HISTORY_TAG, assert_lineage
-from taxifare_flow.ml_logic.promotion import Decision, Paired, decide_paired
+from taxifare_flow.ml_logic.promotion import Decision, Paired, decide_horizons
 from taxifare_flow.ml_logic.registry import (PRODUCTION, PROMOTED_AT, Registry, assert_experiment_active, now_utc,
                                              open_registry)
 from taxifare_flow.ml_logic.watermark import get_latest_trained_row
@@ -47,7 +57,9 @@ from taxifare_flow.validation import ledger
 from taxifare_flow.validation.step import validate_step
 
 if TYPE_CHECKING:
+    import numpy as np
     from mlflow.entities.model_registry import ModelVersion
+    from numpy.typing import NDArray
 
     from taxifare_flow.core_types import PassResult
 
@@ -62,6 +74,11 @@ def month_step(month: str | None) -> int:
         return 0
     year, m = month.split("-")
     return (int(year) - 2009) * 12 + int(m) - 1
+
+
+def step_month(step: int) -> str:
+    """The month of a `month_step`."""
+    return f"{2009 + step // 12:04d}-{step % 12 + 1:02d}"
 
 
 @dataclass
@@ -81,6 +98,8 @@ class Outcome:
     holdout_mae_production: float | None = None
     decision: str | None = None
     reason: str | None = None
+    #: The horizon of the version registered (`horizons.HORIZONS`).
+    horizon: str | None = None
     #: Clean rows of `[first_row, end_row)`: what the new version learnt (as MLflow's `cleaned_row_count`).
     cleaned_rows: int = 0
     #: Rows the pass read (each row of the range once).
@@ -115,12 +134,15 @@ class Context:
 class Learned:
     """What the one pass over `[w, t)` gave."""
 
-    challenger: Model  # trained on all of [w, t)
+    challenger: Model  # trained on all of [w, t); after `compare`, the chosen horizon's
     parent_version: str | None
     production_version: ModelVersion | None
     holdout_start: int
     result: PassResult
     seconds: float
+    #: Every challenger by horizon, the lineage's own (`all`, or the head alone) first.
+    candidates: dict[str, Model] = field(default_factory=dict)
+    horizon: str = "all"
 
     @property
     def prequential_mae(self) -> float | None:
@@ -174,13 +196,12 @@ def learn(ctx: Context, w: int, t: int, step: int) -> Learned:
     if w > 0 and head is None:
         raise RegistryError(f"no valid model version ends at row {w} (its run is FINISHED but the version is missing): "
                             "cannot continue the lineage; run `taxifare check`")
-    # The lineage keeps the head's feature version (`taxifare backfill` moves it); a new
-    # lineage starts with FEATURE_VERSION.
-    challenger = (ctx.kernel(head) if head is not None
-                  else Model(s.ridge_alpha, s.half_life_months, feature_version=s.feature_version))
+    candidates = challengers(ctx, head, step_month(step))
+    challenger, *others = candidates.values()
     h = t - int((t - w) * s.holdout_fraction)
     started = time.perf_counter()
-    result = ctx.source.learn(w, t - w, h, challenger.core, _scored(ctx, production), _scored(ctx, root))
+    result = ctx.source.learn(w, t - w, h, challenger.core, _scored(ctx, production), _scored(ctx, root),
+                              horizons=[m.core for m in others])
     seconds = time.perf_counter() - started
     rec = ctx.record
     rec.params.update(parent_version=str(head.version) if head is not None else "none", holdout_start=h,
@@ -198,7 +219,20 @@ def learn(ctx: Context, w: int, t: int, step: int) -> Learned:
     if result["production"] is not None:
         for key in ("mae", "rmse", "r2"):
             rec.metric(f"prequential_{key}", result["production"][key], step)
-    return Learned(challenger, str(head.version) if head is not None else None, production, h, result, seconds)
+    return Learned(challenger, str(head.version) if head is not None else None, production, h, result, seconds,
+                   candidates)
+
+
+def challengers(ctx: Context, head: ModelVersion | None, new_month: str) -> dict[str, Model]:
+    """The challengers before the new rows, by horizon, composed from the lineage's ledger; the
+    head alone (`all`) when its ledger is incomplete. The lineage keeps the head's feature
+    version (`taxifare backfill` moves it); a new lineage starts with FEATURE_VERSION."""
+    s = ctx.settings
+    ledger = _core.Ledger(s.feature_version) if head is None else lineage_ledger(s, ctx.registry, head)
+    if ledger is None:
+        assert head is not None
+        return {"all": ctx.kernel(head)}
+    return horizons.compose(ledger, new_month, s.ridge_alpha, s.half_life_months)
 
 
 def holdout_paired(result: PassResult) -> Paired | None:
@@ -212,14 +246,35 @@ def holdout_paired(result: PassResult) -> Paired | None:
 
 
 def compare(ctx: Context, learned: Learned, step: int) -> Decision:
-    """Both models on the same holdout rows (scored in the pass); the policy decides."""
+    """Production and every challenger on the same holdout rows (scored in the pass): the best
+    challenger is tested against production (`decide_horizons`) and becomes the one registered."""
     s = ctx.settings
-    paired = holdout_paired(learned.result)
-    if paired is None:
-        decision = Decision(False, "the challenger saw no clean rows", 0, float("nan"), None)
+    result = learned.result
+    names = list(learned.candidates) or ["all"]
+    paired: dict[str, Paired] = {}
+    errors: dict[str, NDArray[np.float64]] = {}
+    own = holdout_paired(result)
+    if own is not None:
+        paired[names[0]] = own
+        if result.get("holdout_challenger_errors") is not None:
+            errors[names[0]] = result["holdout_challenger_errors"]  # type: ignore[assignment]
+    production_errors = result.get("holdout_production_errors")
+    for name, horizon_errors in zip(names[1:], result.get("holdout_horizon_errors") or [], strict=False):
+        if horizon_errors is not None:
+            paired[name] = Paired.of(horizon_errors, production_errors)
+            errors[name] = horizon_errors
+    if not paired:
+        decision = Decision(False, "the challenger saw no clean rows", 0, float("nan"), None, horizon=names[0])
     else:
-        decision = decide_paired(paired, s.promotion_policy, s.promotion_margin, s.promotion_min_rows)
+        decision = decide_horizons(paired, s.promotion_policy, s.promotion_margin, s.promotion_min_rows, errors)
+    learned.horizon = decision.horizon or names[0]
+    if learned.candidates:
+        learned.challenger = learned.candidates[learned.horizon]
     rec = ctx.record
+    rec.params.update(horizon=learned.horizon, horizons_compared=decision.compared)
+    if len(paired) > 1:
+        for name, p in paired.items():
+            rec.metric(f"holdout_mae_{name}", p.challenger_sum / p.n if p.n else None, step)
     rec.metric("holdout_mae_challenger", decision.challenger_mae, step)
     rec.metric("holdout_mae_production", decision.production_mae, step)
     rec.metric("promotion_z", decision.z, step)
@@ -236,11 +291,14 @@ def finalise(ctx: Context, run_id: str, learned: Learned, decision: Decision, w:
         evaluated_production=evaluated, parent_version=learned.parent_version or "none", result=learned.result,
         feature_version=learned.challenger.feature_version,
     )
+    tags["horizon"] = learned.horizon
     if decision.label == "promote":
         # Stamped with the version rather than by a call of its own when production moves
         # (`reconcile_aliases` removes it if production cannot move to it).
         tags[PROMOTED_AT] = now_utc()
-    version = ctx.registry.log_model_version(run_id, learned.challenger, tags, texts=ctx.texts)
+    rows_ledger = learned.result.get("ledger")
+    version = ctx.registry.log_model_version(run_id, learned.challenger, tags, texts=ctx.texts,
+                                             ledger=rows_ledger.to_bytes() if rows_ledger is not None else None)
     ledger.remember_profile(ctx.registry, run_id, learned.result["profile"])
     return str(version.version)
 
@@ -350,7 +408,7 @@ def _trained(settings: Settings, wrap: Wrap, source: DataSource, registry: Regis
         frozen_mae=learned.result["frozen"]["mae"] if learned.result["frozen"] is not None else None,
         holdout_mae_challenger=decision.challenger_mae,
         holdout_mae_production=decision.production_mae,
-        decision=decision.label, reason=decision.reason, cleaned_rows=learned.result["cleaning"]["kept"],
+        decision=decision.label, reason=decision.reason, horizon=learned.horizon, cleaned_rows=learned.result["cleaning"]["kept"],
         rows_decoded=learned.result["rows"], learn_seconds=learned.seconds,
     )
     outcome.seconds = time.perf_counter() - started

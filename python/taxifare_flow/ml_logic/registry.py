@@ -332,11 +332,14 @@ class Registry:
             v.tags.pop(key, None)
 
     def log_model_version(self, run_id: str, model: Model, tags: dict[str, str], artifact_uri: str | None = None,
-                          texts: dict[str, str] | None = None) -> ModelVersion:
+                          texts: dict[str, str] | None = None, ledger: bytes | None = None) -> ModelVersion:
         """Saves the pyfunc model into the run's artifacts (with `texts`, more artifacts by
-        path, in the same upload) and registers it as a new version. `artifact_uri`: the run's,
-        when the caller has it (else asked)."""
+        path, and the ledger of the run's rows when given, `ledger/ledger.bin`, in the same
+        upload) and registers it as a new version. `artifact_uri`: the run's, when the caller
+        has it (else asked)."""
         import mlflow
+
+        from taxifare_flow.ml_logic.ledger import LEDGER_DIR, LEDGER_FILE, remember
 
         data = model.to_bytes()
         with tempfile.TemporaryDirectory() as tmp:
@@ -363,10 +366,15 @@ class Registry:
             for path, text in (texts or {}).items():
                 (root / path).parent.mkdir(parents=True, exist_ok=True)
                 (root / path).write_text(text)
+            if ledger is not None:
+                (root / LEDGER_DIR).mkdir(parents=True, exist_ok=True)
+                (root / LEDGER_DIR / LEDGER_FILE).write_bytes(ledger)
             # One upload for the model and the run's other artifacts.
             self.client.log_artifacts(run_id, str(root))
         if artifact_uri is None and self.snapshot is not None and run_id in self.snapshot.runs:
             artifact_uri = self.snapshot.runs[run_id].info.artifact_uri  # as create_run returned it
+        if ledger is not None:
+            remember(self.settings, run_id, ledger)
         if artifact_uri is None:
             artifact_uri = self.client.get_run(run_id).info.artifact_uri
         self._ensure_registered_model()
