@@ -277,6 +277,14 @@ def unlearn(settings: Settings, month: str | None = None, rows: str | None = Non
                     raise UnlearnRefused(f"rows {_span(max(first, a), min(end, b))} were already unlearnt by version "
                                          f"{v.version}, an ancestor of the lineage head (version {head.version}): a row is "
                                          "unlearnt once (nothing was changed)")
+        # A window model (horizons, issue 22) holds only its last months: subtracting rows it
+        # may not hold would not be an exact removal. Refused until the head is a model of the
+        # whole lineage again, which loses nothing (the rows stay consumed, nothing is written).
+        horizon = head.tags.get("horizon", "all")
+        if horizon != "all":
+            raise UnlearnRefused(f"the lineage head (version {head.version}) is the {horizon} window model its lifecycle "
+                                 "chose, and rows are unlearnt exactly only from a model of the whole lineage: run it "
+                                 "again after a lifecycle that registers an `all` head (nothing was changed)")
         model = registry.load_kernel(head)
         tagged = head.tags.get("feature_version")
         if tagged and tagged != str(model.feature_version):
