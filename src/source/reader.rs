@@ -1,9 +1,11 @@
 //! `read_rows`: the rows with `first <= row_id < end` as a stream of Arrow batches. Whole files
 //! are skipped by name and whole row groups by their row counts, so the cost follows the rows
-//! read. A Parquet file's footer is parsed once per slice. When a file's part spans several
-//! row groups, they are decoded ahead on up to [`MAX_DECODERS`] threads (one row group each,
-//! handed back in order through channels of one batch): decoding uses every core and overlaps
-//! the consumer's work, and memory stays a few batches whatever the range.
+//! read. A Parquet file's footer is parsed once per slice. [`read_rows`] decodes on the calling
+//! thread (the kernel's pipeline already runs it on a thread of its own, beside cleaning and
+//! the features on both cores); [`read_rows_ahead`], for a consumer that does not overlap
+//! decoding with its own work (Python's `read_rows`), decodes the row groups of a file's part
+//! on up to [`MAX_DECODERS`] threads, one row group each, handed back in order through channels
+//! of one batch. Either way memory stays a few batches whatever the range.
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -49,6 +51,7 @@ pub struct SliceReader {
     current: Option<(Open, PathBuf, Vec<usize>)>,
     next_row_id: i64,
     batch_rows: usize,
+    decoders: usize,
     schema: SchemaRef,
 }
 
@@ -56,6 +59,17 @@ pub struct SliceReader {
 /// `count` is `None`). A range reaching beyond the end is cut at the end; a range starting at
 /// or beyond the end is empty.
 pub fn read_rows(dir: &std::path::Path, first: u64, count: Option<u64>, batch_rows: usize) -> Result<SliceReader, SourceError> {
+    open_slice(dir, first, count, batch_rows, 1)
+}
+
+/// [`read_rows`] with a file's row groups decoded ahead on the cores (at most
+/// [`MAX_DECODERS`] threads), for a consumer that does not decode on a thread of its own.
+pub fn read_rows_ahead(dir: &std::path::Path, first: u64, count: Option<u64>, batch_rows: usize) -> Result<SliceReader, SourceError> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    open_slice(dir, first, count, batch_rows, cores.min(MAX_DECODERS))
+}
+
+fn open_slice(dir: &std::path::Path, first: u64, count: Option<u64>, batch_rows: usize, decoders: usize) -> Result<SliceReader, SourceError> {
     if batch_rows == 0 {
         return Err(SourceError::Invalid("batch_rows must be positive".into()));
     }
@@ -75,7 +89,7 @@ pub fn read_rows(dir: &std::path::Path, first: u64, count: Option<u64>, batch_ro
     for p in &mut parts {
         p.meta = check_file(&p.file)?;
     }
-    Ok(SliceReader { parts, current: None, next_row_id: first as i64, batch_rows, schema: schema::source_schema() })
+    Ok(SliceReader { parts, current: None, next_row_id: first as i64, batch_rows, decoders, schema: schema::source_schema() })
 }
 
 pub(crate) fn check_types(path: &std::path::Path, file_schema: &Schema) -> Result<Vec<usize>, SourceError> {
@@ -181,7 +195,7 @@ impl ParquetPart {
     }
 }
 
-fn open_part(p: &Part, batch_rows: usize) -> Result<(Open, Vec<usize>), SourceError> {
+fn open_part(p: &Part, batch_rows: usize, decoders: usize) -> Result<(Open, Vec<usize>), SourceError> {
     let path = &p.file.path;
     match (p.file.format, &p.meta) {
         (Format::Parquet, Some(meta)) => {
@@ -203,7 +217,7 @@ fn open_part(p: &Part, batch_rows: usize) -> Result<(Open, Vec<usize>), SourceEr
                 start += n;
             }
             let part = ParquetPart { path: path.clone(), meta: meta.clone(), mask, order: order.clone(), batch_rows };
-            let decoders = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get).min(MAX_DECODERS).min(slices.len());
+            let decoders = decoders.min(slices.len());
             if decoders > 1 {
                 // Batches come out of the decoders already in canonical column order.
                 let identity = (0..order.len()).collect();
@@ -312,7 +326,7 @@ impl SliceReader {
         loop {
             if self.current.is_none() {
                 let Some(part) = self.parts.pop_front() else { return Ok(None) };
-                let (open, order) = open_part(&part, self.batch_rows)?;
+                let (open, order) = open_part(&part, self.batch_rows, self.decoders)?;
                 self.current = Some((open, part.file.path.clone(), order));
             }
             let Some((open, path, order)) = &mut self.current else { continue };
