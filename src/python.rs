@@ -650,7 +650,7 @@ fn row_count(source_dir: PathBuf) -> PyResult<u64> {
 #[pyfunction]
 #[pyo3(signature = (source_dir, first_row, row_count = None, batch_rows = crate::schema::BATCH_ROWS))]
 fn read_rows<'py>(py: Python<'py>, source_dir: PathBuf, first_row: u64, row_count: Option<u64>, batch_rows: usize) -> PyResult<Bound<'py, PyAny>> {
-    let r = Counted(reader::read_rows_ahead(&source_dir, first_row, row_count, batch_rows).map_err(CoreError::from)?);
+    let r = source_rows(&source_dir, first_row, row_count, batch_rows)?;
     PyRecordBatchReader::new(Box::new(r)).into_pyarrow(py)
 }
 

@@ -123,7 +123,7 @@ mod tests {
     use super::*;
     use crate::generator::history::{generate_history, pending_file, HistoryOptions};
     use crate::source::verify;
-    use crate::source::reader::{read_rows, read_rows_ahead};
+    use crate::source::reader::read_rows;
     use arrow::array::AsArray;
     use arrow::datatypes::Int64Type;
     use std::path::PathBuf;
@@ -185,23 +185,11 @@ mod tests {
         append_month(&pending_file(&pending, m), m, &source, Format::Parquet).unwrap();
         assert_eq!(ids(&source, 262_140, Some(10), 4), (262_140..262_150).collect::<Vec<_>>());
         assert_eq!(ids(&source, 131_071, Some(2), 4), vec![131_071, 131_072]);
-        // Three row groups decoded ahead on threads come back whole and in order, as on the
-        // calling thread, batches never longer than asked, boundary groups cut exactly.
-        let ahead = |first, count, batch| -> Vec<i64> {
-            read_rows_ahead(&source, first, count, batch)
-                .unwrap()
-                .flat_map(|b| b.unwrap().column(0).as_primitive::<Int64Type>().values().to_vec())
-                .collect()
-        };
-        assert_eq!(ahead(0, None, 50_000), (0..300_000).collect::<Vec<_>>());
+        // Three row groups whole and in order, boundary groups cut exactly, batches never
+        // longer than asked.
         assert_eq!(ids(&source, 0, None, 50_000), (0..300_000).collect::<Vec<_>>());
-        assert_eq!(ahead(100_000, Some(170_000), 65_536), (100_000..270_000).collect::<Vec<_>>());
-        assert_eq!(ahead(131_071, Some(2), 4), vec![131_071, 131_072]);
-        assert!(read_rows_ahead(&source, 0, None, 1000).unwrap().all(|b| b.unwrap().num_rows() <= 1000));
-        // A consumer that stops early: the decoders stop too (dropping the reader returns).
-        let mut early = read_rows_ahead(&source, 0, None, 1000).unwrap();
-        assert_eq!(early.next().unwrap().unwrap().num_rows(), 1000);
-        drop(early);
+        assert_eq!(ids(&source, 100_000, Some(170_000), 65_536), (100_000..270_000).collect::<Vec<_>>());
+        assert!(read_rows(&source, 0, None, 1000).unwrap().all(|b| b.unwrap().num_rows() <= 1000));
     }
 
     #[test]

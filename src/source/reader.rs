@@ -1,18 +1,15 @@
 //! `read_rows`: the rows with `first <= row_id < end` as a stream of Arrow batches. Whole files
 //! are skipped by name and whole row groups by their row counts, so the cost follows the rows
-//! read. A Parquet file's footer is parsed once per slice. [`read_rows`] decodes on the calling
-//! thread (the kernel's pipeline already runs it on a thread of its own, beside cleaning and
-//! the features on both cores); [`read_rows_ahead`], for a consumer that does not overlap
-//! decoding with its own work (Python's `read_rows`), decodes the row groups of a file's part
-//! on up to [`MAX_DECODERS`] threads, one row group each, handed back in order through channels
-//! of one batch. Either way memory stays a few batches whatever the range.
+//! read; memory is one batch (plus one decoded page per column). A Parquet file's footer is
+//! parsed once per slice, by the check before any row is read, and reused by the read.
+//!
+//! Decoding stays on the calling thread: decoding a file's row groups ahead on the cores was
+//! measured slower (docs/decisions.md, Data path).
 
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
-use std::thread::JoinHandle;
 
 use arrow::array::{Array, AsArray, RecordBatch, RecordBatchReader};
 use arrow::datatypes::{DataType, Int64Type, Schema, SchemaRef};
@@ -26,9 +23,6 @@ use super::layout::{self, Format, MonthFile};
 use super::SourceError;
 use crate::schema;
 
-/// Most threads decoding row groups ahead of the consumer (fewer on fewer cores).
-pub const MAX_DECODERS: usize = 4;
-
 /// One file's part of a slice: rows `[lo, hi)` counted from the file's first row; a Parquet
 /// file's footer, parsed once when the slice is opened.
 struct Part {
@@ -40,7 +34,6 @@ struct Part {
 
 enum Open {
     Parquet(ParquetRecordBatchReader),
-    Ahead(Prefetch),
     Csv(arrow::csv::Reader<File>),
 }
 
@@ -51,7 +44,6 @@ pub struct SliceReader {
     current: Option<(Open, PathBuf, Vec<usize>)>,
     next_row_id: i64,
     batch_rows: usize,
-    decoders: usize,
     schema: SchemaRef,
 }
 
@@ -59,17 +51,6 @@ pub struct SliceReader {
 /// `count` is `None`). A range reaching beyond the end is cut at the end; a range starting at
 /// or beyond the end is empty.
 pub fn read_rows(dir: &std::path::Path, first: u64, count: Option<u64>, batch_rows: usize) -> Result<SliceReader, SourceError> {
-    open_slice(dir, first, count, batch_rows, 1)
-}
-
-/// [`read_rows`] with a file's row groups decoded ahead on the cores (at most
-/// [`MAX_DECODERS`] threads), for a consumer that does not decode on a thread of its own.
-pub fn read_rows_ahead(dir: &std::path::Path, first: u64, count: Option<u64>, batch_rows: usize) -> Result<SliceReader, SourceError> {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
-    open_slice(dir, first, count, batch_rows, cores.min(MAX_DECODERS))
-}
-
-fn open_slice(dir: &std::path::Path, first: u64, count: Option<u64>, batch_rows: usize, decoders: usize) -> Result<SliceReader, SourceError> {
     if batch_rows == 0 {
         return Err(SourceError::Invalid("batch_rows must be positive".into()));
     }
@@ -89,7 +70,7 @@ fn open_slice(dir: &std::path::Path, first: u64, count: Option<u64>, batch_rows:
     for p in &mut parts {
         p.meta = check_file(&p.file)?;
     }
-    Ok(SliceReader { parts, current: None, next_row_id: first as i64, batch_rows, decoders, schema: schema::source_schema() })
+    Ok(SliceReader { parts, current: None, next_row_id: first as i64, batch_rows, schema: schema::source_schema() })
 }
 
 pub(crate) fn check_types(path: &std::path::Path, file_schema: &Schema) -> Result<Vec<usize>, SourceError> {
@@ -170,14 +151,11 @@ impl GroupSlice {
     }
 }
 
-/// What every decoder of one Parquet part shares: the path, the parsed footer, the columns
-/// and their canonical order.
-#[derive(Clone)]
+/// A Parquet part to read: the path, the parsed footer, the columns read.
 struct ParquetPart {
     path: PathBuf,
     meta: ArrowReaderMetadata,
     mask: ProjectionMask,
-    order: Vec<usize>,
     batch_rows: usize,
 }
 
@@ -195,7 +173,7 @@ impl ParquetPart {
     }
 }
 
-fn open_part(p: &Part, batch_rows: usize, decoders: usize) -> Result<(Open, Vec<usize>), SourceError> {
+fn open_part(p: &Part, batch_rows: usize) -> Result<(Open, Vec<usize>), SourceError> {
     let path = &p.file.path;
     match (p.file.format, &p.meta) {
         (Format::Parquet, Some(meta)) => {
@@ -216,13 +194,7 @@ fn open_part(p: &Part, batch_rows: usize, decoders: usize) -> Result<(Open, Vec<
                 }
                 start += n;
             }
-            let part = ParquetPart { path: path.clone(), meta: meta.clone(), mask, order: order.clone(), batch_rows };
-            let decoders = decoders.min(slices.len());
-            if decoders > 1 {
-                // Batches come out of the decoders already in canonical column order.
-                let identity = (0..order.len()).collect();
-                return Ok((Open::Ahead(Prefetch::start(part, slices, decoders)), identity));
-            }
+            let part = ParquetPart { path: path.clone(), meta: meta.clone(), mask, batch_rows };
             Ok((Open::Parquet(part.reader(&slices)?), order))
         }
         (Format::Parquet, None) => Err(SourceError::Invalid(format!("{}: footer not read", path.display()))),
@@ -238,84 +210,6 @@ fn open_part(p: &Part, batch_rows: usize, decoders: usize) -> Result<(Open, Vec<
     }
 }
 
-/// What a decoder hands back: a batch (or the error that stopped it), or the end of a row group.
-enum Decoded {
-    Batch(Result<RecordBatch, SourceError>),
-    GroupEnd,
-}
-
-/// Row groups decoded ahead on threads: decoder `d` decodes groups `d, d + n, d + 2n…` of the
-/// part into its own channel of one batch; the consumer takes group `i` from decoder `i % n`,
-/// so batches come out in file order and at most two batches per decoder wait in memory.
-struct Prefetch {
-    lanes: Vec<Receiver<Decoded>>,
-    next: usize,
-    groups: usize,
-    decoders: Vec<JoinHandle<()>>,
-}
-
-impl Prefetch {
-    fn start(part: ParquetPart, slices: Vec<GroupSlice>, n: usize) -> Self {
-        let groups = slices.len();
-        let (mut lanes, mut decoders) = (Vec::with_capacity(n), Vec::with_capacity(n));
-        for d in 0..n {
-            let (tx, rx) = sync_channel(1);
-            let mine: Vec<GroupSlice> = slices.iter().copied().skip(d).step_by(n).collect();
-            let part = part.clone();
-            lanes.push(rx);
-            decoders.push(std::thread::spawn(move || decode(&part, &mine, &tx)));
-        }
-        Self { lanes, next: 0, groups, decoders }
-    }
-
-    fn next(&mut self, path: &std::path::Path) -> Option<Result<RecordBatch, SourceError>> {
-        while self.next < self.groups {
-            match self.lanes[self.next % self.lanes.len()].recv() {
-                Ok(Decoded::Batch(b)) => return Some(b),
-                Ok(Decoded::GroupEnd) => self.next += 1,
-                // A decoder ends early only after sending its error; a panic lands here.
-                Err(_) => return Some(Err(corrupt(path, "a decoding thread stopped"))),
-            }
-        }
-        None
-    }
-}
-
-impl Drop for Prefetch {
-    fn drop(&mut self) {
-        // Closing the channels stops each decoder at its next batch; then they are joined, so
-        // no thread outlives the slice (nor keeps its file open).
-        self.lanes.clear();
-        for d in self.decoders.drain(..) {
-            let _ = d.join();
-        }
-    }
-}
-
-/// A decoder's work: its row groups one after the other, each followed by `GroupEnd`. Stops at
-/// the first error (sent) or when the consumer is gone.
-fn decode(part: &ParquetPart, slices: &[GroupSlice], tx: &SyncSender<Decoded>) {
-    for slice in slices {
-        let reader = match part.reader(std::slice::from_ref(slice)) {
-            Ok(r) => r,
-            Err(e) => {
-                let _ = tx.send(Decoded::Batch(Err(e)));
-                return;
-            }
-        };
-        for batch in reader {
-            let batch = batch.and_then(|b| shape(b, &part.order)).map_err(|e| corrupt(&part.path, e));
-            let failed = batch.is_err();
-            if tx.send(Decoded::Batch(batch)).is_err() || failed {
-                return;
-            }
-        }
-        if tx.send(Decoded::GroupEnd).is_err() {
-            return;
-        }
-    }
-}
-
 /// A decoded batch with the source's columns in canonical order and plain strings.
 fn shape(batch: RecordBatch, order: &[usize]) -> Result<RecordBatch, ArrowError> {
     normalise_strings(batch.project(order)?)
@@ -326,13 +220,12 @@ impl SliceReader {
         loop {
             if self.current.is_none() {
                 let Some(part) = self.parts.pop_front() else { return Ok(None) };
-                let (open, order) = open_part(&part, self.batch_rows, self.decoders)?;
+                let (open, order) = open_part(&part, self.batch_rows)?;
                 self.current = Some((open, part.file.path.clone(), order));
             }
             let Some((open, path, order)) = &mut self.current else { continue };
             let next = match open {
                 Open::Parquet(r) => r.next().map(|b| b.and_then(|b| shape(b, order)).map_err(|e| corrupt(path, e))),
-                Open::Ahead(p) => p.next(path),
                 Open::Csv(r) => r.next().map(|b| b.and_then(|b| shape(b, order)).map_err(|e| corrupt(path, e))),
             };
             match next {
