@@ -3,9 +3,10 @@
 # written from what they print (the page is generated: edit this script, not the page). Sizes
 # follow the issues: a 10 M-row source for slicing, a 10 M-row Kaggle-format CSV to import, 5 M
 # rows for the kernel, 1k–100k runs for the watermark, all 78 months for the simulation, single
-# rides and batches of 1,000 for the prediction API.
-# BENCH_FULL=1 adds the full Kaggle-size simulation. The page is replaced only when every bench
-# succeeded (written beside it, then renamed), so a failed or interrupted run leaves the last one.
+# rides and batches of 1,000 for the prediction API, 700k-row months and 78 months of 10,000 rides
+# for the overhead ratios. BENCH_FULL=1 adds the full Kaggle-size simulation and its overhead
+# ratios. The page is replaced only when every bench succeeded (written beside it, then
+# renamed), so a failed or interrupted run leaves the last one.
 # BENCH_PYTHON and BENCH_PAGE exist for the test of this script (tests/test_docs.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,8 +39,10 @@ bench "one lifecycle versus one fit" $PY benches/bench_lifecycle.py
 bench "one lifecycle inside BigQuery versus rows out, on the emulator" $PY benches/bench_warehouse.py
 bench "the prediction API versus the pyfunc in-process" $PY benches/bench_api.py
 bench "the whole simulation" $PY benches/bench_simulation.py --rows-per-month 10000
+bench "overhead ratios: MLflow calls, lifecycle / fit, wall / compute, slicing / pyarrow" $PY benches/bench_overhead.py
 if [ "${BENCH_FULL:-0}" = 1 ]; then
   bench "the whole simulation at the Kaggle size" $PY benches/bench_simulation.py --rows-per-month kaggle
+  bench "overhead ratios at the Kaggle size" $PY benches/bench_overhead.py --kaggle
 fi
 
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)

@@ -185,6 +185,11 @@ mod tests {
         append_month(&pending_file(&pending, m), m, &source, Format::Parquet).unwrap();
         assert_eq!(ids(&source, 262_140, Some(10), 4), (262_140..262_150).collect::<Vec<_>>());
         assert_eq!(ids(&source, 131_071, Some(2), 4), vec![131_071, 131_072]);
+        // Three row groups whole and in order, boundary groups cut exactly, batches never
+        // longer than asked.
+        assert_eq!(ids(&source, 0, None, 50_000), (0..300_000).collect::<Vec<_>>());
+        assert_eq!(ids(&source, 100_000, Some(170_000), 65_536), (100_000..270_000).collect::<Vec<_>>());
+        assert!(read_rows(&source, 0, None, 1000).unwrap().all(|b| b.unwrap().num_rows() <= 1000));
     }
 
     #[test]

@@ -1,6 +1,10 @@
 //! `read_rows`: the rows with `first <= row_id < end` as a stream of Arrow batches. Whole files
 //! are skipped by name and whole row groups by their row counts, so the cost follows the rows
-//! read; memory is one batch (plus one decoded page per column).
+//! read; memory is one batch (plus one decoded page per column). A Parquet file's footer is
+//! parsed once per slice, by the check before any row is read, and reused by the read.
+//!
+//! Decoding stays on the calling thread: decoding a file's row groups ahead on the cores was
+//! measured slower (docs/decisions.md, Data path).
 
 use std::collections::VecDeque;
 use std::fs::File;
@@ -10,18 +14,22 @@ use std::path::PathBuf;
 use arrow::array::{Array, AsArray, RecordBatch, RecordBatchReader};
 use arrow::datatypes::{DataType, Int64Type, Schema, SchemaRef};
 use arrow::error::ArrowError;
-use parquet::arrow::arrow_reader::{ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector};
+use parquet::arrow::arrow_reader::{
+    ArrowReaderMetadata, ArrowReaderOptions, ParquetRecordBatchReader, ParquetRecordBatchReaderBuilder, RowSelection, RowSelector,
+};
 use parquet::arrow::ProjectionMask;
 
 use super::layout::{self, Format, MonthFile};
 use super::SourceError;
 use crate::schema;
 
-/// One file's part of a slice: rows `[lo, hi)` counted from the file's first row.
+/// One file's part of a slice: rows `[lo, hi)` counted from the file's first row; a Parquet
+/// file's footer, parsed once when the slice is opened.
 struct Part {
     file: MonthFile,
     lo: u64,
     hi: u64,
+    meta: Option<ArrowReaderMetadata>,
 }
 
 enum Open {
@@ -56,11 +64,11 @@ pub fn read_rows(dir: &std::path::Path, first: u64, count: Option<u64>, batch_ro
         }
         let lo = first.max(f.first) - f.first;
         let hi = end.min(f.end) - f.first;
-        parts.push_back(Part { file: f, lo, hi });
+        parts.push_back(Part { file: f, lo, hi, meta: None });
     }
     // Check every file's footer/header up front: schema errors surface before any row is used.
-    for p in &parts {
-        check_file(&p.file)?;
+    for p in &mut parts {
+        p.meta = check_file(&p.file)?;
     }
     Ok(SliceReader { parts, current: None, next_row_id: first as i64, batch_rows, schema: schema::source_schema() })
 }
@@ -95,18 +103,21 @@ fn open_file(path: &std::path::Path) -> Result<File, SourceError> {
     File::open(path).map_err(|e| SourceError::Io { path: path.to_owned(), source: e })
 }
 
-fn check_file(f: &MonthFile) -> Result<(), SourceError> {
+/// Checks a file's schema and row count; a Parquet file's parsed footer is returned for the
+/// reader (parsing it again would cost as much as a small slice).
+fn check_file(f: &MonthFile) -> Result<Option<ArrowReaderMetadata>, SourceError> {
     match f.format {
         Format::Parquet => {
-            let b = ParquetRecordBatchReaderBuilder::try_new(open_file(&f.path)?).map_err(|e| corrupt(&f.path, e))?;
-            check_types(&f.path, b.schema())?;
-            let rows: i64 = b.metadata().row_groups().iter().map(|rg| rg.num_rows()).sum();
+            let meta = ArrowReaderMetadata::load(&open_file(&f.path)?, ArrowReaderOptions::new()).map_err(|e| corrupt(&f.path, e))?;
+            check_types(&f.path, meta.schema())?;
+            let rows: i64 = meta.metadata().row_groups().iter().map(|rg| rg.num_rows()).sum();
             if rows as u64 != f.rows() {
                 return Err(SourceError::RowIdMismatch {
                     path: f.path.clone(),
                     detail: format!("holds {rows} rows but its name promises {}", f.rows()),
                 });
             }
+            Ok(Some(meta))
         }
         Format::Csv => {
             let mut header = String::new();
@@ -120,49 +131,74 @@ fn check_file(f: &MonthFile) -> Result<(), SourceError> {
                     reason: format!("CSV header is {names:?}, expected {want:?}"),
                 });
             }
+            Ok(None)
         }
     }
-    Ok(())
+}
+
+/// Rows `[skip, skip + select)` of row group `group`.
+#[derive(Clone, Copy)]
+struct GroupSlice {
+    group: usize,
+    skip: usize,
+    select: usize,
+    rows: usize,
+}
+
+impl GroupSlice {
+    fn selection(self) -> [RowSelector; 3] {
+        [RowSelector::skip(self.skip), RowSelector::select(self.select), RowSelector::skip(self.rows - self.skip - self.select)]
+    }
+}
+
+/// A Parquet part to read: the path, the parsed footer, the columns read.
+struct ParquetPart {
+    path: PathBuf,
+    meta: ArrowReaderMetadata,
+    mask: ProjectionMask,
+    batch_rows: usize,
+}
+
+impl ParquetPart {
+    /// A reader of `slices` (in file order) of this part.
+    fn reader(&self, slices: &[GroupSlice]) -> Result<ParquetRecordBatchReader, SourceError> {
+        let selection: Vec<RowSelector> = slices.iter().flat_map(|g| g.selection()).collect();
+        ParquetRecordBatchReaderBuilder::new_with_metadata(open_file(&self.path)?, self.meta.clone())
+            .with_projection(self.mask.clone())
+            .with_row_groups(slices.iter().map(|g| g.group).collect())
+            .with_row_selection(RowSelection::from(selection))
+            .with_batch_size(self.batch_rows)
+            .build()
+            .map_err(|e| corrupt(&self.path, e))
+    }
 }
 
 fn open_part(p: &Part, batch_rows: usize) -> Result<(Open, Vec<usize>), SourceError> {
     let path = &p.file.path;
-    match p.file.format {
-        Format::Parquet => {
-            let b = ParquetRecordBatchReaderBuilder::try_new(open_file(path)?).map_err(|e| corrupt(path, e))?;
-            let order = check_types(path, b.schema())?;
+    match (p.file.format, &p.meta) {
+        (Format::Parquet, Some(meta)) => {
+            let order = check_types(path, meta.schema())?;
             let mut sorted = order.clone();
             sorted.sort_unstable();
-            let mask = ProjectionMask::roots(b.parquet_schema(), sorted.iter().copied());
+            let mask = ProjectionMask::roots(meta.parquet_schema(), sorted.iter().copied());
             // After projection the columns keep file order; map canonical order onto it.
             let order: Vec<usize> = order.iter().map(|i| sorted.binary_search(i).unwrap_or(0)).collect();
-            let mut groups = Vec::new();
-            let (mut start, mut sel_start) = (0u64, None);
-            for (g, rg) in b.metadata().row_groups().iter().enumerate() {
+            let mut slices = Vec::new();
+            let mut start = 0u64;
+            for (group, rg) in meta.metadata().row_groups().iter().enumerate() {
                 let n = rg.num_rows() as u64;
                 if start + n > p.lo && start < p.hi {
-                    groups.push(g);
-                    sel_start.get_or_insert(start);
+                    let first = p.lo.max(start);
+                    let end = p.hi.min(start + n);
+                    slices.push(GroupSlice { group, skip: (first - start) as usize, select: (end - first) as usize, rows: n as usize });
                 }
                 start += n;
             }
-            let base = sel_start.unwrap_or(0);
-            let selected: u64 = groups.iter().map(|&g| b.metadata().row_group(g).num_rows() as u64).sum();
-            let selection = RowSelection::from(vec![
-                RowSelector::skip((p.lo - base) as usize),
-                RowSelector::select((p.hi - p.lo) as usize),
-                RowSelector::skip((base + selected - p.hi) as usize),
-            ]);
-            let reader = b
-                .with_projection(mask)
-                .with_row_groups(groups)
-                .with_row_selection(selection)
-                .with_batch_size(batch_rows)
-                .build()
-                .map_err(|e| corrupt(path, e))?;
-            Ok((Open::Parquet(reader), order))
+            let part = ParquetPart { path: path.clone(), meta: meta.clone(), mask, batch_rows };
+            Ok((Open::Parquet(part.reader(&slices)?), order))
         }
-        Format::Csv => {
+        (Format::Parquet, None) => Err(SourceError::Invalid(format!("{}: footer not read", path.display()))),
+        (Format::Csv, _) => {
             let reader = arrow::csv::ReaderBuilder::new(schema::source_schema())
                 .with_header(true)
                 .with_batch_size(batch_rows)
@@ -172,6 +208,11 @@ fn open_part(p: &Part, batch_rows: usize) -> Result<(Open, Vec<usize>), SourceEr
             Ok((Open::Csv(reader), (0..schema::source_schema().fields().len()).collect()))
         }
     }
+}
+
+/// A decoded batch with the source's columns in canonical order and plain strings.
+fn shape(batch: RecordBatch, order: &[usize]) -> Result<RecordBatch, ArrowError> {
+    normalise_strings(batch.project(order)?)
 }
 
 impl SliceReader {
@@ -184,15 +225,13 @@ impl SliceReader {
             }
             let Some((open, path, order)) = &mut self.current else { continue };
             let next = match open {
-                Open::Parquet(r) => r.next(),
-                Open::Csv(r) => r.next(),
+                Open::Parquet(r) => r.next().map(|b| b.and_then(|b| shape(b, order)).map_err(|e| corrupt(path, e))),
+                Open::Csv(r) => r.next().map(|b| b.and_then(|b| shape(b, order)).map_err(|e| corrupt(path, e))),
             };
             match next {
                 None => self.current = None,
-                Some(Err(e)) => return Err(corrupt(path, e)),
+                Some(Err(e)) => return Err(e),
                 Some(Ok(batch)) => {
-                    let batch = batch.project(order).map_err(|e| corrupt(path, e))?;
-                    let batch = normalise_strings(batch).map_err(|e| corrupt(path, e))?;
                     let ids = batch.column(0).as_primitive::<Int64Type>();
                     let n = ids.len() as i64;
                     if n > 0 && (ids.null_count() > 0 || ids.value(0) != self.next_row_id || ids.value(ids.len() - 1) != self.next_row_id + n - 1) {
