@@ -324,6 +324,7 @@ def test_unlearning_from_a_window_head(small_history: Path, monkeypatch: pytest.
     assert str(same.version) == before.version and before.removed_rows == 0
     assert reg.client.get_run(same.run_id).data.params["cleaned_row_count"] == "0"
     assert reg.load_kernel(same).to_bytes() == reg.load_kernel(new).to_bytes()
+    assert f"window model of the months from {since} on and held none of them" in same.tags["decision_reason"]
 
     # The next lifecycle continues the head alone: the unlearn runs kept no ledger, so the
     # removed month cannot come back through it.
@@ -340,6 +341,12 @@ def test_unlearning_from_a_window_head(small_history: Path, monkeypatch: pytest.
     last = reg.head_for(w + R)
     assert _gap(reg.load_kernel(last), _window_oracle(settings, runs[:1], since, [(w, w + R)])) < 1e-7
     assert all(f.ok for f in check(settings)), [f for f in check(settings) if not f.ok]
+    # A window head registered before the window tags: which rows it holds is unknown, refused.
+    for tag in (WINDOW_SINCE_TAG, WINDOW_ROW_TAG):
+        reg.client.delete_model_version_tag(last.name, last.version, tag)
+    reg.client.set_model_version_tag(last.name, last.version, "horizon", "3m")
+    with pytest.raises(UnlearnRefused, match="registered without the `window_since`/`window_row` tags"):
+        unlearn(settings, month="2013-11")
 
 
 def test_a_window_head_loses_exactly_the_rows_it_holds(small_history: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -365,6 +365,9 @@ def unlearn(settings: Settings, month: str | None = None, rows: str | None = Non
         else:
             reason = (f"{label} unlearnt from version {head.version}; production (version {production.version}, rows up "
                       f"to {int(production.tags.get('end_row', '0') or 0):,}) never learnt them and stays")
+        if window is not None and removed == 0:
+            reason += (f" (the lineage head is the {head.tags.get('horizon', 'window')} window model of the months from "
+                       f"{window.since} on and held none of them: its model is unchanged)")
         decision = "promote" if contains else "keep"
         client = registry.client
         record = RunRecord()
