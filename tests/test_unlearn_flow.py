@@ -26,10 +26,12 @@ from taxifare_flow.validation.ledger import recent_months
 
 ROWS = 1000
 PROBE = _core.generate_month("2012-09", 800, seed=99).read_all()
+#: Rows a month in the window test: enough holdout rows for a window to pass its level.
+R = 2500
 
 
-def _months(monkeypatch: pytest.MonkeyPatch, first: str = "2012-05", last: str = "2012-08") -> Settings:
-    monkeypatch.setenv("HISTORY_ROWS_PER_MONTH", str(ROWS))
+def _months(monkeypatch: pytest.MonkeyPatch, first: str = "2012-05", last: str = "2012-08", rows: int = ROWS) -> Settings:
+    monkeypatch.setenv("HISTORY_ROWS_PER_MONTH", str(rows))
     monkeypatch.setenv("HISTORY_FIRST_MONTH", first)
     monkeypatch.setenv("HISTORY_LAST_MONTH", last)
     settings = load_settings()
@@ -255,3 +257,158 @@ def test_a_killed_unlearning_is_repaired_and_can_be_done_again(small_history: Pa
     assert _gap(reg.load_kernel(reg.head_for(2 * ROWS)), _oracle(settings, [(ROWS, 2 * ROWS)])) < 1e-9
     assert done.production_after == done.version
     assert all(f.ok for f in check(settings))
+
+
+def _window_oracle(settings: Settings, runs: list[tuple[int, int]], since: str, then: list[tuple[int, int]]) -> Model:
+    """The window model of the training runs `runs` (ledger months from `since` on, each run's
+    rows cleaned with one state, as learnt), then the rows of `then` learnt in full."""
+    ledger = _core.Ledger(2)
+    for first, end in runs:
+        ledger.merge(_core.Ledger.of_source(settings.source_dir, first, end - first))
+    m = Model(_core_model=ledger.compose(settings.ridge_alpha, since=since, clock=ledger.last_month))
+    for first, end in then:
+        m.partial_fit(LocalSource(settings).read(first, end - first))
+    return m
+
+
+def test_unlearning_from_a_window_head(small_history: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fares change unannounced in 2014-01: the 2014-02 lifecycle registers a window model (it
+    holds the months from its window's start on, and all of its own run's rows). Unlearning
+    2014-01, inside the window, predicts as that window without it (1e-9); unlearning 2013-09,
+    before the window, leaves the model as it was; the next lifecycle continues the new head
+    alone (an unlearn run keeps no ledger) and keeps the window's tags."""
+    from taxifare_flow.ml_logic.horizons import WINDOW_ROW_TAG, WINDOW_SINCE_TAG
+    from taxifare_flow.ml_logic.ledger import lineage_ledger
+    from taxifare_flow.validation.step import Acceptance, accept_next
+    from taxifare_flow.errors import DataValidationError
+    from taxifare_flow.flow.lifecycle import Outcome
+
+    monkeypatch.setenv("HISTORY_SCENARIO", "unannounced")
+    settings = _months(monkeypatch, "2013-09", "2014-03", rows=R)
+    arrive(4)  # 2013-09 … 2013-12, one run
+    assert run_lifecycle(settings).status == "trained"
+    def lifecycle() -> Outcome:
+        arrive(1)
+        try:
+            return run_lifecycle(settings)
+        except DataValidationError:
+            accept_next(Acceptance.now())  # the changed fares are accepted, as a data scientist would
+            return run_lifecycle(settings)
+
+    lifecycle()  # 2014-01
+    out = lifecycle()  # 2014-02
+    reg = open_registry(settings)
+    w = 6 * R
+    head = reg.head_for(w)
+    assert head is not None and out.horizon in ("3m", "1m"), out.horizon  # the change makes a window win
+    since = head.tags[WINDOW_SINCE_TAG]
+    assert since == {"3m": "2013-11", "1m": "2014-01"}[out.horizon] and head.tags[WINDOW_ROW_TAG] == str(5 * R)
+    runs = [(0, 4 * R), (4 * R, 5 * R)]
+    # The pass sums its rows in another order than the oracle's `partial_fit`: the head is
+    # ~5e-10 from its oracle before anything is unlearnt, and removing a month of three
+    # amplifies that; the subtraction itself is exact to 1e-9 (the test below).
+    assert _gap(reg.load_kernel(head), _window_oracle(settings, runs, since, [(5 * R, w)])) < 1e-8
+
+    # Inside the window: the head without 2014-01.
+    done = unlearn(settings, month="2014-01")
+    new = reg.head_for(w)
+    assert str(new.version) == done.version and new.tags[WINDOW_SINCE_TAG] == since
+    assert 0.9 * R < done.removed_rows <= R
+    oracle = _window_oracle(settings, runs[:1], since, [(5 * R, w)])
+    assert _gap(reg.load_kernel(head), oracle) > 0.01, "2014-01 must change the model for the test to mean anything"
+    assert _gap(reg.load_kernel(new), oracle) < 1e-8
+    if out.horizon == "1m":  # then it is the model of 2014-02 alone, learnt by rows
+        assert _gap(reg.load_kernel(new), _oracle(settings, [(5 * R, w)])) < 1e-8
+
+    # Before the window: nothing the head holds, so the new version is the head's model.
+    before = unlearn(settings, month="2013-09")
+    same = reg.head_for(w)
+    assert str(same.version) == before.version and before.removed_rows == 0
+    assert reg.client.get_run(same.run_id).data.params["cleaned_row_count"] == "0"
+    assert reg.load_kernel(same).to_bytes() == reg.load_kernel(new).to_bytes()
+    assert f"window model of the months from {since} on and held none of them" in same.tags["decision_reason"]
+
+    # The next lifecycle continues the head alone: the unlearn runs kept no ledger, so the
+    # removed month cannot come back through it.
+    assert lineage_ledger(settings, reg, same) is None
+    after = lifecycle()
+    assert (after.first_row, after.end_row, after.horizon) == (w, w + R, "all")
+    nxt = reg.head_for(w + R)
+    assert nxt.tags["parent_version"] == str(same.version)
+    assert (nxt.tags[WINDOW_SINCE_TAG], nxt.tags[WINDOW_ROW_TAG]) == (since, str(5 * R))
+    assert _gap(reg.load_kernel(nxt), _window_oracle(settings, runs[:1], since, [(5 * R, w), (w, w + R)])) < 1e-7
+    # Still window-aware after it: 2013-10 is before the window (unchanged), 2014-02 is held.
+    assert unlearn(settings, month="2013-10").removed_rows == 0
+    assert 0.9 * R < unlearn(settings, month="2014-02").removed_rows <= R
+    last = reg.head_for(w + R)
+    assert _gap(reg.load_kernel(last), _window_oracle(settings, runs[:1], since, [(w, w + R)])) < 1e-7
+    assert all(f.ok for f in check(settings)), [f for f in check(settings) if not f.ok]
+    # A window head registered before the window tags: which rows it holds is unknown, refused.
+    for tag in (WINDOW_SINCE_TAG, WINDOW_ROW_TAG):
+        reg.client.delete_model_version_tag(last.name, last.version, tag)
+    reg.client.set_model_version_tag(last.name, last.version, "horizon", "3m")
+    with pytest.raises(UnlearnRefused, match="registered without the `window_since`/`window_row` tags"):
+        unlearn(settings, month="2013-11")
+
+
+def test_a_window_head_loses_exactly_the_rows_it_holds(small_history: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`remove` from a 3m window head of 2014-02 (months 2013-11 on, then its own run's rows),
+    without a store: rows inside the window, rows before it, and rows straddling its start
+    inside one training run, each against the window model that never learnt them (1e-9)."""
+    from taxifare_flow.flow.unlearn import Window, remove
+
+    monkeypatch.setenv("HISTORY_SCENARIO", "unannounced")
+    settings = _months(monkeypatch, "2013-09", "2014-02", rows=R)
+    arrive(6)
+    src = LocalSource(settings)
+    runs = [(0, 4 * R), (4 * R, 5 * R), (5 * R, 6 * R)]  # 2013-09 … 12 in one run, then a run a month
+
+    def window(kept: list[tuple[int, int]]) -> Model:
+        """The 3m window of the first two runs' rows `kept` (cleaned with their run's state)
+        plus the third run's rows."""
+        ledger = _core.Ledger(2)
+        for first, end in runs[:2]:
+            for a, b in kept:
+                if first <= a < end:
+                    ledger.merge(_core.Ledger.of_rows(src.read(a, b - a), 2))
+        m = Model(_core_model=ledger.compose(settings.ridge_alpha, since="2013-11", clock="2014-01"))
+        m.partial_fit(src.read(*runs[2][:1], R))
+        return m
+
+    head = _window_oracle(settings, runs[:2], "2013-11", [runs[2]])
+    assert _gap(head, window([(0, 4 * R), (4 * R, 5 * R)])) < 1e-12
+    held = Window("2013-11", 5 * R)
+    cases = [
+        ((4 * R, 5 * R), [(0, 4 * R)]),  # 2014-01, inside the window
+        ((2 * R, 4 * R), [(0, 2 * R), (4 * R, 5 * R)]),  # 2013-11 and 12, the window's months of the first run
+    ]
+    for (first, end), kept in cases:
+        model = head.copy()
+        removed = remove(src, settings, model, first, end, runs, held)
+        oracle = window(kept)
+        assert _gap(head, oracle) > 0.01 and _gap(model, oracle) < 1e-9, (first, end)
+        assert removed == pytest.approx(head.n_rows - model.n_rows)
+    # Before the window: nothing held, the model unchanged.
+    model = head.copy()
+    assert remove(src, settings, model, 0, 2 * R, runs, held) == 0
+    assert model.to_bytes() == head.to_bytes()
+    # Straddling the window's start inside the first run: only 2013-11's part is removed; the
+    # rows after it are cleaned as the run cleaned them (one state from row 0).
+    model = head.copy()
+    removed = remove(src, settings, model, R + R // 2, 2 * R + R // 2, runs, held)
+    full = _core.Ledger.of_rows(src.read(0, 2 * R + R // 2), 2)
+    upto = _core.Ledger.of_rows(src.read(0, 2 * R), 2)
+    expected = dict(full.rows())["2013-11"] - dict(upto.rows()).get("2013-11", 0.0)
+    assert removed == round(expected) and 0.4 * R < removed <= R // 2
+    assert head.n_rows - model.n_rows == pytest.approx(expected)
+    # Independently: the kernel's own removal of the held part alone (rows of 2013-11), with
+    # the run's cleaning state from row 0.
+    native = head.copy()
+    native.unlearn(src.read(0, 2 * R + R // 2), skip=2 * R)
+    assert _gap(model, native) < 1e-9
+    # The own run's rows are removed whole, whatever their month.
+    model = head.copy()
+    remove(src, settings, model, 5 * R, 6 * R, runs, held)
+    ledger = _core.Ledger.of_source(settings.source_dir, 0, 4 * R)
+    ledger.merge(_core.Ledger.of_source(settings.source_dir, 4 * R, R))
+    assert _gap(model, Model(_core_model=ledger.compose(settings.ridge_alpha, since="2013-11"))) < 1e-9

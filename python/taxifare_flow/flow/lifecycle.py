@@ -143,6 +143,11 @@ class Learned:
     #: Every challenger by horizon, the lineage's own (`all`, or the head alone) first.
     candidates: dict[str, Model] = field(default_factory=dict)
     horizon: str = "all"
+    #: The month the candidates were composed for (each window's start is counted from it).
+    new_month: str | None = None
+    #: The window tags of a head continued alone (`horizons.WINDOW_SINCE_TAG`): the new
+    #: version holds what the head held, so it keeps them.
+    held: dict[str, str] = field(default_factory=dict)
 
     @property
     def prequential_mae(self) -> float | None:
@@ -196,7 +201,10 @@ def learn(ctx: Context, w: int, t: int, step: int) -> Learned:
     if w > 0 and head is None:
         raise RegistryError(f"no valid model version ends at row {w} (its run is FINISHED but the version is missing): "
                             "cannot continue the lineage; run `taxifare check`")
-    candidates = challengers(ctx, head, step_month(step))
+    new_month = step_month(step)
+    candidates, alone = challengers(ctx, head, new_month)
+    held = {k: head.tags[k] for k in (horizons.WINDOW_SINCE_TAG, horizons.WINDOW_ROW_TAG)
+            if alone and head is not None and k in head.tags}
     challenger, *others = candidates.values()
     h = t - int((t - w) * s.holdout_fraction)
     started = time.perf_counter()
@@ -220,19 +228,19 @@ def learn(ctx: Context, w: int, t: int, step: int) -> Learned:
         for key in ("mae", "rmse", "r2"):
             rec.metric(f"prequential_{key}", result["production"][key], step)
     return Learned(challenger, str(head.version) if head is not None else None, production, h, result, seconds,
-                   candidates)
+                   candidates, new_month=new_month, held=held)
 
 
-def challengers(ctx: Context, head: ModelVersion | None, new_month: str) -> dict[str, Model]:
+def challengers(ctx: Context, head: ModelVersion | None, new_month: str) -> tuple[dict[str, Model], bool]:
     """The challengers before the new rows, by horizon, composed from the lineage's ledger; the
-    head alone (`all`) when its ledger is incomplete. The lineage keeps the head's feature
-    version (`taxifare backfill` moves it); a new lineage starts with FEATURE_VERSION."""
+    head alone (`all`) when its ledger is incomplete (then `True`). The lineage keeps the head's
+    feature version (`taxifare backfill` moves it); a new lineage starts with FEATURE_VERSION."""
     s = ctx.settings
     ledger = _core.Ledger(s.feature_version) if head is None else lineage_ledger(s, ctx.registry, head)
     if ledger is None:
         assert head is not None
-        return {"all": ctx.kernel(head)}
-    return horizons.compose(ledger, new_month, s.ridge_alpha, s.half_life_months)
+        return {"all": ctx.kernel(head)}, True
+    return horizons.compose(ledger, new_month, s.ridge_alpha, s.half_life_months), False
 
 
 def holdout_paired(result: PassResult) -> Paired | None:
@@ -292,6 +300,13 @@ def finalise(ctx: Context, run_id: str, learned: Learned, decision: Decision, w:
         feature_version=learned.challenger.feature_version,
     )
     tags["horizon"] = learned.horizon
+    window_since = horizons.since(learned.horizon, learned.new_month) if learned.new_month else None
+    if window_since is not None:
+        # What `taxifare unlearn` needs to know which rows this model holds (tags ride along
+        # with the registration: no call of their own).
+        tags.update({horizons.WINDOW_SINCE_TAG: window_since, horizons.WINDOW_ROW_TAG: str(w)})
+    else:
+        tags.update(learned.held)
     if decision.label == "promote":
         # Stamped with the version rather than by a call of its own when production moves
         # (`reconcile_aliases` removes it if production cannot move to it).

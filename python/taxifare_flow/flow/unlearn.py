@@ -9,6 +9,11 @@ removed rows) and subtracted. A `context=unlearn` run records what was removed a
 the new version, which ends at the watermark and so is the lineage head the next lifecycle
 continues; production moves to it when production had learnt those rows.
 
+A window head (`horizon` 12m/3m/1m, tags `window_since`/`window_row`) holds, before its run's
+first row, only the rows of its window's months: those rows are subtracted through their
+per-month ledger, months before the window left out, so the removal stays exact (none held:
+the new version is the head's model).
+
 What does not change: the watermark and the tiling are made of the `context=train` runs; the
 rows were consumed and are never trained again (a later `backfill` leaves them out too).
 
@@ -32,6 +37,7 @@ from taxifare_flow.data import WAREHOUSE_HASH_PREFIX, open_source
 from taxifare_flow.errors import RegistryError, UnlearnRefused
 from taxifare_flow.flow.lock import lifecycle_lock
 from taxifare_flow.flow.training_run import RunRecord, run_params, training_run, version_tags
+from taxifare_flow.ml_logic.horizons import WINDOW_ROW_TAG, WINDOW_SINCE_TAG
 from taxifare_flow.ml_logic.lineage import HISTORY_TAG, assert_lineage
 from taxifare_flow.ml_logic.registry import PRODUCTION, open_registry
 from taxifare_flow.ml_logic.watermark import get_latest_trained_row
@@ -228,14 +234,68 @@ def subtract(model: Model, removed: _core.Model) -> None:
     model.core.unlearn_model(removed)
 
 
+@dataclass(frozen=True)
+class Window:
+    """What a window head holds (`horizons.WINDOW_SINCE_TAG`): of the rows before `row`, those
+    whose ride month is `since` or later; every row from `row` on."""
+
+    since: str
+    row: int
+
+
+def held_window(head: ModelVersion) -> Window | None:
+    """The window a head holds, from its tags; `None` for a model of the whole lineage."""
+    since, row = head.tags.get(WINDOW_SINCE_TAG), head.tags.get(WINDOW_ROW_TAG)
+    if since and row:
+        return Window(since, int(row))
+    horizon = head.tags.get("horizon", "all")
+    if horizon != "all":
+        raise UnlearnRefused(f"the lineage head (version {head.version}) is the {horizon} window model but was registered "
+                             f"without the `{WINDOW_SINCE_TAG}`/`{WINDOW_ROW_TAG}` tags (before they existed): which rows it "
+                             "holds is not known, run it again after the next lifecycle (nothing was changed)")
+    return None
+
+
+def _window_part(source: DataSource, model: Model, clean_from: int, a: int, b: int, since: str) -> int:
+    """Removes, of rows `[a, b)` (cleaned from `clean_from` on, as learnt), those of ride month
+    `since` or later: the per-month statistics of `[clean_from, b)` minus those of
+    `[clean_from, a)` (one cleaning state, so the rows before `a` are cleaned alike in both),
+    composed as the window was (`since`, unweighted, at the head's clock), then subtracted."""
+    alpha, clock = model.core.ridge_alpha, model.last_month
+
+    def window(first: int, count: int) -> tuple[_core.Model, float]:
+        ledger = _core.Ledger.of_rows(source.read(first, count), model.feature_version)
+        held = sum(n for m, n in ledger.rows() if m >= since)
+        return ledger.compose(alpha, since=since, clock=clock), held
+
+    rows, removed = window(clean_from, b - clean_from)
+    if a > clean_from:
+        before, kept = window(clean_from, a - clean_from)
+        rows.unlearn_model(before)
+        removed -= kept
+    if removed > 0:
+        subtract(model, rows)
+    return round(removed)
+
+
 def remove(source: DataSource, settings: Settings, model: Model, first: int, end: int,
-           segments: list[tuple[int, int]]) -> int:
-    """Removes rows `[first, end)` from `model` (a copy of the head); the clean rows removed."""
+           segments: list[tuple[int, int]], window: Window | None = None) -> int:
+    """Removes rows `[first, end)` from `model` (a copy of the head); the clean rows removed.
+    From a window head (`window`), only the rows it holds."""
     from taxifare_flow.data.bigquery import BigQuerySource
 
     removed = 0
     for clean_from, a, b in pieces(first, end, segments):
-        if isinstance(source, BigQuerySource) and settings.bq_compute == "warehouse":
+        if window is not None and a < window.row:
+            if b > window.row:
+                raise UnlearnRefused(f"rows {_span(a, b)} straddle row {window.row:,}, where the lineage head's window "
+                                     "starts holding every row, inside one training range: run `taxifare check` "
+                                     "(nothing was changed)")
+            if isinstance(source, BigQuerySource) and settings.bq_compute == "warehouse":
+                raise UnlearnRefused("the lineage head is a window model and the warehouse computes no statistics per "
+                                     "ride month for unlearning: set BQ_COMPUTE=local for this run (nothing was changed)")
+            removed += _window_part(source, model, clean_from, a, b, window.since)
+        elif isinstance(source, BigQuerySource) and settings.bq_compute == "warehouse":
             stats, kept = source.removal_statistics(clean_from, a, b, model.core)
             subtract(model, stats)
             removed += kept
@@ -277,14 +337,10 @@ def unlearn(settings: Settings, month: str | None = None, rows: str | None = Non
                     raise UnlearnRefused(f"rows {_span(max(first, a), min(end, b))} were already unlearnt by version "
                                          f"{v.version}, an ancestor of the lineage head (version {head.version}): a row is "
                                          "unlearnt once (nothing was changed)")
-        # A window model (horizons, issue 22) holds only its last months: subtracting rows it
-        # may not hold would not be an exact removal. Refused until the head is a model of the
-        # whole lineage again, which loses nothing (the rows stay consumed, nothing is written).
-        horizon = head.tags.get("horizon", "all")
-        if horizon != "all":
-            raise UnlearnRefused(f"the lineage head (version {head.version}) is the {horizon} window model its lifecycle "
-                                 "chose, and rows are unlearnt exactly only from a model of the whole lineage: run it "
-                                 "again after a lifecycle that registers an `all` head (nothing was changed)")
+        # A window model (horizons, issue 22) holds only its last months: only the removed rows
+        # it holds are subtracted (none, when they are all before its window: the new version
+        # is the head's model, and the run still records what was removed).
+        window = held_window(head)
         model = registry.load_kernel(head)
         tagged = head.tags.get("feature_version")
         if tagged and tagged != str(model.feature_version):
@@ -293,7 +349,7 @@ def unlearn(settings: Settings, month: str | None = None, rows: str | None = Non
         before = model.n_rows
         label = f"month {month}" if month else f"rows {_span(first, end)}"
         try:
-            removed = remove(source, settings, model, first, end, learnt_segments(registry, head, w))
+            removed = remove(source, settings, model, first, end, learnt_segments(registry, head, w), window)
         except _core.ModelError as e:
             raise UnlearnRefused(f"{label}: the lineage head cannot unlearn them ({e}); nothing was changed") from None
         hash_like = WAREHOUSE_HASH_PREFIX if source.name == "bigquery" and settings.bq_compute == "warehouse" else None
@@ -309,6 +365,9 @@ def unlearn(settings: Settings, month: str | None = None, rows: str | None = Non
         else:
             reason = (f"{label} unlearnt from version {head.version}; production (version {production.version}, rows up "
                       f"to {int(production.tags.get('end_row', '0') or 0):,}) never learnt them and stays")
+        if window is not None and removed == 0:
+            reason += (f" (the lineage head is the {head.tags.get('horizon', 'window')} window model of the months from "
+                       f"{window.since} on and held none of them: its model is unchanged)")
         decision = "promote" if contains else "keep"
         client = registry.client
         record = RunRecord()
@@ -337,6 +396,11 @@ def unlearn(settings: Settings, month: str | None = None, rows: str | None = Non
                 feature_version=model.feature_version,
             )
             tags.update({UNLEARNT_TAG: f"{first}..{end}", "context": UNLEARN})
+            if window is not None:
+                # The new version holds what the head held, minus the rows: the next lifecycle
+                # continues it alone (this run keeps no ledger) and passes the tags on.
+                tags.update({WINDOW_SINCE_TAG: window.since, WINDOW_ROW_TAG: str(window.row), "horizon":
+                             head.tags.get("horizon", "all")})
             version = registry.log_model_version(run_id, model, tags)
         # Production moves by the version's decision, compare-and-set, as after a promotion: a
         # stop right here is repaired by the next lifecycle's `reconcile_aliases`.

@@ -30,11 +30,25 @@ from taxifare_flow.model import Model
 #: The horizons, widest first (a tie goes to the wider).
 HORIZONS: tuple[tuple[str, int | None], ...] = (("all", None), ("12m", 12), ("3m", 3), ("1m", 1))
 
+#: Version tags of a model that holds only part of its lineage: of the rows before row
+#: `window_row`, only those whose ride month is `window_since` or later (all rows from
+#: `window_row` on). A window challenger registered at row `w` gets them, and a version that
+#: continues such a head alone (its lineage kept no full ledger, e.g. after an unlearn)
+#: inherits them: `taxifare unlearn` reads them to subtract only the rows the head holds.
+WINDOW_SINCE_TAG = "window_since"
+WINDOW_ROW_TAG = "window_row"
+
 
 def month_minus(month: str, k: int) -> str:
     year, m = (int(x) for x in month.split("-"))
     i = year * 12 + m - 1 - k
     return f"{i // 12:04d}-{i % 12 + 1:02d}"
+
+
+def since(name: str, new_month: str) -> str | None:
+    """The first month a horizon's window holds at `new_month` (`None` for `all`)."""
+    k = dict(HORIZONS).get(name)
+    return None if k is None else month_minus(new_month, k)
 
 
 def compose(ledger: _core.Ledger, new_month: str, ridge_alpha: float, half_life_months: float) -> dict[str, Model]:
