@@ -89,7 +89,9 @@ def recent_months(registry: Registry, months: int = REFERENCE_MONTHS) -> list[Mo
     latest = sorted(registry.training_runs(), key=lambda r: -(r.info.start_time or 0))[:RECENT_RUNS]
     runs = sorted(latest, key=lambda r: -int(r.data.params.get("first_row", "0")))
     # Rows `taxifare unlearn` removed were not learnt (a broken delivery, most likely): no reference.
-    unlearnt = registry.finished_runs("unlearn")
+    from taxifare_flow.flow.unlearn import UNLEARN  # late, as in check.py: flow.unlearn imports check and the flow
+
+    unlearnt = registry.finished_runs(UNLEARN)
     removed = [(int(u.data.params["first_row"]), int(u.data.params["first_row"]) + int(u.data.params["row_count"]))
                for u in unlearnt]
     removed_months = {u.data.params.get("unlearnt_month") for u in unlearnt} - {None, ""}
