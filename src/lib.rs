@@ -11,6 +11,7 @@ pub mod geo;
 pub mod kernel;
 pub mod lineage;
 pub mod month_file;
+#[cfg(feature = "python")]
 mod python;
 pub mod schema;
 pub mod source;

@@ -293,10 +293,8 @@ def test_the_dry_run_and_the_byte_cap(source: BigQuerySource, monkeypatch: pytes
     sql = _core.warehouse_stats_query(src.table_id, 0, 300, 250, 2)
     assert src.dry_run(sql) == 0
     assert len(sql) < 1_024_000, "BigQuery's limit on a query's length"
-    r = src.learn(0, 300, 250, _core.Model(feature_version=2), None, None)
-    assert r["warehouse_bytes_billed_estimate"] == 0
     # The cap goes with every warehouse query to BigQuery itself (which refuses a query that
-    # would bill more), whatever the dry run said.
+    # would bill more), whatever the dry run said: the client's queries are watched.
     sent: list[int | None] = []
     real = type(src.client).query
 
@@ -305,7 +303,8 @@ def test_the_dry_run_and_the_byte_cap(source: BigQuerySource, monkeypatch: pytes
         return real(client, sql, job_config=job_config, **kw)  # type: ignore[arg-type]
 
     monkeypatch.setattr(type(src.client), "query", query)
-    src.learn(0, 300, 250, _core.Model(feature_version=2), None, None)
+    r = src.learn(0, 300, 250, _core.Model(feature_version=2), None, None)
+    assert r["warehouse_bytes_billed_estimate"] == 0
     assert sent and sent[-1] == 10 * 2**30 and sent.count(10 * 2**30) == 2, sent
     monkeypatch.undo()
     monkeypatch.setattr(BigQuerySource, "dry_run", lambda self, sql: 50 * 2**30)
