@@ -255,7 +255,8 @@ PARTS = {"lifecycle": part_lifecycle, "simulation": part_simulation, "slicing": 
 def run_part(name: str, a: argparse.Namespace) -> dict[str, Any]:
     """Runs one part in a fresh interpreter; its result is the last line it prints."""
     args = [sys.executable, str(Path(__file__).resolve()), "--part", name, *sys.argv[1:]]
-    out = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(HERE)})
+    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
+    out = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path})
     if out.returncode != 0:
         sys.stderr.write(out.stdout + out.stderr)
         raise SystemExit(f"the {name} part failed (exit status {out.returncode})")
