@@ -106,7 +106,7 @@ def test_a_replay_is_one_flow_run_with_a_task_run_a_month(one_month: str, prefec
     client_home = clean_env / "prefect-client"
     runs = flow_runs(prefect_server, f"{one_month} replay", 1, client_home)
     assert len(runs) == 1 and runs[0]["state"] == "COMPLETED", runs
-    assert runs[0]["task_runs"] == [("2012-08", "COMPLETED"), ("2012-09", "COMPLETED")]
+    assert runs[0]["task_runs"] == [["2012-08", "COMPLETED"], ["2012-09", "COMPLETED"]]
     assert flow_runs(prefect_server, one_month, 0, client_home) == [], "no lifecycle flow run of its own"
 
 
