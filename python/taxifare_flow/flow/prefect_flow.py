@@ -181,7 +181,7 @@ def replay(settings: Settings, months: int | None = None) -> Iterator[Tick]:
     from taxifare_flow.flow.simulate import Tick, next_month, pending_work
     from taxifare_flow.ml_logic.store import fsync_file, sqlite_store_path, unsynced
 
-    if pending_work(settings) == 0:
+    if months == 0 or pending_work(settings) == 0:
         return  # nothing arrives and nothing is untrained: no flow run, no server
     with lifecycle_lock(settings):
         updates = _flow_settings_updates(settings, warm_registry=True)
