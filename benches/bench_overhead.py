@@ -13,13 +13,16 @@ Each part runs in its own process (its settings, its Prefect API, its peak RSS):
   the outermost call only (a client method calling another counts once).
 - simulation: every month of the history (`--sim-rows-per-month`, 10,000 by default;
   `--kaggle`: the full 55,423,856 rows, minutes) through `simulate`, as `run_all_months` runs
-  it; its Rust compute is each lifecycle's one pass (`Outcome.learn_seconds`).
+  it (one Prefect flow run, a task run a month); its Rust compute is each lifecycle's one pass
+  (`Outcome.learn_seconds`); the first month (which creates the store and waits for the local
+  Prefect API) apart from the later ones; CPU seconds of this process and of the local API.
 - slicing: the last month of the 10 M-row source of `bench_data.py` (the same folder, reused),
   `_core.read_rows` against `pyarrow.dataset` filtering on `row_id`: warm (one process, after
   one untimed call of each, `--repeat` alternating calls, medians) and cold (a fresh process a
   call, as `bench_data.py` measures it).
 
     python benches/bench_overhead.py [--rows 700000] [--repeat 3] [--sim-rows-per-month 10000] [--kaggle]
+        [--only lifecycle|simulation|slicing ...]
 """
 
 from __future__ import annotations
@@ -148,12 +151,24 @@ def part_lifecycle(a: argparse.Namespace) -> dict[str, Any]:
             "empty_flow_calls": sum(empty_flow_calls.values()), "load": os.getloadavg()}
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a running process (Linux `/proc`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def part_simulation(a: argparse.Namespace) -> dict[str, Any]:
-    """Every month of the history through `simulate` (Prefect flows), as `run_all_months`."""
+    """Every month of the history through `simulate` (one Prefect flow run, a task run a month),
+    as `run_all_months` runs it: wall time from `simulate`'s call (the store's creation and the
+    local Prefect API's start included), the first month apart (it pays them), this process's
+    CPU and the local API's."""
+    import resource
+
     rows = "kaggle" if a.kaggle else str(a.sim_rows_per_month)
     root = Path(tempfile.mkdtemp(prefix="taxifare-overhead-sim-", dir=a.dir))
     _settings_env(root, rows)
     from taxifare_flow.data import open_source
+    from taxifare_flow.flow import prefect_server
     from taxifare_flow.flow.simulate import simulate
     from taxifare_flow.settings import load_settings
 
@@ -161,15 +176,28 @@ def part_simulation(a: argparse.Namespace) -> dict[str, Any]:
     open_source(settings, "local").reset()
     counter = CallCounter()
     counter.install()
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
-    ticks = list(simulate(settings, a.months))
+    ticks_at: list[float] = []
+    ticks = []
+    for tick in simulate(settings, a.months):
+        ticks.append(tick)
+        ticks_at.append(time.perf_counter() - started)
     wall = time.perf_counter() - started
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    server = prefect_server._server
+    server_cpu = _cpu_seconds(server.process.pid) if server is not None and server.process.poll() is None else 0.0
     trained = [t.outcome for t in ticks if t.outcome.status == "trained"]
     import shutil
 
     shutil.rmtree(root, ignore_errors=True)
     return {"rows_per_month": rows, "months": len(trained), "rows": sum(o.end_row - o.first_row for o in trained),
             "wall": wall, "compute": sum(o.learn_seconds for o in trained), "calls": counter.total(),
+            "first": ticks_at[0] if ticks_at else 0.0,
+            # Inside the months' task runs: the lifecycles (their own clock); the rest of a later
+            # month is Prefect's task run, the arrival and the month's sync.
+            "lifecycles_after_first": sum(o.seconds for o in trained[1:]),
+            "cpu": after.ru_utime + after.ru_stime - cpu.ru_utime - cpu.ru_stime, "server_cpu": server_cpu,
             "load": os.getloadavg()}
 
 
@@ -227,7 +255,8 @@ PARTS = {"lifecycle": part_lifecycle, "simulation": part_simulation, "slicing": 
 def run_part(name: str, a: argparse.Namespace) -> dict[str, Any]:
     """Runs one part in a fresh interpreter; its result is the last line it prints."""
     args = [sys.executable, str(Path(__file__).resolve()), "--part", name, *sys.argv[1:]]
-    out = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(HERE)})
+    path = os.pathsep.join(p for p in (str(HERE), os.environ.get("PYTHONPATH", "")) if p)
+    out = subprocess.run(args, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": path})
     if out.returncode != 0:
         sys.stderr.write(out.stdout + out.stderr)
         raise SystemExit(f"the {name} part failed (exit status {out.returncode})")
@@ -256,6 +285,8 @@ def main() -> None:
     ap.add_argument("--slice-dir", default=str(Path(tempfile.gettempdir()) / "taxifare-bench-data"),
                     help="the source of bench_data.py, reused")
     ap.add_argument("--dir", default=str(Path(tempfile.gettempdir()) / "taxifare-bench-overhead"))
+    ap.add_argument("--only", choices=sorted(PARTS), action="append",
+                    help="run only these parts (repeatable; the slicing part brings the cold slicing)")
     ap.add_argument("--part", choices=sorted(PARTS), help=argparse.SUPPRESS)
     a = ap.parse_args()
     Path(a.dir).mkdir(parents=True, exist_ok=True)
@@ -264,55 +295,79 @@ def main() -> None:
         return
 
     load = os.getloadavg()
-    lc = run_part("lifecycle", a)
-    sim = run_part("simulation", a)
-    sl = run_part("slicing", a)
-    cold = part_slicing_cold(a, sl["src"], sl["first"], sl["count"])
-
-    inproc, flow = lc["runs"]["in-process"], lc["runs"]["flow"]
-    calls = [r["calls"] for r in inproc + flow]
+    parts = set(a.only or PARTS)
+    lc = run_part("lifecycle", a) if "lifecycle" in parts else None
+    sim = run_part("simulation", a) if "simulation" in parts else None
+    sl = run_part("slicing", a) if "slicing" in parts else None
+    cold = part_slicing_cold(a, sl["src"], sl["first"], sl["count"]) if sl is not None else None
     med = statistics.median
-    per_month = sim["wall"] / sim["months"]
-    print(f"load average before: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores "
-          f"(lifecycle part {lc['load'][0]:.1f}, simulation {sim['load'][0]:.1f}, slicing {sl['load'][0]:.1f})")
-    print(f"lifecycle part: months of {inproc[0]['rows']:,} rows with production, {a.repeat} lifecycle(s) in-process and "
-          f"{a.repeat} through the flow, alternating; one plain fit = median of {a.repeat} partial_fit_source of the same rows")
-    print(f"simulation part: {sim['months']} months, {sim['rows']:,} rows ({sim['rows_per_month']} a month), Prefect flows")
-    print(f"slicing part: the last {sl['count']:,} rows of a {sl['total']:,}-row source (Parquet), "
-          f"warm: medians of {a.slice_repeat} alternating calls in one process; cold: of {a.slice_repeat} fresh processes each")
+    loads = ", ".join(f"{name} part {p['load'][0]:.1f}" for name, p in (("lifecycle", lc), ("simulation", sim),
+                                                                       ("slicing", sl)) if p is not None)
+    print(f"load average before: {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cores ({loads})")
+    if lc is not None:
+        inproc, flow = lc["runs"]["in-process"], lc["runs"]["flow"]
+        print(f"lifecycle part: months of {inproc[0]['rows']:,} rows with production, {a.repeat} lifecycle(s) in-process "
+              f"and {a.repeat} through the flow, alternating; one plain fit = median of {a.repeat} partial_fit_source of "
+              "the same rows")
+    if sim is not None:
+        print(f"simulation part: {sim['months']} months, {sim['rows']:,} rows ({sim['rows_per_month']} a month), "
+              "one Prefect flow run (a task run a month)")
+    if sl is not None:
+        print(f"slicing part: the last {sl['count']:,} rows of a {sl['total']:,}-row source (Parquet), "
+              f"warm: medians of {a.slice_repeat} alternating calls in one process; cold: of {a.slice_repeat} fresh "
+              "processes each")
     print()
     row("ratio", "measured", "goal", "")
-    row("MLflow calls, a training lifecycle (min–max)", f"{min(calls)}–{max(calls)}", "≤ 12", met(max(calls) <= 12))
-    row("MLflow calls, a lifecycle with nothing to do (in-process)", f"{lc['empty_calls']}", "0", met(lc["empty_calls"] == 0))
-    row("MLflow calls, a flow with nothing to do", f"{lc['empty_flow_calls']}", "0", met(lc["empty_flow_calls"] == 0))
-    row("MLflow calls per lifecycle, whole simulation", f"{sim['calls'] / sim['months']:.1f}", "≤ 12",
-        met(sim["calls"] / sim["months"] <= 12))
-    ratio_in = med(r["seconds"] for r in inproc) / med(r["fit"] for r in inproc)
-    ratio_flow = med(r["seconds"] for r in flow) / med(r["fit"] for r in flow)
-    row("lifecycle / one fit, in-process (run_lifecycle)", f"{ratio_in:.2f}×", "", "")
-    row("lifecycle / one fit, Prefect flow (run_flow)", f"{ratio_flow:.2f}×", "≤ 2×", met(ratio_flow <= 2))
-    ratio_pass = med(r["learn"] for r in inproc + flow) / med(r["fit"] for r in inproc + flow)
-    row("  the one pass alone / one fit", f"{ratio_pass:.2f}×", "", "")
-    row(f"simulation wall / Rust compute ({sim['rows_per_month']} a month)", f"{sim['wall'] / sim['compute']:.2f}×",
-        "≤ 1.5×" if a.kaggle else "", met(sim["wall"] / sim["compute"] <= 1.5) if a.kaggle else "")
-    if not a.kaggle:
-        row("simulation s a month", f"{per_month:.3f}", "≤ 0.25", met(per_month <= 0.25))
-    warm = sl["warm"]["rust"] / sl["warm"]["pyarrow"]
-    row("slicing, read_rows / pyarrow.dataset, warm process", f"{warm:.2f}×", "≤ 1×", met(warm <= 1))
-    row("slicing, read_rows / pyarrow.dataset, cold process", f"{cold['rust'] / cold['pyarrow']:.2f}×", "", "")
+    if lc is not None:
+        calls = [r["calls"] for r in inproc + flow]
+        row("MLflow calls, a training lifecycle (min–max)", f"{min(calls)}–{max(calls)}", "≤ 12", met(max(calls) <= 12))
+        row("MLflow calls, a lifecycle with nothing to do (in-process)", f"{lc['empty_calls']}", "0",
+            met(lc["empty_calls"] == 0))
+        row("MLflow calls, a flow with nothing to do", f"{lc['empty_flow_calls']}", "0", met(lc["empty_flow_calls"] == 0))
+    if sim is not None:
+        row("MLflow calls per lifecycle, whole simulation", f"{sim['calls'] / sim['months']:.1f}", "≤ 12",
+            met(sim["calls"] / sim["months"] <= 12))
+    if lc is not None:
+        ratio_in = med(r["seconds"] for r in inproc) / med(r["fit"] for r in inproc)
+        ratio_flow = med(r["seconds"] for r in flow) / med(r["fit"] for r in flow)
+        row("lifecycle / one fit, in-process (run_lifecycle)", f"{ratio_in:.2f}×", "", "")
+        row("lifecycle / one fit, Prefect flow (run_flow)", f"{ratio_flow:.2f}×", "≤ 2×", met(ratio_flow <= 2))
+        ratio_pass = med(r["learn"] for r in inproc + flow) / med(r["fit"] for r in inproc + flow)
+        row("  the one pass alone / one fit", f"{ratio_pass:.2f}×", "", "")
+    if sim is not None:
+        per_month = sim["wall"] / sim["months"]
+        row(f"simulation wall / Rust compute ({sim['rows_per_month']} a month)", f"{sim['wall'] / sim['compute']:.2f}×",
+            "≤ 1.5×" if a.kaggle else "", met(sim["wall"] / sim["compute"] <= 1.5) if a.kaggle else "")
+        if not a.kaggle:
+            row("simulation s a month (wall / months)", f"{per_month:.3f}", "≤ 0.25", met(per_month <= 0.25))
+        later = (sim["wall"] - sim["first"]) / max(sim["months"] - 1, 1)
+        inside = sim["lifecycles_after_first"] / max(sim["months"] - 1, 1)
+        row("  the first month s (store created, Prefect API started)", f"{sim['first']:.2f}", "", "")
+        row("  a later month s", f"{later:.3f}", "", "")
+        row("    its lifecycle (inside the month's task run) s", f"{inside:.3f}", "", "")
+        row("    Prefect's task run, arrival, the month's sync s", f"{later - inside:.3f}", "", "")
+    if sl is not None and cold is not None:
+        warm = sl["warm"]["rust"] / sl["warm"]["pyarrow"]
+        row("slicing, read_rows / pyarrow.dataset, warm process", f"{warm:.2f}×", "≤ 1×", met(warm <= 1))
+        row("slicing, read_rows / pyarrow.dataset, cold process", f"{cold['rust'] / cold['pyarrow']:.2f}×", "", "")
     print()
-    print(f"{'seconds (medians)':<44}{'in-process':>12}{'flow':>12}")
-    for key, name in (("seconds", "lifecycle"), ("learn", "  its one pass"), ("fit", "one plain fit of the month")):
-        print(f"{name:<44}{med(r[key] for r in inproc):>12.3f}{med(r[key] for r in flow):>12.3f}")
-    print(f"simulation: wall {sim['wall']:.1f} s, Rust compute {sim['compute']:.1f} s, {sim['calls']:,} MLflow calls")
-    print(f"slicing (s): warm read_rows {sl['warm']['rust']:.3f}, pyarrow.dataset {sl['warm']['pyarrow']:.3f}; "
-          f"cold read_rows {cold['rust']:.3f}, pyarrow.dataset {cold['pyarrow']:.3f}")
-    by_name: Counter[str] = Counter()
-    for r in inproc + flow:
-        by_name.update(r["by_name"])
-    n = len(inproc + flow)
-    print("MLflow calls a training lifecycle, by method: "
-          + ", ".join(f"{name} {c / n:g}" for name, c in by_name.most_common()))
+    if lc is not None:
+        print(f"{'seconds (medians)':<44}{'in-process':>12}{'flow':>12}")
+        for key, name in (("seconds", "lifecycle"), ("learn", "  its one pass"), ("fit", "one plain fit of the month")):
+            print(f"{name:<44}{med(r[key] for r in inproc):>12.3f}{med(r[key] for r in flow):>12.3f}")
+    if sim is not None:
+        print(f"simulation: wall {sim['wall']:.1f} s, Rust compute {sim['compute']:.1f} s, {sim['calls']:,} MLflow calls; "
+              f"CPU: this process {sim['cpu']:.1f} s, the local Prefect API {sim['server_cpu']:.1f} s")
+    if sl is not None and cold is not None:
+        print(f"slicing (s): warm read_rows {sl['warm']['rust']:.3f}, pyarrow.dataset {sl['warm']['pyarrow']:.3f}; "
+              f"cold read_rows {cold['rust']:.3f}, pyarrow.dataset {cold['pyarrow']:.3f}")
+    if lc is not None:
+        by_name: Counter[str] = Counter()
+        for r in inproc + flow:
+            by_name.update(r["by_name"])
+        n = len(inproc + flow)
+        print("MLflow calls a training lifecycle, by method: "
+              + ", ".join(f"{name} {c / n:g}" for name, c in by_name.most_common()))
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ with get_client(sync_client=True) as client:
             out.append({"name": run.name, "state": run.state_type.value,
                         "start": run.start_time.isoformat() if run.start_time else "",
                         # A task run is named "<task name>-<suffix>".
-                        "tasks": {t.name.rsplit("-", 1)[0]: t.state_type.value for t in tasks}})
+                        "tasks": {t.name.rsplit("-", 1)[0]: t.state_type.value for t in tasks},
+                        "task_runs": sorted((t.name, t.state_type.value) for t in tasks)})
         # The server records task runs from events, a moment after the flow returned.
         settled = len(out) >= expected_runs and all(r["state"] == "COMPLETED" and r["tasks"]
                                                     and set(r["tasks"].values()) == {"COMPLETED"} for r in out)
@@ -94,6 +95,19 @@ def test_a_lifecycle_reports_to_the_prefect_server(one_month: str, prefect_serve
     assert runs[1]["tasks"] == {"watermark": "COMPLETED"}, "nothing to do: the watermark only"
 
     assert prefect_server in taxifare("show_env").stdout
+
+
+def test_a_replay_is_one_flow_run_with_a_task_run_a_month(one_month: str, prefect_server: str, clean_env: Path) -> None:
+    """`run_all_months`: one flow run, its months as task runs named by the month (the arrived,
+    untrained month caught up first, then the month that arrives), no flow run a month."""
+    r = taxifare("run_all_months", env={"PREFECT_API_URL": prefect_server})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "2 lifecycles, 600 rows" in r.stdout, r.stdout
+    client_home = clean_env / "prefect-client"
+    runs = flow_runs(prefect_server, f"{one_month} replay", 1, client_home)
+    assert len(runs) == 1 and runs[0]["state"] == "COMPLETED", runs
+    assert runs[0]["task_runs"] == [["2012-08", "COMPLETED"], ["2012-09", "COMPLETED"]]
+    assert flow_runs(prefect_server, one_month, 0, client_home) == [], "no lifecycle flow run of its own"
 
 
 def test_an_empty_prefect_api_url_means_ephemeral_mode(one_month: str, prefect_server: str, clean_env: Path,

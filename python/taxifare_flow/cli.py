@@ -376,7 +376,7 @@ def _where_to_look(s: Settings) -> None:
 
 @app.command("run_all_months")
 def run_all_months(months: int = typer.Option(0, help="stop after N months (0 = until no data is left)")) -> None:
-    """Months arrive one after the other; each is followed by one lifecycle run."""
+    """Months arrive one after the other; each is followed by one lifecycle run (one Prefect flow run, a task run a month)."""
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from taxifare_flow.flow.simulate import pending_work, simulate

@@ -5,7 +5,8 @@ Prefect API this process starts (its state under `PREFECT_HOME`, see `prefect_se
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from contextlib import nullcontext
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from taxifare_flow.errors import PrefectServerError
@@ -13,6 +14,7 @@ from taxifare_flow.settings import Settings
 
 if TYPE_CHECKING:
     from taxifare_flow.flow.lifecycle import Outcome
+    from taxifare_flow.flow.simulate import Tick
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -52,8 +54,9 @@ def server_answers(api: str) -> None:
                                  "PREFECT_API_URL for a local one")
 
 
-def as_task(fn: Callable[P, R], name: str) -> Callable[P, R]:
-    """A lifecycle step as a Prefect task (after `configure_prefect`)."""
+def as_task(fn: Callable[P, R], name: str, run_name: str | None = None) -> Callable[P, R]:
+    """A lifecycle step as a Prefect task (after `configure_prefect`); `run_name` names its task
+    run (default: Prefect's, the task's name and a suffix)."""
     import functools
 
     from prefect import task
@@ -61,7 +64,7 @@ def as_task(fn: Callable[P, R], name: str) -> Callable[P, R]:
     from prefect.utilities.annotations import quote
 
     # Models are not hashable inputs and results stay in memory: no cache, no persistence.
-    prefect_task = task(name=name, cache_policy=NO_CACHE, persist_result=False)(fn)
+    prefect_task = task(name=name, cache_policy=NO_CACHE, persist_result=False, task_run_name=run_name)(fn)
 
     @functools.wraps(fn)
     def call(*args: P.args, **kwargs: P.kwargs) -> R:
@@ -95,38 +98,114 @@ def _settings_context(updates: dict[object, object]) -> Any:
     return prefect.context.SettingsContext(profile=context.profile, settings=_flow_settings[0][2])
 
 
+def _flow_settings_updates(settings: Settings, *, warm_registry: bool) -> dict[object, object]:
+    """Under the lifecycle lock: the store ready and the Prefect API answering; Prefect's
+    settings for the flow (after `configure_prefect`). A local API is started first and waited
+    for last, so its start (seconds: Prefect's imports, its database's migration) overlaps this
+    process's own start: importing Prefect, the store's checks and creation and, with
+    `warm_registry`, opening the experiment (a replay trains every month). A wrong setting
+    still fails in milliseconds, as one line, the API stopped."""
+    import sys
+
+    from taxifare_flow.flow.prefect_server import local_api_url, spawn_local_api, stop_starting_api
+    from taxifare_flow.ml_logic.registry import open_registry
+    from taxifare_flow.ml_logic.store import ready_store
+
+    # Started before Prefect is imported when nothing configures a server that Prefect's
+    # import could not change (`configure_prefect` put the settings' URL in the environment);
+    # a URL in a Prefect profile, read at the import, stops it again.
+    speculative = "prefect" not in sys.modules and not os.environ.get("PREFECT_API_URL")
+    if speculative:
+        spawn_local_api(settings.prefect_home)
+    try:
+        from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY
+
+        # A server configured (the settings, a Prefect profile, or a test harness in Prefect's
+        # own context); an empty value, as `.env.sample` has it, is none.
+        api = settings.prefect_api_url or PREFECT_API_URL.value() or ""
+        if api:
+            stop_starting_api()
+        else:
+            spawn_local_api(settings.prefect_home)
+        # The store is whole and answers (reachable, credentials, TLS, an MLflow store) before
+        # the flow starts.
+        ready_store(settings)
+        if warm_registry:
+            open_registry(settings, cached=True)
+    except BaseException:
+        stop_starting_api()
+        raise
+    if api:
+        server_answers(api)
+        return {PREFECT_API_URL: api}
+    api = local_api_url(settings.prefect_home, settings.prefect_server_ephemeral_startup_timeout_seconds)
+    # Heartbeats tell a server that a flow run crashed; the local API lives and dies with this
+    # process, and the next lifecycle's checks repair a crashed run. They cost up to a second
+    # a flow (the engine joins the heartbeat thread's 1 s sleep).
+    return {PREFECT_API_URL: api, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
+
+
 def run_flow(settings: Settings) -> Outcome:
     """Runs one lifecycle as a Prefect flow named `PREFECT_FLOW_NAME`; returns its `Outcome`.
     The lifecycle lock is taken before any Prefect server starts."""
     configure_prefect(settings)
-    from prefect import flow
-    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY
-
     from taxifare_flow.flow.lifecycle import lifecycle
     from taxifare_flow.flow.lock import lifecycle_lock
-    from taxifare_flow.flow.prefect_server import local_api_url
-    from taxifare_flow.ml_logic.store import ready_store
-
-    @flow(name=settings.prefect_flow_name, persist_result=False, log_prints=False)
-    def taxifare_lifecycle() -> Outcome:
-        return lifecycle(settings, as_task, lock=False)
 
     with lifecycle_lock(settings):
-        # The store is whole and answers (reachable, credentials, TLS, an MLflow store) before a
-        # Prefect server starts: a wrong setting fails in milliseconds, as one line.
-        ready_store(settings)
-        # A server configured (the settings, or a test harness in Prefect's own context); an
-        # empty value, as `.env.sample` has it, is none.
-        api = settings.prefect_api_url or PREFECT_API_URL.value() or ""
-        updates: dict[object, object] = {PREFECT_API_URL: api}
-        if api:
-            server_answers(api)
-        else:
-            api = updates[PREFECT_API_URL] = local_api_url(settings.prefect_home,
-                                                           settings.prefect_server_ephemeral_startup_timeout_seconds)
-            # Heartbeats tell a server that a flow run crashed; the local API lives and dies
-            # with this process, and the next lifecycle's checks repair a crashed run. They
-            # cost up to a second a flow (the engine joins the heartbeat thread's 1 s sleep).
-            updates[PREFECT_FLOWS_HEARTBEAT_FREQUENCY] = None
+        updates = _flow_settings_updates(settings, warm_registry=False)
+        from prefect import flow
+
+        @flow(name=settings.prefect_flow_name, persist_result=False, log_prints=False)
+        def taxifare_lifecycle() -> Outcome:
+            return lifecycle(settings, as_task, lock=False)
+
         with _settings_context(updates):
             return taxifare_lifecycle()
+
+
+def replay(settings: Settings, months: int | None = None) -> Iterator[Tick]:
+    """The simulation (`run_all_months`) as one Prefect flow run, `PREFECT_FLOW_NAME` + " replay",
+    whose task runs are its months: each a task run named by the month (a catch-up over arrived,
+    untrained rows first if there are any), in which the month arrives and its lifecycle runs
+    (a refused or broken month fails its task, with the lifecycle's one-line error). Yields a
+    `Tick` per month as it ends. The lifecycle lock is held while the Prefect API starts, then
+    per month (arrival and lifecycle), as `run_flow` holds it for its one lifecycle.
+
+    One flow run rather than one per month: a flow run is a dozen API round trips and the engine's
+    set-up, which cost several times a 10,000-row month's lifecycle (docs/architecture.md,
+    "The Prefect flow"); a month's steps are not task runs of their own here for the same reason."""
+    configure_prefect(settings)
+    from taxifare_flow.flow.lifecycle import lifecycle
+    from taxifare_flow.flow.lock import lifecycle_lock
+    from taxifare_flow.flow.simulate import Tick, next_month, pending_work
+    from taxifare_flow.ml_logic.store import fsync_file, sqlite_store_path, unsynced
+
+    if months == 0 or pending_work(settings) == 0:
+        return  # nothing arrives and nothing is untrained: no flow run, no server
+    with lifecycle_lock(settings):
+        updates = _flow_settings_updates(settings, warm_registry=True)
+    from prefect import flow
+
+    def month_lifecycle(settings: Settings, month: str, rows: int) -> Outcome:
+        return lifecycle(settings, lock=False)
+
+    @flow(name=f"{settings.prefect_flow_name} replay", persist_result=False, log_prints=False)
+    def taxifare_replay() -> Iterator[Tick]:
+        done = 0
+        while months is None or done < months:
+            with lifecycle_lock(settings):
+                arrived = next_month(settings)
+                if arrived is None:
+                    return
+                month, rows = arrived
+                outcome = as_task(month_lifecycle, "month", run_name=month or "catch-up")(settings, month, rows)
+                if store is not None:
+                    fsync_file(store)  # the month is on disk before the next one starts
+            done += 1
+            yield Tick(month, rows, outcome)
+
+    # An embedded store's commits are synced once a month, not one by one (`store.unsynced`).
+    store = sqlite_store_path(settings)
+    with _settings_context(updates), unsynced(store) if store is not None else nullcontext():
+        yield from taxifare_replay()

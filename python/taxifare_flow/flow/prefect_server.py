@@ -5,7 +5,9 @@ a fresh `PREFECT_HOME` race in its database migration, its start timeout (20 s) 
 loaded machine, and a kill -9 leaves the server running under PID 1 for good. This one is
 started by the lifecycle under its lock, waits as long as `PREFECT_SERVER_EPHEMERAL_STARTUP_
 TIMEOUT_SECONDS` says, and dies with the process that started it (Linux parent-death signal).
-One server per process: `run_all_months` pays its start once.
+One server per process: `run_all_months` pays its start once. `spawn_local_api` starts it
+without waiting, so the caller overlaps its start with work of its own (the MLflow store's
+creation and imports); `local_api_url` then waits for it.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from taxifare_flow.errors import PrefectServerError
@@ -33,9 +35,13 @@ class _Server:
     process: subprocess.Popen[bytes]
     url: str
     log_path: Path
+    #: `time.monotonic()` at the spawn (the start-up timeout counts from it).
+    started: float = field(default_factory=time.monotonic)
 
 
 _server: _Server | None = None
+#: Spawned by `spawn_local_api`, not yet waited for.
+_starting: _Server | None = None
 
 
 # Runs first in the child, then execs uvicorn: the parent-death signal survives exec, and no
@@ -79,6 +85,7 @@ def _spawn(prefect_home: Path, log_path: Path) -> _Server:
 
 def _stop() -> None:
     global _server
+    stop_starting_api()
     if _server is not None and _server.process.poll() is None:
         _server.process.terminate()
         try:
@@ -92,16 +99,40 @@ def _stop() -> None:
 atexit.register(_stop)
 
 
+def spawn_local_api(prefect_home: Path) -> None:
+    """Starts this process's local Prefect API without waiting for it to answer (a no-op when it
+    runs or is starting); `local_api_url` waits. Call it under the lifecycle lock: the first
+    start migrates Prefect's database."""
+    global _starting
+    if (_server is not None and _server.process.poll() is None) or (
+            _starting is not None and _starting.process.poll() is None):
+        return
+    prefect_home.mkdir(parents=True, exist_ok=True)
+    _starting = _spawn(prefect_home, prefect_home / "server.log")
+
+
+def stop_starting_api() -> None:
+    """Stops a local API `spawn_local_api` started that nothing waited for (the caller failed
+    before it needed one)."""
+    global _starting
+    if _starting is not None and _starting.process.poll() is None:
+        _starting.process.kill()
+        _starting.process.wait()
+    _starting = None
+
+
 def local_api_url(prefect_home: Path, timeout_seconds: float) -> str:
-    """The URL of this process's local Prefect API, started now if it is not running. Call it
-    under the lifecycle lock: the first start migrates Prefect's database."""
-    global _server
+    """The URL of this process's local Prefect API, started now if it is not running (or
+    waited for, when `spawn_local_api` started it). Call it under the lifecycle lock: the first
+    start migrates Prefect's database. The timeout counts from the spawn."""
+    global _server, _starting
     if _server is not None and _server.process.poll() is None:
         return _server.url
-    prefect_home.mkdir(parents=True, exist_ok=True)
-    log_path = prefect_home / "server.log"
-    deadline = time.monotonic() + timeout_seconds
-    server, respawns = _spawn(prefect_home, log_path), 0
+    spawn_local_api(prefect_home)
+    assert _starting is not None
+    server, respawns, _starting = _starting, 0, None
+    log_path = server.log_path
+    deadline = server.started + timeout_seconds
     while not _healthy(server.url):
         code = server.process.poll()
         # uvicorn says 3 for any start-up failure; a port taken meanwhile is worth two retries.
@@ -116,7 +147,7 @@ def local_api_url(prefect_home: Path, timeout_seconds: float) -> str:
                 f"the local Prefect server did not answer within {timeout_seconds:g} s (a loaded machine?): raise "
                 f"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS, or set PREFECT_API_URL to a running server; log: {log_path}"
             )
-        time.sleep(0.2)
+        time.sleep(0.1)
     _server = server
     log.info("local Prefect API at %s", server.url)
     return server.url

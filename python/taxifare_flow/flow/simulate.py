@@ -48,29 +48,39 @@ def pending_work(settings: Settings) -> int:
     return int(w < t) + len(open_source(settings).pending())
 
 
-def simulate(settings: Settings, months: int | None = None, run: Callable[[Settings], Outcome] | None = None) -> Iterator[Tick]:
-    """Yields one `Tick` per lifecycle (a Prefect flow by default): first a catch-up over the
-    arrived, untrained rows if there are any, then arrival + lifecycle per month."""
+def next_month(settings: Settings) -> tuple[str, int] | None:
+    """What the next lifecycle of a simulation trains: the arrived, untrained rows if there are
+    any (the month of the last of them, their count), else the month that arrives now; `None`
+    when nothing is left."""
     from taxifare_flow.data import open_source
+
+    w, t = untrained(settings)
+    if w < t:
+        return open_source(settings).month_of_row(t - 1) or "", t - w
+    return arrive(settings)
+
+
+def simulate(settings: Settings, months: int | None = None, run: Callable[[Settings], Outcome] | None = None) -> Iterator[Tick]:
+    """Yields one `Tick` per lifecycle: first a catch-up over the arrived, untrained rows if
+    there are any, then arrival + lifecycle per month. By default the whole simulation is one
+    Prefect flow run, each month a task run of it (`prefect_flow.replay`); `run` runs each
+    lifecycle by itself instead (`run_flow`: a flow run a month; `run_lifecycle`: no Prefect)."""
     from taxifare_flow.ml_logic.lineage import assert_may_arrive
 
     # No month of another history arrives under this lineage (the lifecycle would refuse it,
     # after the month had moved).
     assert_may_arrive(settings)
     if run is None:
-        from taxifare_flow.flow.prefect_flow import run_flow
+        from taxifare_flow.flow.prefect_flow import replay
 
-        run = run_flow
+        yield from replay(settings, months)
+        return
     done = 0
     while months is None or done < months:
-        w, t = untrained(settings)
-        if w < t:
-            month, rows = open_source(settings).month_of_row(t - 1) or "", t - w
-        else:
-            arrived = arrive(settings)
-            if arrived is None:
-                return
-            month, rows = arrived
+        arrived = next_month(settings)
+        if arrived is None:
+            return
+        month, rows = arrived
         outcome = run(settings)
         done += 1
         yield Tick(month, rows, outcome)

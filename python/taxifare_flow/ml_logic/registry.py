@@ -105,18 +105,19 @@ class Registry:
 
     def read_snapshot(self) -> Snapshot:
         """Every run of the experiment (one search), the registered model with its tags and
-        aliases (one search), and its versions (one search, skipped when there is no model)."""
+        aliases (one read by name), and its versions (one search, skipped when there is no model)."""
         from mlflow.entities import ViewType
         from mlflow.exceptions import MlflowException
 
         runs = self.client.search_runs([self.experiment_id], "", run_view_type=ViewType.ALL, max_results=50_000)
         snap = Snapshot({r.info.run_id: r for r in runs})
+        # By name (a third of a name search's time: the search also reads every model's latest
+        # versions); a model that does not exist yet is an error here, as a search finding none.
+        model: RegisteredModel | None
         try:
-            found: list[RegisteredModel] = list(self.client.search_registered_models(f"name = '{self.model_name}'",
-                                                                                      max_results=10))
+            model = self.client.get_registered_model(self.model_name)
         except MlflowException:
-            found = []
-        model: RegisteredModel | None = next((m for m in found if m.name == self.model_name), None)
+            model = None
         if model is not None:
             snap.model_tags = dict(model.tags)
             snap.aliases = {a: str(v) for a, v in (model.aliases or {}).items()}
@@ -337,30 +338,13 @@ class Registry:
         path, and the ledger of the run's rows when given, `ledger/ledger.bin`, in the same
         upload) and registers it as a new version. `artifact_uri`: the run's, when the caller
         has it (else asked)."""
-        import mlflow
-
         from taxifare_flow.ml_logic.ledger import LEDGER_DIR, LEDGER_FILE, remember
 
         data = model.to_bytes()
         with tempfile.TemporaryDirectory() as tmp:
             root = Path(tmp) / "artifacts"
             model_dir = root / "model"
-            kernel = Path(tmp) / KERNEL_FILE
-            kernel.write_bytes(data)
-            # The input is a DataFrame of raw rides in any column flavour: MLflow cannot infer a
-            # signature from it and says so at WARNING on every save.
-            pyfunc_log = logging.getLogger("mlflow.pyfunc")
-            level = pyfunc_log.level
-            pyfunc_log.setLevel(logging.ERROR)
-            try:
-                mlflow.pyfunc.save_model(
-                    str(model_dir),
-                    python_model=str(PYFUNC_CODE),
-                    artifacts={"kernel": str(kernel)},
-                    pip_requirements=PIP_REQUIREMENTS,
-                )
-            finally:
-                pyfunc_log.setLevel(level)
+            save_pyfunc(model_dir, Path(tmp) / KERNEL_FILE, data)
             if self.settings.model_wheel:
                 pack_wheel(model_dir, Path(self.settings.model_wheel))
             for path, text in (texts or {}).items():
@@ -658,6 +642,97 @@ class Registry:
             return str(self.client.get_model_version_by_alias(self.model_name, alias).version)
         except MlflowException:
             return None
+
+
+def _save_model(model_dir: Path, kernel: Path, data: bytes) -> None:
+    """`mlflow.pyfunc.save_model` of a kernel (its bytes written to `kernel` first)."""
+    import mlflow
+
+    kernel.write_bytes(data)
+    # The input is a DataFrame of raw rides in any column flavour: MLflow cannot infer a
+    # signature from it and says so at WARNING on every save.
+    pyfunc_log = logging.getLogger("mlflow.pyfunc")
+    level = pyfunc_log.level
+    pyfunc_log.setLevel(logging.ERROR)
+    try:
+        mlflow.pyfunc.save_model(str(model_dir), python_model=str(PYFUNC_CODE), artifacts={"kernel": str(kernel)},
+                                 pip_requirements=PIP_REQUIREMENTS)
+    finally:
+        pyfunc_log.setLevel(level)
+
+
+@dataclass
+class _PyfuncTemplate:
+    """A pyfunc model MLflow saved in this process with an empty kernel, and the lines of its
+    `MLmodel` that differ from one save to the next."""
+
+    directory: Path
+    size: int  # MLflow's `model_size_bytes` of it: the files but the environment's, kernel empty
+    lines: dict[str, str]  # key → the template's line
+
+
+_pyfunc_template: list[_PyfuncTemplate] = []
+#: The `MLmodel` lines a save writes anew: the model's identity and time, its size, and the
+#: (temporary) path its kernel was copied from.
+_PER_SAVE = ("model_uuid:", "utc_time_created:", "model_size_bytes:", "uri:")
+
+
+def _template() -> _PyfuncTemplate | None:
+    """The process's pyfunc template, saved once by `mlflow.pyfunc.save_model`; `None` when its
+    `MLmodel` is not as expected (then every model is saved by MLflow itself)."""
+    import atexit
+    import shutil
+
+    if _pyfunc_template:
+        return _pyfunc_template[0]
+    tmp = Path(tempfile.mkdtemp(prefix="taxifare-pyfunc-"))
+    atexit.register(shutil.rmtree, tmp, True)
+    _save_model(tmp / "model", tmp / KERNEL_FILE, b"")
+    text = (tmp / "model" / "MLmodel").read_text()
+    lines: dict[str, str] = {}
+    for line in text.splitlines():
+        key = next((k for k in _PER_SAVE if line.strip().startswith(k)), None)
+        if key is not None:
+            if key in lines:
+                return None
+            lines[key] = line
+    size = next((int(v.split(":", 1)[1]) for k, v in lines.items() if k == "model_size_bytes:"), -1)
+    if set(lines) != set(_PER_SAVE) or size <= 0 or (tmp / "model" / "artifacts" / KERNEL_FILE).stat().st_size != 0:
+        return None
+    _pyfunc_template.append(_PyfuncTemplate(tmp / "model", size, lines))
+    return _pyfunc_template[0]
+
+
+def save_pyfunc(model_dir: Path, kernel: Path, data: bytes) -> None:
+    """The pyfunc model of a kernel in `model_dir`, as `mlflow.pyfunc.save_model` writes it (the
+    same files; `MLmodel` with this save's uuid, time, size and kernel path), from a template
+    MLflow saved once in this process: its environment files (requirements, conda, python_env)
+    and the checks behind them depend on nothing a month changes, and making them was most of a
+    save's time (~0.1 s a month on a loaded machine). `kernel` is the path `MLmodel` names as
+    the kernel's source (written only when MLflow saves)."""
+    import shutil
+    import uuid
+    from datetime import datetime, timezone
+
+    import yaml  # type: ignore[import-untyped]  # no stubs installed
+
+    template = _template()
+    if template is None:
+        _save_model(model_dir, kernel, data)
+        return
+    shutil.copytree(template.directory, model_dir)
+    (model_dir / "artifacts" / KERNEL_FILE).write_bytes(data)
+    values: dict[str, object] = {
+        "model_uuid:": uuid.uuid4().hex, "utc_time_created:": str(datetime.now(timezone.utc).replace(tzinfo=None)),
+        "model_size_bytes:": template.size + len(data), "uri:": str(kernel),
+    }
+    text = (template.directory / "MLmodel").read_text()
+    for key, line in template.lines.items():
+        indent = line[:len(line) - len(line.lstrip())]
+        # As MLflow writes it (`yaml.safe_dump`: a time quoted, a path as it needs).
+        fresh = indent + yaml.safe_dump({key[:-1]: values[key]}, default_flow_style=False, width=10_000).strip()
+        text = text.replace(line + "\n", fresh + "\n", 1)
+    (model_dir / "MLmodel").write_text(text)
 
 
 def now_utc() -> str:
