@@ -80,7 +80,7 @@ impl Model {
                 removed_rows += 1;
                 let m = months.of(c.cols.ts[i]);
                 feat.write(&c.cols, i, &mut f);
-                per_month.entry(m).or_insert_with(|| SparseRows::new(p)).add(&f, c.fares.value(i));
+                per_month.entry(m).or_insert_with(|| SparseRows::for_set(set)).add(&f, c.fares.value(i));
             }
             Ok(())
         })?;
@@ -99,7 +99,7 @@ impl Model {
     /// Removes statistics summed elsewhere (a warehouse, a ledger) of rows of ride month
     /// `month`, the counterpart of [`Model::add_stats`].
     pub fn unlearn_stats(&mut self, month: i32, stats: &Stats) -> Result<(), KernelError> {
-        self.check_features(stats.p())?;
+        self.feature_set.check_stats(stats, "unlearning from a model")?;
         let mut removed = stats.clone();
         removed.scale(self.weight_now(month)?);
         self.subtract(&removed)
@@ -125,17 +125,6 @@ impl Model {
         let mut removed = other.stats.clone();
         removed.scale(self.weight_now(theirs)?);
         self.subtract(&removed)
-    }
-
-    fn check_features(&self, p: usize) -> Result<(), KernelError> {
-        if p == self.feature_set.p() {
-            return Ok(());
-        }
-        Err(KernelError::Incompatible(format!(
-            "statistics of {p} features cannot be unlearnt from a model of feature version {} ({} features)",
-            self.feature_version(),
-            self.feature_set.p()
-        )))
     }
 
     /// `self.stats − removed`, refused (nothing changed) where a weight would go negative.
@@ -178,6 +167,23 @@ impl Model {
                 self.feature_set.names().get(j - 1).map_or("?", String::as_str),
                 after.xtx[[j, j]]
             )));
+        }
+        // The median correction's statistics are sums too: its fare histograms are counts,
+        // one of which going negative means rows the model never learnt.
+        if let Some(gone) = &removed.cells {
+            let never = |cell: usize| {
+                KernelError::NotLearnt(format!(
+                    "correction cell {cell} would hold fares the model never learnt: it never learnt these rows"
+                ))
+            };
+            match &mut after.cells {
+                Some(cells) => cells.subtract(gone, CANCELLED, NEGATIVE_TOLERANCE).map_err(never)?,
+                None => {
+                    if let Some((&k, _)) = gone.hist.iter().find(|(_, &w)| w > 0.0) {
+                        return Err(never(k as usize / super::features_v3::N_BINS));
+                    }
+                }
+            }
         }
         if left.abs() <= tolerance {
             // Everything was removed: the model is empty again, as if new.

@@ -68,6 +68,8 @@ impl Spec {
         match set {
             FeatureSet::V1 => v1::spec(),
             FeatureSet::V2 => v2::spec(),
+            // Version 3's columns are version 2's (its penalty and correction are not columns).
+            FeatureSet::V3 => Spec { set, ..v2::spec() },
         }
     }
 

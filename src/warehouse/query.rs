@@ -280,10 +280,20 @@ fn profile_sql() -> (String, String) {
     (ctes, selects)
 }
 
+/// Refuses the feature versions the queries cannot train or score: those with a median
+/// correction (their per-cell statistics and shifts are not computed in SQL).
+fn supported(sets: impl IntoIterator<Item = FeatureSet>) -> Result<(), WarehouseError> {
+    match sets.into_iter().find(|s| s.has_correction()) {
+        Some(s) => Err(WarehouseError::Unsupported(s.version())),
+        None => Ok(()),
+    }
+}
+
 /// Query 1 of a lifecycle: training statistics of `[w, h)` and `[h, t)` by ride month for
 /// the challenger's version, the cleaning counts, the given models scored on `[w, t)`
 /// (`scored[0]` production, `scored[1]` frozen) and the lineage hash.
 pub fn stats_query(slice: &Slice, challenger: FeatureSet, scored: [Option<&Scored>; 2]) -> Result<String, WarehouseError> {
+    supported(std::iter::once(challenger).chain(scored.iter().flatten().map(|s| s.set)))?;
     let spec = Spec::of(challenger);
     let extra: Vec<Spec> = scored.iter().flatten().map(|s| s.set).filter(|s| *s != challenger).map(Spec::of).collect();
     let mut specs = vec![&spec];
@@ -317,6 +327,7 @@ pub fn stats_query(slice: &Slice, challenger: FeatureSet, scored: [Option<&Score
 
 /// Query 2: the challenger (trained on `[w, h)`) and production on the clean holdout rows.
 pub fn holdout_query(slice: &Slice, challenger: &Scored, production: Option<&Scored>) -> Result<String, WarehouseError> {
+    supported(std::iter::once(challenger.set).chain(production.map(|p| p.set)))?;
     let specs: Vec<Spec> = std::iter::once(challenger.set)
         .chain(production.map(|p| p.set).filter(|s| *s != challenger.set))
         .map(Spec::of)
