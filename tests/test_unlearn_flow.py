@@ -1,5 +1,5 @@
 """`taxifare unlearn`, end to end with a real MLflow store: three months trained, the second
-unlearnt; the new version predicts as a model of months 1 and 3 (v2, to 1e-9), the watermark
+unlearnt; the new version predicts as a model of months 1 and 3 (the default version, to 1e-9), the watermark
 and the tiling are unchanged, `check` is sound, production moved, a later lifecycle continues
 the new head, and what cannot be unlearnt is refused in one line."""
 
@@ -39,7 +39,7 @@ def _months(monkeypatch: pytest.MonkeyPatch, first: str = "2012-05", last: str =
     return settings
 
 
-def _oracle(settings: Settings, ranges: list[tuple[int, int]], feature_version: int = 2) -> Model:
+def _oracle(settings: Settings, ranges: list[tuple[int, int]], feature_version: int = _core.DEFAULT_FEATURE_VERSION) -> Model:
     """A model that learnt exactly these row ranges, each in one call (as each run did)."""
     src = LocalSource(settings)
     m = Model(settings.ridge_alpha, settings.half_life_months, feature_version=feature_version)
@@ -87,7 +87,7 @@ def test_unlearning_a_month_end_to_end(tracking_store: str, small_history: Path,
     run = reg.client.get_run(new.run_id)
     p = run.data.params
     assert (p["context"], p["first_row"], p["row_count"], p["unlearnt_month"]) == ("unlearn", "1000", "1000", "2012-06")
-    assert p["parent_version"] == str(head.version) and p["feature_version"] == "2"
+    assert p["parent_version"] == str(head.version) and p["feature_version"] == str(_core.DEFAULT_FEATURE_VERSION)
     assert 0.9 * ROWS < int(p["cleaned_row_count"]) <= ROWS
     assert float(p["model_rows_before"]) - float(p["model_rows_after"]) == pytest.approx(int(p["cleaned_row_count"]))
     assert run.data.tags["lineage_hash"] == LocalSource(settings).content_hash(1000, 1000)
@@ -193,8 +193,9 @@ def test_unlearning_in_the_warehouse(small_history: Path, bigquery_env: None, mo
     from taxifare_flow.data.bigquery import BigQuerySource
     from taxifare_flow.data.history import ensure_history
 
+    # The warehouse computes feature versions 1 and 2 (not v3's correction).
     for k, v in (("HISTORY_ROWS_PER_MONTH", "800"), ("HISTORY_FIRST_MONTH", "2012-05"),
-                 ("HISTORY_LAST_MONTH", "2012-07"), ("BQ_COMPUTE", "warehouse")):
+                 ("HISTORY_LAST_MONTH", "2012-07"), ("BQ_COMPUTE", "warehouse"), ("FEATURE_VERSION", "2")):
         monkeypatch.setenv(k, v)
     settings = load_settings()
     ensure_history(settings)

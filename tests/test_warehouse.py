@@ -246,7 +246,7 @@ def test_a_warehouse_lifecycle_is_gated(small_history, bigquery_env, monkeypatch
     from taxifare_flow.ml_logic.registry import open_registry
 
     for k, v in (("HISTORY_ROWS_PER_MONTH", "1000"), ("HISTORY_FIRST_MONTH", "2012-05"),
-                 ("HISTORY_LAST_MONTH", "2012-08"), ("BQ_COMPUTE", "warehouse")):
+                 ("HISTORY_LAST_MONTH", "2012-08"), ("BQ_COMPUTE", "warehouse"), ("FEATURE_VERSION", "2")):
         monkeypatch.setenv(k, v)
     settings = load_settings()
     ensure_history(settings)

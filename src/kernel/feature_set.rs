@@ -33,7 +33,7 @@ impl FeatureSet {
     /// with (the `FEATURE_VERSION` setting's default): the one place that says so. Python
     /// reads it as `_core.DEFAULT_FEATURE_VERSION`. An existing lineage keeps its version
     /// until a backfill moves it (a v2 lineage cannot continue v1 statistics).
-    pub const DEFAULT: Self = Self::V2;
+    pub const DEFAULT: Self = Self::V3;
 
     /// The set of a recorded version number.
     pub fn from_version(version: u16) -> Result<Self, KernelError> {
@@ -271,7 +271,7 @@ mod tests {
             assert_eq!(FeatureSet::from_version(s.version()).unwrap(), s);
             assert_eq!(s.names().len(), s.p());
         }
-        assert_eq!(FeatureSet::DEFAULT, FeatureSet::V2);
+        assert_eq!(FeatureSet::DEFAULT, FeatureSet::V3);
         assert_eq!(FeatureSet::V2.p(), 192);
         assert!(FeatureSet::from_version(0).is_err());
         assert!(FeatureSet::from_version(99).unwrap_err().to_string().contains("99"));

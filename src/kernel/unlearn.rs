@@ -5,7 +5,9 @@
 //! for a model whose clock (its newest month) is `clock` — the weight the lifecycle, which
 //! learns months in ride-time order, gave it. Unlearning rows `B` after `fit(A); fit(B)` leaves
 //! the statistics of `fit(A)` (decayed to the clock, which does not move back): the ridge
-//! solution divides by `n`, so the predictions are those of `fit(A)`.
+//! solution divides by `n`, so the predictions are those of `fit(A)`. Feature version 3's
+//! absolute penalty and the correction's pseudo-count are in (weighted) rows, so there the
+//! predictions are those of `fit(A)` decayed to that clock (equal without forgetting).
 //!
 //! What cannot be undone is refused with [`KernelError::NotLearnt`], the model unchanged: rows
 //! newer than anything the model learnt, or rows whose removal would leave a negative weight
@@ -203,7 +205,7 @@ mod tests {
     use crate::kernel::feature_set::FeatureSet;
     use crate::kernel::model::Settings;
 
-    /// What the lifecycle trains (`FEATURE_VERSION=2`).
+    /// Version 2 (version 3's unlearning: `features_v3`'s tests).
     const V2: FeatureSet = FeatureSet::V2;
 
     fn rows(months: &[&str], n: u64, seed: u64) -> Vec<Result<RecordBatch, ArrowError>> {

@@ -376,3 +376,27 @@ pub fn features_query(table: &str, first: u64, end: u64, set: FeatureSet) -> Res
     );
     Ok(q)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::model::{Model, Settings};
+
+    /// Version 3's correction is not computed in SQL: its queries are refused in one line,
+    /// naming the versions that work; v2's are written.
+    #[test]
+    fn feature_version_3_is_refused_in_one_line() {
+        let slice = Slice { table: "p.d.t".into(), first: 0, end: 100, holdout_start: 80 };
+        let err = stats_query(&slice, FeatureSet::V3, [None, None]).unwrap_err();
+        assert!(matches!(err, WarehouseError::Unsupported(3)));
+        let msg = err.to_string();
+        assert!(msg.starts_with("warehouse compute supports feature versions 1 and 2; set FEATURE_VERSION=2"), "{msg}");
+        assert_eq!(msg.lines().count(), 1);
+        let mut m = Model::with_features(Settings::default(), FeatureSet::V3).unwrap();
+        m.partial_fit(crate::generator::MonthRides::new(1, crate::calendar::Month::parse("2012-01").unwrap(), 300, 300, false)).unwrap();
+        let scored = Scored { set: FeatureSet::V3, coef: m.coefficients().unwrap().clone() };
+        assert!(matches!(stats_query(&slice, FeatureSet::V2, [Some(&scored), None]), Err(WarehouseError::Unsupported(3))));
+        assert!(matches!(holdout_query(&slice, &scored, None), Err(WarehouseError::Unsupported(3))));
+        assert!(stats_query(&slice, FeatureSet::V2, [None, None]).is_ok());
+    }
+}
