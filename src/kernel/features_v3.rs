@@ -153,16 +153,38 @@ impl CellStats {
         self.sx.ncols() - 1
     }
 
-    /// Adds one row of cell `cell` given by its non-zeros: `nz` indices into the augmented
-    /// row `[1, x]` (0 the intercept) and `vals` their values.
+    /// Adds the sums of one row of cell `cell` given by its non-zeros (`nz` indices into the
+    /// augmented row `[1, x]`, 0 the intercept, and `vals` their values), and returns the key
+    /// of its (cell, fare bin), which the caller counts ([`CellStats::count_keys`]): a hot loop
+    /// pushes keys, and counts them once per chunk of rows.
     #[inline]
-    pub fn add_sparse(&mut self, cell: usize, nz: &[usize], vals: &[f64], y: f64) {
-        let mut row = self.sx.row_mut(cell);
-        for (&j, &v) in nz.iter().zip(vals) {
-            row[j] += v;
+    pub fn add_sums(&mut self, cell: usize, nz: &[usize], vals: &[f64], y: f64) -> u32 {
+        let d = self.sx.ncols();
+        if let Some(row) = self.sx.as_slice_mut().and_then(|all| all.get_mut(cell * d..(cell + 1) * d)) {
+            for (&j, &v) in nz.iter().zip(vals) {
+                if let Some(x) = row.get_mut(j) {
+                    *x += v;
+                }
+            }
         }
-        self.sy[cell] += y;
-        *self.hist.entry(key(cell, fare_bin(y))).or_insert(0.0) += 1.0;
+        if let Some(s) = self.sy.get_mut(cell) {
+            *s += y;
+        }
+        key(cell, fare_bin(y))
+    }
+
+    /// Counts a row of weight 1 for each key of `keys` (as returned by
+    /// [`CellStats::add_sums`]), and empties it.
+    pub fn count_keys(&mut self, keys: &mut Vec<u32>) {
+        keys.sort_unstable();
+        let mut i = 0;
+        while i < keys.len() {
+            let k = keys[i];
+            let run = keys[i..].iter().take_while(|&&x| x == k).count();
+            *self.hist.entry(k).or_insert(0.0) += run as f64;
+            i += run;
+        }
+        keys.clear();
     }
 
     /// Adds one row of features `f` (length p, without the intercept) with label `y`.

@@ -95,7 +95,7 @@ impl Stats {
             self.xty[a] += acc.xty[a];
         }
         self.syy += acc.syy;
-        if let Some(cells) = &acc.cells {
+        if let Some(cells) = acc.counted_cells() {
             self.merge_cells(cells);
         }
         acc.clear();
@@ -206,6 +206,8 @@ pub struct SparseRows {
     vals: Vec<f64>,
     /// The median correction's statistics, for a version that has one.
     cells: Option<CellStats>,
+    /// The (cell, fare bin) keys of the rows added since the histogram was last counted.
+    keys: Vec<u32>,
 }
 
 impl SparseRows {
@@ -221,6 +223,7 @@ impl SparseRows {
             nz: Vec::with_capacity(d),
             vals: Vec::with_capacity(d),
             cells: None,
+            keys: Vec::new(),
         }
     }
 
@@ -264,8 +267,15 @@ impl SparseRows {
         }
         self.syy += y * y;
         if let Some(cells) = &mut self.cells {
-            cells.add_sparse(features_v3::cell(f), &self.nz, &self.vals, y);
+            self.keys.push(cells.add_sums(features_v3::cell(f), &self.nz, &self.vals, y));
         }
+    }
+
+    /// The median correction's statistics summed so far (their histogram counted).
+    fn counted_cells(&mut self) -> Option<&CellStats> {
+        let cells = self.cells.as_mut()?;
+        cells.count_keys(&mut self.keys);
+        Some(cells)
     }
 
     /// Where row `a` of the packed triangle starts.
@@ -280,6 +290,7 @@ impl SparseRows {
         if let Some(cells) = &mut self.cells {
             cells.clear();
         }
+        self.keys.clear();
     }
 }
 
