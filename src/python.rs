@@ -97,7 +97,6 @@ impl From<CoreError> for PyErr {
             CoreError::History(e) => DataSourceError::new_err(e.to_string()),
             CoreError::Warehouse(crate::warehouse::WarehouseError::Kernel(e)) => CoreError::Kernel(e).into(),
             CoreError::Warehouse(crate::warehouse::WarehouseError::Invalid(m)) => pyo3::exceptions::PyValueError::new_err(m),
-            CoreError::Warehouse(e @ crate::warehouse::WarehouseError::Unsupported(_)) => ModelError::new_err(e.to_string()),
             CoreError::Warehouse(e) => DataSourceError::new_err(e.to_string()),
             CoreError::Invalid(m) => pyo3::exceptions::PyValueError::new_err(m),
         }

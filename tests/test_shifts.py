@@ -144,7 +144,6 @@ def test_shifts_complete(data_source: str, small_history: Path, prefect_harness:
     months = [f"2012-{m:02d}" for m in range(5, 13)] + ["2013-01", "2013-02"]
     if in_warehouse:
         monkeypatch.setenv("BQ_COMPUTE", "warehouse")
-        monkeypatch.setenv("FEATURE_VERSION", "2")  # the warehouse computes versions 1 and 2
         # Each month in the warehouse is a dozen emulator queries (~20 s): five months, still
         # across the 2012-09 fare change, say what ten would.
         months = months[3:8]

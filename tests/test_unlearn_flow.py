@@ -193,9 +193,8 @@ def test_unlearning_in_the_warehouse(small_history: Path, bigquery_env: None, mo
     from taxifare_flow.data.bigquery import BigQuerySource
     from taxifare_flow.data.history import ensure_history
 
-    # The warehouse computes feature versions 1 and 2 (not v3's correction).
     for k, v in (("HISTORY_ROWS_PER_MONTH", "800"), ("HISTORY_FIRST_MONTH", "2012-05"),
-                 ("HISTORY_LAST_MONTH", "2012-07"), ("BQ_COMPUTE", "warehouse"), ("FEATURE_VERSION", "2")):
+                 ("HISTORY_LAST_MONTH", "2012-07"), ("BQ_COMPUTE", "warehouse")):
         monkeypatch.setenv(k, v)
     settings = load_settings()
     ensure_history(settings)
@@ -214,7 +213,7 @@ def test_unlearning_in_the_warehouse(small_history: Path, bigquery_env: None, mo
     new = reg.head_for(2400)
     run = reg.client.get_run(new.run_id)
     assert run.data.params["compute"] == "warehouse" and run.data.tags["lineage_hash"].startswith("bq:")
-    oracle = Model(settings.ridge_alpha, settings.half_life_months, feature_version=2)
+    oracle = Model(settings.ridge_alpha, settings.half_life_months, feature_version=_core.DEFAULT_FEATURE_VERSION)
     for first in (0, 1600):
         oracle.partial_fit(src.read(first, 800))
     assert _gap(reg.load_kernel(head), oracle) > 0.01

@@ -16,10 +16,6 @@ pub enum WarehouseError {
     /// What a query returned is not what it was asked for.
     #[error("unexpected query result: {0}")]
     Result(String),
-    /// A feature version whose model the warehouse cannot compute: its median correction
-    /// (feature version 3) needs per-cell fare histograms the queries do not return yet.
-    #[error("warehouse compute supports feature versions 1 and 2; set FEATURE_VERSION=2 (feature version {0} has a median correction)")]
-    Unsupported(u16),
     /// The kernel refused the statistics.
     #[error(transparent)]
     Kernel(#[from] crate::kernel::KernelError),
