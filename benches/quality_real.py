@@ -367,12 +367,17 @@ def fold_errors(f: Fold) -> tuple[dict[str, np.ndarray], int]:
     tr, te = v2.cleaned_rides(f.train), v2.cleaned_rides(f.test)
     keep_te = v2.kept_mask(f.test)
     preds: dict[str, np.ndarray] = {}
-    k1 = Model()
+    k1 = Model(feature_version=1)
     k1.partial_fit(f.train)
     preds["v1 (kernel)"] = k1.predict(f.test)[keep_te]
     k2 = Model(feature_version=2)
     k2.partial_fit(f.train)
     preds["v2 (kernel)"] = k2.predict(f.test)[keep_te]
+    # Version 3, the default (v2's basis, absolute penalty λ, median correction per band × zone
+    # cell): the port of v3_proto.py's "v2, λ + corr", equal to it to 1e-9 (tests/test_v3_proto.py).
+    k3 = Model(feature_version=3)
+    k3.partial_fit(f.train)
+    preds[V3_LABEL] = k3.predict(f.test)[keep_te]
     p2_tr = k2.predict(f.train)[v2.kept_mask(f.train)]
     preds[f"v2 (kernel) + {RECOMMENDED.label}"] = RECOMMENDED.fit(tr, p2_tr)(te, preds["v2 (kernel)"])
     # Exact alternatives on the prototype's basis (one accumulation, several labels); the
@@ -408,6 +413,7 @@ def fold_errors(f: Fold) -> tuple[dict[str, np.ndarray], int]:
 
 REFERENCE = "HistGB raw, squared loss"
 BASE = BASE_LABEL
+V3_LABEL = "v3 (kernel, the default)"
 
 
 def se(x: np.ndarray) -> float:

@@ -82,7 +82,13 @@ def test_backfill_command_says_what_it_did(small_history: Path, monkeypatch: pyt
     r = taxifare("backfill", "--feature-version", "2")
     assert r.returncode == 0, r.stderr
     assert "feature version 2: version 2 trained on rows 0..2,500" in r.stdout
+    # 2 → 3 (the default of new lineages): the same recorded step.
     r = taxifare("backfill", "--feature-version", "3")
+    assert r.returncode == 0, r.stderr
+    assert "feature version 3: version 3 trained on rows 0..2,500" in r.stdout
+    reg = open_registry(load_settings())
+    assert reg.load_kernel(reg.head_for(2500)).feature_version == 3
+    r = taxifare("backfill", "--feature-version", "4")
     assert r.returncode == 2 and "feature" in r.stderr.lower(), r.stderr
 
 

@@ -34,17 +34,18 @@ def month(m: str, rows: int = 20_000, seed: int = 42) -> pa.Table:
 
 
 def test_versions_are_exposed() -> None:
-    assert _core.DEFAULT_FEATURE_VERSION == 2, "new models and new lineages are v2"
+    assert _core.DEFAULT_FEATURE_VERSION == 3, "new models and new lineages are v3"
     assert settings_from({}).feature_version == _core.DEFAULT_FEATURE_VERSION, "one default: the lifecycle's too"
-    assert _core.FEATURE_VERSIONS == (1, 2)
-    v1, v2 = Model.feature_names(1), Model.feature_names()
+    assert _core.FEATURE_VERSIONS == (1, 2, 3)
+    v1, v2 = Model.feature_names(1), Model.feature_names(2)
+    assert Model.feature_names() == v2, "v3's columns are v2's"
     assert len(v1) == 80 and len(v2) == 192
     assert v2[20] == "year_index" and v1[20] == "year"
     assert v2[:20] == v1[:20] and v2[21:80] == v1[21:80]
-    assert Model(feature_version=1).feature_version == 1 and Model().feature_version == 2
-    assert _core.Model().feature_version == 2 and len(_core.compute_features(month("2012-01", 10))[0][0]) == 192
-    with pytest.raises(ValueError, match="feature version 3"):
-        Model(feature_version=3)
+    assert Model(feature_version=1).feature_version == 1 and Model().feature_version == 3
+    assert _core.Model().feature_version == 3 and len(_core.compute_features(month("2012-01", 10))[0][0]) == 192
+    with pytest.raises(ValueError, match="feature version 4"):
+        Model(feature_version=4)
     with pytest.raises(ValueError):
         _core.compute_features(month("2012-01", 10), 0)
 

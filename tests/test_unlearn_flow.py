@@ -1,5 +1,5 @@
 """`taxifare unlearn`, end to end with a real MLflow store: three months trained, the second
-unlearnt; the new version predicts as a model of months 1 and 3 (v2, to 1e-9), the watermark
+unlearnt; the new version predicts as a model of months 1 and 3 (the default version, to 1e-9), the watermark
 and the tiling are unchanged, `check` is sound, production moved, a later lifecycle continues
 the new head, and what cannot be unlearnt is refused in one line."""
 
@@ -39,7 +39,7 @@ def _months(monkeypatch: pytest.MonkeyPatch, first: str = "2012-05", last: str =
     return settings
 
 
-def _oracle(settings: Settings, ranges: list[tuple[int, int]], feature_version: int = 2) -> Model:
+def _oracle(settings: Settings, ranges: list[tuple[int, int]], feature_version: int = _core.DEFAULT_FEATURE_VERSION) -> Model:
     """A model that learnt exactly these row ranges, each in one call (as each run did)."""
     src = LocalSource(settings)
     m = Model(settings.ridge_alpha, settings.half_life_months, feature_version=feature_version)
@@ -87,7 +87,7 @@ def test_unlearning_a_month_end_to_end(tracking_store: str, small_history: Path,
     run = reg.client.get_run(new.run_id)
     p = run.data.params
     assert (p["context"], p["first_row"], p["row_count"], p["unlearnt_month"]) == ("unlearn", "1000", "1000", "2012-06")
-    assert p["parent_version"] == str(head.version) and p["feature_version"] == "2"
+    assert p["parent_version"] == str(head.version) and p["feature_version"] == str(_core.DEFAULT_FEATURE_VERSION)
     assert 0.9 * ROWS < int(p["cleaned_row_count"]) <= ROWS
     assert float(p["model_rows_before"]) - float(p["model_rows_after"]) == pytest.approx(int(p["cleaned_row_count"]))
     assert run.data.tags["lineage_hash"] == LocalSource(settings).content_hash(1000, 1000)
@@ -213,7 +213,7 @@ def test_unlearning_in_the_warehouse(small_history: Path, bigquery_env: None, mo
     new = reg.head_for(2400)
     run = reg.client.get_run(new.run_id)
     assert run.data.params["compute"] == "warehouse" and run.data.tags["lineage_hash"].startswith("bq:")
-    oracle = Model(settings.ridge_alpha, settings.half_life_months, feature_version=2)
+    oracle = Model(settings.ridge_alpha, settings.half_life_months, feature_version=_core.DEFAULT_FEATURE_VERSION)
     for first in (0, 1600):
         oracle.partial_fit(src.read(first, 800))
     assert _gap(reg.load_kernel(head), oracle) > 0.01
@@ -262,9 +262,9 @@ def test_a_killed_unlearning_is_repaired_and_can_be_done_again(small_history: Pa
 def _window_oracle(settings: Settings, runs: list[tuple[int, int]], since: str, then: list[tuple[int, int]]) -> Model:
     """The window model of the training runs `runs` (ledger months from `since` on, each run's
     rows cleaned with one state, as learnt), then the rows of `then` learnt in full."""
-    ledger = _core.Ledger(2)
+    ledger = _core.Ledger(settings.feature_version)
     for first, end in runs:
-        ledger.merge(_core.Ledger.of_source(settings.source_dir, first, end - first))
+        ledger.merge(_core.Ledger.of_source(settings.source_dir, first, end - first, settings.feature_version))
     m = Model(_core_model=ledger.compose(settings.ridge_alpha, since=since, clock=ledger.last_month))
     for first, end in then:
         m.partial_fit(LocalSource(settings).read(first, end - first))
@@ -284,6 +284,9 @@ def test_unlearning_from_a_window_head(small_history: Path, monkeypatch: pytest.
     from taxifare_flow.flow.lifecycle import Outcome
 
     monkeypatch.setenv("HISTORY_SCENARIO", "unannounced")
+    # Version 2: on these rows v3 recovers from the 2014-01 change more slowly and the whole
+    # history ("all") stays the best horizon, so no window head would be registered.
+    monkeypatch.setenv("FEATURE_VERSION", "2")
     settings = _months(monkeypatch, "2013-09", "2014-03", rows=R)
     arrive(4)  # 2013-09 … 2013-12, one run
     assert run_lifecycle(settings).status == "trained"
@@ -358,6 +361,9 @@ def test_a_window_head_loses_exactly_the_rows_it_holds(small_history: Path, monk
     from taxifare_flow.flow.unlearn import Window, remove
 
     monkeypatch.setenv("HISTORY_SCENARIO", "unannounced")
+    # Version 2: on these rows v3 recovers from the 2014-01 change more slowly and the whole
+    # history ("all") stays the best horizon, so no window head would be registered.
+    monkeypatch.setenv("FEATURE_VERSION", "2")
     settings = _months(monkeypatch, "2013-09", "2014-02", rows=R)
     arrive(6)
     src = LocalSource(settings)
@@ -409,6 +415,6 @@ def test_a_window_head_loses_exactly_the_rows_it_holds(small_history: Path, monk
     # The own run's rows are removed whole, whatever their month.
     model = head.copy()
     remove(src, settings, model, 5 * R, 6 * R, runs, held)
-    ledger = _core.Ledger.of_source(settings.source_dir, 0, 4 * R)
-    ledger.merge(_core.Ledger.of_source(settings.source_dir, 4 * R, R))
+    ledger = _core.Ledger.of_source(settings.source_dir, 0, 4 * R, 2)
+    ledger.merge(_core.Ledger.of_source(settings.source_dir, 4 * R, R, 2))
     assert _gap(model, Model(_core_model=ledger.compose(settings.ridge_alpha, since="2013-11"))) < 1e-9

@@ -198,6 +198,41 @@ def test_a_lifecycle_in_the_warehouse_equals_the_local_one(source: BigQuerySourc
     assert source.content_hash(w, t - w) == loc["lineage_hash"]
 
 
+def test_a_v3_lifecycle_in_the_warehouse_equals_the_local_one(source: BigQuerySource, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Feature version 3: query 1 also returns the median correction's sums and fare
+    histograms per cell (`cx`, `cb`), and a v3 model is scored with its cell's shift: the same
+    challenger (predictions to 1e-9 $), scores and holdout sums as the local pass."""
+    months = [_core.generate_month(m, n, seed=s).read_all() for m, n, s in (("2012-08", 1800, 21), ("2012-09", 2400, 22))]
+    table = load(source, pa.concat_tables([m.select(_core.ride_schema().names).cast(_core.ride_schema()) for m in months]))
+    production = _core.Model(feature_version=3)
+    production.partial_fit(_core.generate_month("2012-07", 3000, seed=1))
+    frozen = _core.Model(feature_version=2)
+    frozen.partial_fit(_core.generate_month("2012-05", 3000, seed=2))
+    head = _core.Model(feature_version=3)
+    head.partial_fit(_core.generate_month("2012-07", 3000, seed=3))
+    t = table.num_rows
+    results = {}
+    for compute in ("local", "warehouse"):
+        monkeypatch.setenv("BQ_COMPUTE", compute)
+        challenger = head.copy()
+        results[compute] = (BigQuerySource(load_settings()).learn(0, t, t - 900, challenger, production, frozen), challenger)
+    (loc, loc_model), (wh, wh_model) = results["local"], results["warehouse"]
+    assert wh["cleaning"] == loc["cleaning"]
+    assert (wh["train_kept"], wh["holdout_kept"]) == (loc["train_kept"], loc["holdout_kept"])
+    for k in ("production", "frozen"):
+        for m in ("mae", "rmse"):
+            assert relative(wh[k][m], loc[k][m]) < 1e-9, (k, m)
+    for a, b in zip(wh_model.statistics(), loc_model.statistics(), strict=True):
+        assert relative(a, b) < 1e-9
+    probe = _core.generate_month("2012-10", 600, seed=4).read_all()
+    got, want = wh_model.predict(probe), loc_model.predict(probe)
+    assert np.nanmax(np.abs(got - want)) < 1e-9
+    paired_wh, paired_loc = holdout_paired(wh), holdout_paired(loc)
+    assert paired_wh is not None and paired_loc is not None and paired_wh.n == paired_loc.n > 0
+    for field in ("challenger_sum", "production_sum", "diff_sum", "diff_sq_sum"):
+        assert relative(getattr(paired_wh, field), getattr(paired_loc, field)) < 1e-9, field
+
+
 def assert_same_profile(got: list[MonthProfile], want: list[MonthProfile]) -> None:
     """Counts exactly, sums to 1e-9 relative (the warehouse adds in another order)."""
     assert [m["month"] for m in got] == [m["month"] for m in want]

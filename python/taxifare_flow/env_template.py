@@ -33,9 +33,9 @@ HISTORY_LAST_MONTH=2015-06
 HISTORY_SCENARIO=plain
 
 # --- model and lifecycle -----------------------------------------------------------------
-# feature set of a new lineage, and the target of `taxifare backfill` (1 | 2); a lineage keeps
+# feature set of a new lineage, and the target of `taxifare backfill` (1 | 2 | 3); a lineage keeps
 # its version until a backfill moves it
-FEATURE_VERSION=2
+FEATURE_VERSION=3
 # ridge penalty on standardised coefficients (1e-3: the month one-hots, the year trend and
 # the fare-era indicators are nearly collinear over the first months)
 RIDGE_ALPHA=1e-3

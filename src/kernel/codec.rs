@@ -3,20 +3,28 @@
 //! ```text
 //! magic "TXFM" | format u16 | feature_version u16 | p u32 | ridge_alpha f64 | half_life f64
 //! | last_month i32 (i32::MIN = none) | syy f64 | xtx (p+1)² f64 | xty (p+1) f64
-//! | has_coef u8 [intercept f64 | beta p f64] | fnv1a-64 of everything before u64
+//! | [format 2 only: has_cells u8 | the correction's statistics (`CellStats::write`)]
+//! | has_coef u8 [intercept f64 | beta p f64 | format 2 only: correction N_CELLS f64]
+//! | fnv1a-64 of everything before u64
 //! ```
+//!
+//! Format 2 is written for the feature versions with a median correction (3); the others are
+//! still written in format 1, byte for byte as before, and both formats load.
 
 use ndarray::{Array1, Array2};
 
 use super::feature_set::FeatureSet;
+use super::features_v3::{CellStats, N_CELLS};
 use super::model::{Model, Settings};
 use super::stats::{Coefficients, Stats};
 use super::KernelError;
 use crate::fnv::fnv1a;
 
 const MAGIC: &[u8; 4] = b"TXFM";
-/// Version of the byte format written.
-pub const FORMAT_VERSION: u16 = 1;
+/// Version of the byte format written for a feature version with a median correction.
+pub const FORMAT_VERSION: u16 = 2;
+/// The format written for the versions without a correction (and read as before).
+const FORMAT_PLAIN: u16 = 1;
 
 /// Serialises a model.
 #[must_use]
@@ -24,7 +32,8 @@ pub fn to_bytes(m: &Model) -> Vec<u8> {
     let p = m.stats.p();
     let mut out = Vec::with_capacity(64 + 8 * (p + 1) * (p + 3));
     out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+    let cells = m.feature_set.has_correction();
+    out.extend_from_slice(&(if cells { FORMAT_VERSION } else { FORMAT_PLAIN }).to_le_bytes());
     out.extend_from_slice(&m.feature_version().to_le_bytes());
     out.extend_from_slice(&(p as u32).to_le_bytes());
     out.extend_from_slice(&m.settings.ridge_alpha.to_le_bytes());
@@ -34,11 +43,25 @@ pub fn to_bytes(m: &Model) -> Vec<u8> {
     for v in m.stats.xtx.iter().chain(m.stats.xty.iter()) {
         out.extend_from_slice(&v.to_le_bytes());
     }
+    if cells {
+        match &m.stats.cells {
+            Some(c) => {
+                out.push(1);
+                c.write(&mut out);
+            }
+            None => out.push(0),
+        }
+    }
     match &m.coef {
         Some(c) => {
             out.push(1);
             for v in std::iter::once(&c.intercept).chain(&c.beta) {
                 out.extend_from_slice(&v.to_le_bytes());
+            }
+            if cells {
+                for k in 0..N_CELLS {
+                    out.extend_from_slice(&c.correction_at(k).to_le_bytes());
+                }
             }
         }
         None => out.push(0),
@@ -71,8 +94,8 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model, KernelError> {
     let (body, sum) = bytes.split_at(bytes.len() - 8);
     let mut c = Cursor(&body[4..]);
     let format = u16::from_le_bytes(c.take()?);
-    if format != FORMAT_VERSION {
-        return Err(KernelError::Format(format!("unknown format version {format} (this build reads {FORMAT_VERSION})")));
+    if format != FORMAT_VERSION && format != FORMAT_PLAIN {
+        return Err(KernelError::Format(format!("unknown format version {format} (this build reads {FORMAT_PLAIN} and {FORMAT_VERSION})")));
     }
     if sum.try_into().map(u64::from_le_bytes).ok() != Some(fnv1a(body)) {
         return Err(KernelError::Format("checksum mismatch: the bytes are corrupt".into()));
@@ -88,11 +111,23 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model, KernelError> {
     let syy = c.f64()?;
     let xtx = (0..(p + 1) * (p + 1)).map(|_| c.f64()).collect::<Result<Vec<_>, _>>()?;
     let xty = (0..p + 1).map(|_| c.f64()).collect::<Result<Vec<_>, _>>()?;
+    let with_cells = format == FORMAT_VERSION;
+    if with_cells != feature_set.has_correction() {
+        return Err(KernelError::Format(format!("format {format} cannot hold feature version {}", feature_set.version())));
+    }
+    let mut cells = None;
+    if with_cells && c.take::<1>()?[0] != 0 {
+        let (block, used) = CellStats::read(c.0, p).map_err(KernelError::Format)?;
+        c.0 = &c.0[used..];
+        cells = Some(block);
+    }
     let coef = match c.take::<1>()?[0] {
         0 => None,
         _ => {
             let intercept = c.f64()?;
-            Some(Coefficients { intercept, beta: (0..p).map(|_| c.f64()).collect::<Result<_, _>>()? })
+            let beta = (0..p).map(|_| c.f64()).collect::<Result<_, _>>()?;
+            let correction = if with_cells { (0..N_CELLS).map(|_| c.f64()).collect::<Result<_, _>>()? } else { Vec::new() };
+            Some(Coefficients { intercept, beta, correction })
         }
     };
     if !c.0.is_empty() {
@@ -102,7 +137,7 @@ pub fn from_bytes(bytes: &[u8]) -> Result<Model, KernelError> {
     Ok(Model {
         settings,
         feature_set,
-        stats: Stats { xtx, xty: Array1::from(xty), syy },
+        stats: Stats { xtx, xty: Array1::from(xty), syy, cells },
         last_month: (last != i32::MIN).then_some(last),
         coef,
     })

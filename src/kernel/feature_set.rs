@@ -9,7 +9,8 @@ use ndarray::{Array1, Array2};
 
 use super::cleaning::{Cleaner, CleaningCounts};
 use super::columns::RideColumns;
-use super::{features, features_v2};
+use super::stats::Stats;
+use super::{features, features_v2, features_v3};
 use super::KernelError;
 
 /// A feature version.
@@ -19,17 +20,20 @@ pub enum FeatureSet {
     V1,
     /// 192 columns: v1 with a whole-year index, plus the fare-rule terms (`features_v2.rs`).
     V2,
+    /// Version 2's columns, solved with an absolute ridge penalty, plus a median correction
+    /// per distance band × zone group cell (`features_v3.rs`).
+    V3,
 }
 
 impl FeatureSet {
     /// Every version this build can train, predict with and load, oldest first.
-    pub const ALL: [Self; 2] = [Self::V1, Self::V2];
+    pub const ALL: [Self; 3] = [Self::V1, Self::V2, Self::V3];
 
     /// The version new models get unless asked for another, and the one a new lineage starts
     /// with (the `FEATURE_VERSION` setting's default): the one place that says so. Python
     /// reads it as `_core.DEFAULT_FEATURE_VERSION`. An existing lineage keeps its version
     /// until a backfill moves it (a v2 lineage cannot continue v1 statistics).
-    pub const DEFAULT: Self = Self::V2;
+    pub const DEFAULT: Self = Self::V3;
 
     /// The set of a recorded version number.
     pub fn from_version(version: u16) -> Result<Self, KernelError> {
@@ -45,6 +49,7 @@ impl FeatureSet {
         match self {
             Self::V1 => features::FEATURE_VERSION,
             Self::V2 => features_v2::FEATURE_VERSION,
+            Self::V3 => features_v3::FEATURE_VERSION,
         }
     }
 
@@ -54,6 +59,7 @@ impl FeatureSet {
         match self {
             Self::V1 => features::N_FEATURES,
             Self::V2 => features_v2::N_FEATURES,
+            Self::V3 => features_v3::N_FEATURES,
         }
     }
 
@@ -63,6 +69,7 @@ impl FeatureSet {
         match self {
             Self::V1 => features::names(),
             Self::V2 => features_v2::names(),
+            Self::V3 => features_v3::names(),
         }
     }
 
@@ -71,8 +78,48 @@ impl FeatureSet {
     pub fn featurizer(self) -> RowFeaturizer {
         match self {
             Self::V1 => RowFeaturizer::V1(features::Featurizer::new()),
-            Self::V2 => RowFeaturizer::V2(features_v2::FeaturizerV2::new()),
+            // Version 3's rows are version 2's: its cell is read back from them.
+            Self::V2 | Self::V3 => RowFeaturizer::V2(features_v2::FeaturizerV2::new()),
         }
+    }
+
+    /// Whether the version adds a median correction per cell to the ridge (its statistics
+    /// then carry [`features_v3::CellStats`]).
+    #[must_use]
+    pub const fn has_correction(self) -> bool {
+        matches!(self, Self::V3)
+    }
+
+    /// The absolute ridge penalty `λ_j` of each column, for a version that has one.
+    #[must_use]
+    pub fn penalties(self) -> Option<Vec<f64>> {
+        match self {
+            Self::V1 | Self::V2 => None,
+            Self::V3 => Some(features_v3::penalties()),
+        }
+    }
+
+    /// Checks that statistics are of this version's shape: its number of features, and the
+    /// median correction's statistics exactly when the version has them (statistics of no
+    /// row may lack them).
+    pub fn check_stats(self, stats: &Stats, what: &str) -> Result<(), KernelError> {
+        let shape = |cells: bool| format!("{} features{}", stats.p(), if cells { " with correction statistics" } else { "" });
+        let ok = stats.p() == self.p()
+            && match (&stats.cells, self.has_correction()) {
+                (Some(cells), true) => cells.p() == self.p(),
+                (Some(_), false) => false,
+                (None, has) => !has || stats.n() == 0.0,
+            };
+        if ok {
+            return Ok(());
+        }
+        Err(KernelError::Incompatible(format!(
+            "statistics of {} for {what} of feature version {} ({} features{})",
+            shape(stats.cells.is_some()),
+            self.version(),
+            self.p(),
+            if self.has_correction() { " with correction statistics" } else { "" }
+        )))
     }
 }
 
@@ -224,7 +271,7 @@ mod tests {
             assert_eq!(FeatureSet::from_version(s.version()).unwrap(), s);
             assert_eq!(s.names().len(), s.p());
         }
-        assert_eq!(FeatureSet::DEFAULT, FeatureSet::V2);
+        assert_eq!(FeatureSet::DEFAULT, FeatureSet::V3);
         assert_eq!(FeatureSet::V2.p(), 192);
         assert!(FeatureSet::from_version(0).is_err());
         assert!(FeatureSet::from_version(99).unwrap_err().to_string().contains("99"));

@@ -22,7 +22,7 @@ pub const FEATURE_VERSION: u16 = 2;
 pub const N_FEATURES: usize = features::N_FEATURES + 2 * CELLS + 3 + 2 * PAIRS.len() + 3;
 
 /// v1 columns that v2 reads back (checked against v1's names by a test).
-const YEAR: usize = 20;
+pub(crate) const YEAR: usize = 20;
 const DIST: usize = 21;
 const PEAK: usize = 70;
 const JFK_MANHATTAN: usize = 74;
@@ -58,6 +58,15 @@ pub fn names() -> Vec<String> {
     v.extend(PAIRS.iter().map(|z| format!("dm_x_pair_{z}")));
     v.extend(["jfk_flat_fare", "ewr_surcharge", "zero_dist"].map(String::from));
     v
+}
+
+/// The distance (haversine km) and the zone pair (index into [`PAIRS`], `None` for
+/// Manhattan–Manhattan) of a row of v2 features, read back from its columns.
+#[must_use]
+pub fn dist_and_pair(f: &[f64]) -> (f64, Option<usize>) {
+    let d = f.get(DIST).copied().unwrap_or(0.0);
+    let pair = f.get(PAIR..PAIR + PAIRS.len()).and_then(|cols| cols.iter().position(|&v| v != 0.0));
+    (d, pair)
 }
 
 /// Zone of a ride end: 0 Manhattan (the spine band), 1 within 2 km of an airport, 2 elsewhere.

@@ -13,8 +13,12 @@
 //! magic "TXFL" | format u16 | feature_version u16 | p u32 | months u32
 //! | per month, oldest first: month i32 (since 2009-01) | syy f64 | xtx upper triangle, row
 //!   after row, (p+1)(p+2)/2 f64 | xty (p+1) f64
+//!   [format 2 only: has_cells u8 | the correction's statistics (`CellStats::write`)]
 //! | fnv1a-64 of everything before u64
 //! ```
+//!
+//! Format 2 is written for the feature versions with a median correction (3); the others are
+//! still written in format 1, byte for byte as before, and both formats load.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +27,7 @@ use arrow::error::ArrowError;
 
 use super::cleaning::CleaningCounts;
 use super::feature_set::FeatureSet;
+use super::features_v3::CellStats;
 use super::model::{Model, Settings};
 use super::stats::{SparseRows, Stats};
 use super::KernelError;
@@ -30,8 +35,11 @@ use crate::calendar::{Month, MonthIndexCache};
 use crate::fnv::fnv1a;
 
 const MAGIC: &[u8; 4] = b"TXFL";
-/// Version of the ledger's byte format written.
-pub const LEDGER_FORMAT_VERSION: u16 = 1;
+/// Version of the ledger's byte format written for a feature version with a median
+/// correction (format 2 adds its statistics to every month).
+pub const LEDGER_FORMAT_VERSION: u16 = 2;
+/// The format written for the versions without a correction, and read as before.
+const LEDGER_FORMAT_PLAIN: u16 = 1;
 
 /// Per ride month, the statistics (unweighted: each row at weight 1) of the rows learnt.
 #[derive(Clone, Debug, PartialEq)]
@@ -76,14 +84,7 @@ impl Ledger {
 
     /// Adds the statistics of rows of ride month `month`.
     pub fn add(&mut self, month: i32, stats: &Stats) -> Result<(), KernelError> {
-        if stats.p() != self.feature_set.p() {
-            return Err(KernelError::Incompatible(format!(
-                "statistics of {} features for a ledger of feature version {} ({} features)",
-                stats.p(),
-                self.feature_set.version(),
-                self.feature_set.p()
-            )));
-        }
+        self.feature_set.check_stats(stats, "a ledger")?;
         self.months.entry(month).or_insert_with(|| Stats::new(stats.p())).merge(stats);
         Ok(())
     }
@@ -118,7 +119,7 @@ impl Ledger {
             for &i in &c.kept {
                 let m = months.of(c.cols.ts[i]);
                 feat.write(&c.cols, i, &mut f);
-                per_month.entry(m).or_insert_with(|| SparseRows::new(p)).add(&f, c.fares.value(i));
+                per_month.entry(m).or_insert_with(|| SparseRows::for_set(feature_set)).add(&f, c.fares.value(i));
             }
             Ok(())
         })?;
@@ -200,6 +201,22 @@ impl Ledger {
             if let Some((x, y)) = entries.into_iter().find(|(x, y)| far(**x, **y)) {
                 return Some(format!("{month}: a statistic is {x} against {y}"));
             }
+            match (&a.cells, &b.cells) {
+                (None, None) => {}
+                (Some(x), Some(y)) => {
+                    let sums = x.sx.iter().zip(y.sx.iter()).chain(x.sy.iter().zip(&y.sy));
+                    if let Some((u, v)) = sums.into_iter().find(|(u, v)| far(**u, **v)) {
+                        return Some(format!("{month}: a correction sum is {u} against {v}"));
+                    }
+                    if x.hist.keys().ne(y.hist.keys()) {
+                        return Some(format!("{month}: the fare histograms occupy different bins"));
+                    }
+                    if let Some((u, v)) = x.hist.values().zip(y.hist.values()).find(|(u, v)| far(**u, **v)) {
+                        return Some(format!("{month}: a fare-bin weight is {u} against {v}"));
+                    }
+                }
+                _ => return Some(format!("{month}: correction statistics on one side only")),
+            }
         }
         None
     }
@@ -208,9 +225,10 @@ impl Ledger {
     #[must_use]
     pub fn to_bytes(&self) -> Vec<u8> {
         let d = self.feature_set.p() + 1;
+        let cells = self.feature_set.has_correction();
         let mut out = Vec::with_capacity(20 + self.months.len() * 8 * (2 + d + d * (d + 1) / 2));
         out.extend_from_slice(MAGIC);
-        out.extend_from_slice(&LEDGER_FORMAT_VERSION.to_le_bytes());
+        out.extend_from_slice(&(if cells { LEDGER_FORMAT_VERSION } else { LEDGER_FORMAT_PLAIN }).to_le_bytes());
         out.extend_from_slice(&self.feature_set.version().to_le_bytes());
         out.extend_from_slice(&(self.feature_set.p() as u32).to_le_bytes());
         out.extend_from_slice(&(self.months.len() as u32).to_le_bytes());
@@ -224,6 +242,15 @@ impl Ledger {
             }
             for v in &s.xty {
                 out.extend_from_slice(&v.to_le_bytes());
+            }
+            if cells {
+                match &s.cells {
+                    Some(c) => {
+                        out.push(1);
+                        c.write(&mut out);
+                    }
+                    None => out.push(0),
+                }
             }
         }
         let sum = fnv1a(&out);
@@ -240,8 +267,8 @@ impl Ledger {
         let (body, sum) = bytes.split_at(bytes.len() - 8);
         let mut c = Reader(&body[4..]);
         let format = u16::from_le_bytes(c.take()?);
-        if format != LEDGER_FORMAT_VERSION {
-            return Err(bad(&format!("unknown format version {format} (this build reads {LEDGER_FORMAT_VERSION})")));
+        if format != LEDGER_FORMAT_VERSION && format != LEDGER_FORMAT_PLAIN {
+            return Err(bad(&format!("unknown format version {format} (this build reads {LEDGER_FORMAT_PLAIN} and {LEDGER_FORMAT_VERSION})")));
         }
         if sum.try_into().map(u64::from_le_bytes).ok() != Some(fnv1a(body)) {
             return Err(bad("checksum mismatch: the bytes are corrupt"));
@@ -253,7 +280,12 @@ impl Ledger {
         }
         let count = u32::from_le_bytes(c.take()?) as usize;
         let d = p + 1;
-        if c.0.len() != count * 8 * (1 + d + d * (d + 1) / 2) + count * 4 {
+        let cells = format == LEDGER_FORMAT_VERSION;
+        if cells != feature_set.has_correction() {
+            return Err(bad(&format!("format {format} cannot hold feature version {}", feature_set.version())));
+        }
+        let plain = count * 8 * (1 + d + d * (d + 1) / 2) + count * 4;
+        if (!cells && c.0.len() != plain) || (cells && c.0.len() < plain) {
             return Err(bad(&format!("{count} months do not fit in {} bytes", c.0.len())));
         }
         let mut ledger = Self::new(feature_set);
@@ -271,9 +303,17 @@ impl Ledger {
             for v in &mut s.xty {
                 *v = c.f64()?;
             }
+            if cells && c.take::<1>()?[0] != 0 {
+                let (block, used) = CellStats::read(c.0, p).map_err(|e| bad(&e))?;
+                c.0 = &c.0[used..];
+                s.cells = Some(block);
+            }
             if ledger.months.insert(m, s).is_some() {
                 return Err(bad(&format!("month {} twice", Month::from_index(m))));
             }
+        }
+        if !c.0.is_empty() {
+            return Err(bad("trailing bytes"));
         }
         Ok(ledger)
     }
@@ -367,8 +407,14 @@ mod tests {
     fn bytes_round_trip_and_corruption_is_refused() {
         let l = ledger();
         let bytes = l.to_bytes();
+        // Format 1 (no correction statistics) has a fixed size per month; v3's (format 2) adds
+        // the cell statistics.
+        let plain = Ledger::of_rows(FeatureSet::V2, rows(MONTHS[0], 1500)).unwrap().0;
+        let d = FeatureSet::V2.p() + 1;
+        assert_eq!(plain.to_bytes().len(), 16 + (4 + 8 * (1 + d + d * (d + 1) / 2)) + 8);
+        assert_eq!(Ledger::from_bytes(&plain.to_bytes()).unwrap(), plain);
         let d = FeatureSet::DEFAULT.p() + 1;
-        assert_eq!(bytes.len(), 16 + MONTHS.len() * (4 + 8 * (1 + d + d * (d + 1) / 2)) + 8);
+        assert!(bytes.len() >= 16 + MONTHS.len() * (4 + 8 * (1 + d + d * (d + 1) / 2)) + 8);
         assert_eq!(Ledger::from_bytes(&bytes).unwrap(), l);
         let mut bad = bytes.clone();
         bad[200] ^= 1;

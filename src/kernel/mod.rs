@@ -7,6 +7,7 @@ pub mod columns;
 pub mod feature_set;
 pub mod features;
 pub mod features_v2;
+pub mod features_v3;
 pub mod holdout;
 pub mod ledger;
 pub mod metrics;

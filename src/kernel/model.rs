@@ -10,6 +10,7 @@ use super::columns::RideColumns;
 use super::feature_set::FeatureSet;
 use super::metrics::Metrics;
 use super::parallel::on_cores;
+use super::features_v3::CellStats;
 use super::stats::{Coefficients, SparseRows, Stats};
 use super::KernelError;
 use crate::calendar::month_index_of;
@@ -70,7 +71,7 @@ pub struct Model {
 fn accumulate_parallel(set: FeatureSet, cols: &RideColumns, fares: &arrow::array::Float64Array, kept: &[usize]) -> Vec<SparseRows> {
     on_cores(kept, |rows| {
         let mut feat = set.featurizer();
-        let mut acc = SparseRows::new(set.p());
+        let mut acc = SparseRows::for_set(set);
         let mut f = vec![0.0; set.p()];
         for &i in rows {
             feat.write(cols, i, &mut f);
@@ -156,14 +157,7 @@ impl Model {
     /// Adds statistics summed elsewhere (in a warehouse) of rows of ride month `month`, as
     /// if they had been added row by row: the clock moves to `month` first.
     pub fn add_stats(&mut self, month: i32, stats: &Stats) -> Result<(), KernelError> {
-        if stats.p() != self.feature_set.p() {
-            return Err(KernelError::Incompatible(format!(
-                "statistics of {} features for a model of feature version {} ({} features)",
-                stats.p(),
-                self.feature_version(),
-                self.feature_set.p()
-            )));
-        }
+        self.feature_set.check_stats(stats, "a model")?;
         self.advance_to(month);
         self.stats.merge(stats);
         self.coef = None;
@@ -243,6 +237,16 @@ impl Model {
         let mut a = Array2::ones((x.nrows(), p + 1));
         a.slice_mut(s![.., 1..]).assign(&x);
         self.stats.add(a.view(), y);
+        if self.feature_set.has_correction() {
+            let cells = self.stats.cells.get_or_insert_with(|| CellStats::new(p));
+            let mut f = vec![0.0; p];
+            for (row, &label) in x.rows().into_iter().zip(y) {
+                for (to, from) in f.iter_mut().zip(row) {
+                    *to = *from;
+                }
+                cells.add_row(&f, label);
+            }
+        }
         self.coef = None;
         Ok(())
     }
@@ -267,13 +271,15 @@ impl Model {
     /// The coefficients, solving the normal equations if rows were added since.
     pub fn coefficients(&mut self) -> Result<&Coefficients, KernelError> {
         if self.coef.is_none() {
-            self.coef = Some(self.stats.solve(self.settings.ridge_alpha).ok_or(KernelError::NotFitted)?);
+            self.coef = Some(self.stats.solve_for(self.feature_set, self.settings.ridge_alpha).ok_or(KernelError::NotFitted)?);
         }
         self.coef.as_ref().ok_or(KernelError::NotFitted)
     }
 
+    /// The prediction of coefficients `c` for a row of features `f` ([`Coefficients::predict`]).
+    #[inline]
     pub(crate) fn dot(c: &Coefficients, f: &[f64]) -> f64 {
-        c.intercept + c.beta.iter().zip(f).map(|(b, v)| b * v).sum::<f64>()
+        c.predict(f)
     }
 
     /// Predicted fares for the raw rows of a batch; NaN for rows cleaning rejects.
@@ -320,7 +326,16 @@ impl Model {
             return Err(KernelError::Incompatible(format!("features of version {} must have {p} columns, got {}", self.feature_version(), x.ncols())));
         }
         let c = self.coefficients()?.clone();
-        Ok(x.rows().into_iter().map(|r| c.intercept + r.dot(&ArrayView1::from(&c.beta))).collect())
+        let mut f = vec![0.0; p];
+        Ok(x.rows()
+            .into_iter()
+            .map(|r| {
+                for (to, from) in f.iter_mut().zip(r) {
+                    *to = *from;
+                }
+                c.predict(&f)
+            })
+            .collect())
     }
 
     /// Scores the model on labelled raw rows, cleaned as for training.

@@ -22,6 +22,7 @@ use arrow::error::ArrowError;
 use super::cleaning::CleaningCounts;
 use super::columns::RideColumns;
 use super::feature_set::FeatureSet;
+use super::features_v3;
 use super::ledger::Ledger;
 use super::metrics::Metrics;
 use super::model::Model;
@@ -77,17 +78,20 @@ pub struct PassResult {
     pub profile: Profile,
 }
 
-/// Clean holdout rows, kept sparse: most features are one-hot zeros.
+/// Clean holdout rows, kept sparse: most features are one-hot zeros; with each row its
+/// median-correction cell (feature version 3; 0 for the others, whose coefficients have no
+/// correction).
 #[derive(Default)]
 struct KeptRows {
     y: Vec<f64>,
     ends: Vec<u32>,
     idx: Vec<u16>,
     val: Vec<f64>,
+    cell: Vec<u8>,
 }
 
 impl KeptRows {
-    fn push(&mut self, f: &[f64], y: f64) {
+    fn push(&mut self, f: &[f64], y: f64, cell: usize) {
         for (j, &v) in f.iter().enumerate() {
             if v != 0.0 {
                 self.idx.push(j as u16);
@@ -96,6 +100,7 @@ impl KeptRows {
         }
         self.ends.push(self.idx.len() as u32);
         self.y.push(y);
+        self.cell.push(u8::try_from(cell).unwrap_or(u8::MAX));
     }
 
     fn append(&mut self, other: Self) {
@@ -104,6 +109,7 @@ impl KeptRows {
         self.y.extend(other.y);
         self.idx.extend(other.idx);
         self.val.extend(other.val);
+        self.cell.extend(other.cell);
     }
 
     fn abs_errors(&self, c: &Coefficients) -> Vec<f64> {
@@ -111,9 +117,12 @@ impl KeptRows {
         self.ends
             .iter()
             .zip(&self.y)
-            .map(|(&end, &y)| {
+            .zip(&self.cell)
+            .map(|((&end, &y), &cell)| {
                 let end = end as usize;
-                let p = c.intercept + self.idx[start..end].iter().zip(&self.val[start..end]).map(|(&j, v)| c.beta[j as usize] * v).sum::<f64>();
+                let p = c.intercept
+                    + self.idx[start..end].iter().zip(&self.val[start..end]).map(|(&j, v)| c.beta[j as usize] * v).sum::<f64>()
+                    + c.correction_at(usize::from(cell));
                 start = end;
                 (p - y).abs()
             })
@@ -137,7 +146,7 @@ fn work(cols: &RideColumns, fares: &Float64Array, rows: &[usize], refs: &Refs, h
     // models share it.
     let mut feats: Vec<_> = refs.sets.iter().map(|s| (s.featurizer(), vec![0.0; s.p()])).collect();
     let mut part = Part {
-        acc: SparseRows::new(refs.sets[0].p()),
+        acc: SparseRows::for_set(refs.sets[0]),
         production: Metrics::default(),
         frozen: Metrics::default(),
         kept: KeptRows::default(),
@@ -161,7 +170,7 @@ fn work(cols: &RideColumns, fares: &Float64Array, rows: &[usize], refs: &Refs, h
             part.frozen.add(y, Model::dot(&r.coef, &feats[r.set].1));
         }
         if holdout {
-            part.kept.push(f, y);
+            part.kept.push(f, y, if refs.sets[0].has_correction() { features_v3::cell(f) } else { 0 });
         }
     }
     part

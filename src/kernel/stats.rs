@@ -3,8 +3,12 @@
 
 use ndarray::{linalg::general_mat_mul, linalg::general_mat_vec_mul, Array1, Array2, ArrayView1, ArrayView2};
 
+use super::feature_set::FeatureSet;
+use super::features_v3::{self, CellStats};
+
 /// `n`, `XᵀX` and `Xᵀy` of the design augmented with a leading column of ones (so its first
-/// row holds the feature sums), `Σy` and `Σy²`. Weights are fractional under forgetting.
+/// row holds the feature sums), `Σy` and `Σy²`, and for a version with a median correction
+/// (3) the correction's per-cell statistics. Weights are fractional under forgetting.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Stats {
     /// Augmented `XᵀX`, `(p+1)²`, row-major.
@@ -13,6 +17,9 @@ pub struct Stats {
     pub xty: Array1<f64>,
     /// Σy².
     pub syy: f64,
+    /// The median correction's statistics (feature version 3); `None` for the other versions,
+    /// and for v3 statistics of no row (an empty block is all zeros).
+    pub cells: Option<CellStats>,
 }
 
 /// Fitted coefficients in the original feature units.
@@ -22,13 +29,34 @@ pub struct Coefficients {
     pub intercept: f64,
     /// One per feature (0 for features that never varied).
     pub beta: Vec<f64>,
+    /// The median correction `δ` of each cell (feature version 3, [`features_v3::N_CELLS`]),
+    /// added to the linear prediction of a row of that cell; empty for the other versions.
+    pub correction: Vec<f64>,
+}
+
+impl Coefficients {
+    /// The prediction for a row of features `f` (of the version these coefficients belong to):
+    /// `intercept + β·f`, plus the correction of the row's cell where there is one.
+    #[inline]
+    #[must_use]
+    pub fn predict(&self, f: &[f64]) -> f64 {
+        let linear = self.intercept + self.beta.iter().zip(f).map(|(b, v)| b * v).sum::<f64>();
+        if self.correction.is_empty() { linear } else { linear + self.correction_at(features_v3::cell(f)) }
+    }
+
+    /// The correction of cell `cell` (0 without a correction).
+    #[inline]
+    #[must_use]
+    pub fn correction_at(&self, cell: usize) -> f64 {
+        self.correction.get(cell).copied().unwrap_or(0.0)
+    }
 }
 
 impl Stats {
     /// Empty statistics for `p` features.
     #[must_use]
     pub fn new(p: usize) -> Self {
-        Self { xtx: Array2::zeros((p + 1, p + 1)), xty: Array1::zeros(p + 1), syy: 0.0 }
+        Self { xtx: Array2::zeros((p + 1, p + 1)), xty: Array1::zeros(p + 1), syy: 0.0, cells: None }
     }
 
     /// Number of features.
@@ -67,7 +95,17 @@ impl Stats {
             self.xty[a] += acc.xty[a];
         }
         self.syy += acc.syy;
+        if let Some(cells) = acc.counted_cells() {
+            self.merge_cells(cells);
+        }
         acc.clear();
+    }
+
+    fn merge_cells(&mut self, cells: &CellStats) {
+        match &mut self.cells {
+            Some(mine) => mine.merge(cells),
+            None => self.cells = Some(cells.clone()),
+        }
     }
 
     /// Multiplies every weight by `f` (exponential forgetting).
@@ -75,6 +113,9 @@ impl Stats {
         self.xtx *= f;
         self.xty *= f;
         self.syy *= f;
+        if let Some(cells) = &mut self.cells {
+            cells.scale(f);
+        }
     }
 
     /// Adds the statistics of disjoint rows.
@@ -82,6 +123,22 @@ impl Stats {
         self.xtx += &other.xtx;
         self.xty += &other.xty;
         self.syy += other.syy;
+        if let Some(cells) = &other.cells {
+            self.merge_cells(cells);
+        }
+    }
+
+    /// The coefficients of feature version `set` from these statistics: the ridge with the
+    /// version's absolute penalties, and its median correction where it has one. `None` when
+    /// no row was added.
+    #[must_use]
+    pub fn solve_for(&self, set: FeatureSet, alpha: f64) -> Option<Coefficients> {
+        let lambda = set.penalties();
+        let mut c = self.solve_penalised(alpha, lambda.as_deref())?;
+        if set.has_correction() {
+            c.correction = self.cells.as_ref().map_or_else(|| vec![0.0; features_v3::N_CELLS], |cells| cells.deltas(&c));
+        }
+        Some(c)
     }
 
     /// Ridge solution with penalty `alpha` on standardised coefficients (the intercept is not
@@ -90,6 +147,16 @@ impl Stats {
     /// `None` when no row was added.
     #[must_use]
     pub fn solve(&self, alpha: f64) -> Option<Coefficients> {
+        self.solve_penalised(alpha, None)
+    }
+
+    /// [`Stats::solve`] with, when given, an absolute penalty `λ_j` per feature on top:
+    /// minimises `Σ(y − a − xβ)²/n + alpha·Σ(β_j·sd_j)² + Σλ_j·β_j²/n`, i.e. in the
+    /// standardised system `alpha + λ_j / (n·sd_j²)` on the diagonal. It does not shrink with a
+    /// column's variance (a one-hot column's level is shrunk like a pseudo-count of `λ_j`
+    /// rows) and its weight relative to the data fades as `n` grows.
+    #[must_use]
+    pub fn solve_penalised(&self, alpha: f64, lambda: Option<&[f64]>) -> Option<Coefficients> {
         let p = self.p();
         let n = self.n();
         if n <= 0.0 {
@@ -111,7 +178,7 @@ impl Stats {
             for (c, &j) in active.iter().enumerate() {
                 a[[r, c]] = (self.xtx[[i + 1, j + 1]] / n - mean[i] * mean[j]) / (sd[i] * sd[j]);
             }
-            a[[r, r]] += alpha;
+            a[[r, r]] += alpha + lambda.and_then(|l| l.get(i)).map_or(0.0, |l| l / (n * sd[i] * sd[i]));
             b[r] = (self.xty[i + 1] / n - mean[i] * ybar) / sd[i];
         }
         let std_beta = solve_spd(a, &b);
@@ -120,7 +187,7 @@ impl Stats {
             beta[j] = std_beta[r] / sd[j];
         }
         let intercept = ybar - beta.iter().zip(&mean).map(|(b, m)| b * m).sum::<f64>();
-        Some(Coefficients { intercept, beta })
+        Some(Coefficients { intercept, beta, correction: Vec::new() })
     }
 }
 
@@ -137,6 +204,10 @@ pub struct SparseRows {
     syy: f64,
     nz: Vec<usize>,
     vals: Vec<f64>,
+    /// The median correction's statistics, for a version that has one.
+    cells: Option<CellStats>,
+    /// The (cell, fare bin) keys of the rows added since the histogram was last counted.
+    keys: Vec<u32>,
 }
 
 impl SparseRows {
@@ -144,7 +215,27 @@ impl SparseRows {
     #[must_use]
     pub fn new(p: usize) -> Self {
         let d = p + 1;
-        Self { d, upper: vec![0.0; d * (d + 1) / 2], xty: vec![0.0; d], syy: 0.0, nz: Vec::with_capacity(d), vals: Vec::with_capacity(d) }
+        Self {
+            d,
+            upper: vec![0.0; d * (d + 1) / 2],
+            xty: vec![0.0; d],
+            syy: 0.0,
+            nz: Vec::with_capacity(d),
+            vals: Vec::with_capacity(d),
+            cells: None,
+            keys: Vec::new(),
+        }
+    }
+
+    /// An accumulator for the rows of feature version `set` (with the median correction's
+    /// statistics where the version has one).
+    #[must_use]
+    pub fn for_set(set: FeatureSet) -> Self {
+        let mut acc = Self::new(set.p());
+        if set.has_correction() {
+            acc.cells = Some(CellStats::new(set.p()));
+        }
+        acc
     }
 
     /// Adds one row of features `f` (length p) with label `y`.
@@ -175,6 +266,16 @@ impl SparseRows {
             self.xty[a] += va * y;
         }
         self.syy += y * y;
+        if let Some(cells) = &mut self.cells {
+            self.keys.push(cells.add_sums(features_v3::cell(f), &self.nz, &self.vals, y));
+        }
+    }
+
+    /// The median correction's statistics summed so far (their histogram counted).
+    fn counted_cells(&mut self) -> Option<&CellStats> {
+        let cells = self.cells.as_mut()?;
+        cells.count_keys(&mut self.keys);
+        Some(cells)
     }
 
     /// Where row `a` of the packed triangle starts.
@@ -186,6 +287,10 @@ impl SparseRows {
         self.upper.fill(0.0);
         self.xty.fill(0.0);
         self.syy = 0.0;
+        if let Some(cells) = &mut self.cells {
+            cells.clear();
+        }
+        self.keys.clear();
     }
 }
 

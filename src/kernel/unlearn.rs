@@ -5,7 +5,9 @@
 //! for a model whose clock (its newest month) is `clock` — the weight the lifecycle, which
 //! learns months in ride-time order, gave it. Unlearning rows `B` after `fit(A); fit(B)` leaves
 //! the statistics of `fit(A)` (decayed to the clock, which does not move back): the ridge
-//! solution divides by `n`, so the predictions are those of `fit(A)`.
+//! solution divides by `n`, so the predictions are those of `fit(A)`. Feature version 3's
+//! absolute penalty and the correction's pseudo-count are in (weighted) rows, so there the
+//! predictions are those of `fit(A)` decayed to that clock (equal without forgetting).
 //!
 //! What cannot be undone is refused with [`KernelError::NotLearnt`], the model unchanged: rows
 //! newer than anything the model learnt, or rows whose removal would leave a negative weight
@@ -80,7 +82,7 @@ impl Model {
                 removed_rows += 1;
                 let m = months.of(c.cols.ts[i]);
                 feat.write(&c.cols, i, &mut f);
-                per_month.entry(m).or_insert_with(|| SparseRows::new(p)).add(&f, c.fares.value(i));
+                per_month.entry(m).or_insert_with(|| SparseRows::for_set(set)).add(&f, c.fares.value(i));
             }
             Ok(())
         })?;
@@ -99,7 +101,7 @@ impl Model {
     /// Removes statistics summed elsewhere (a warehouse, a ledger) of rows of ride month
     /// `month`, the counterpart of [`Model::add_stats`].
     pub fn unlearn_stats(&mut self, month: i32, stats: &Stats) -> Result<(), KernelError> {
-        self.check_features(stats.p())?;
+        self.feature_set.check_stats(stats, "unlearning from a model")?;
         let mut removed = stats.clone();
         removed.scale(self.weight_now(month)?);
         self.subtract(&removed)
@@ -125,17 +127,6 @@ impl Model {
         let mut removed = other.stats.clone();
         removed.scale(self.weight_now(theirs)?);
         self.subtract(&removed)
-    }
-
-    fn check_features(&self, p: usize) -> Result<(), KernelError> {
-        if p == self.feature_set.p() {
-            return Ok(());
-        }
-        Err(KernelError::Incompatible(format!(
-            "statistics of {p} features cannot be unlearnt from a model of feature version {} ({} features)",
-            self.feature_version(),
-            self.feature_set.p()
-        )))
     }
 
     /// `self.stats − removed`, refused (nothing changed) where a weight would go negative.
@@ -179,6 +170,23 @@ impl Model {
                 after.xtx[[j, j]]
             )));
         }
+        // The median correction's statistics are sums too: its fare histograms are counts,
+        // one of which going negative means rows the model never learnt.
+        if let Some(gone) = &removed.cells {
+            let never = |cell: usize| {
+                KernelError::NotLearnt(format!(
+                    "correction cell {cell} would hold fares the model never learnt: it never learnt these rows"
+                ))
+            };
+            match &mut after.cells {
+                Some(cells) => cells.subtract(gone, CANCELLED, NEGATIVE_TOLERANCE).map_err(never)?,
+                None => {
+                    if let Some((&k, _)) = gone.hist.iter().find(|(_, &w)| w > 0.0) {
+                        return Err(never(k as usize / super::features_v3::N_BINS));
+                    }
+                }
+            }
+        }
         if left.abs() <= tolerance {
             // Everything was removed: the model is empty again, as if new.
             after = Stats::new(d - 1);
@@ -197,7 +205,7 @@ mod tests {
     use crate::kernel::feature_set::FeatureSet;
     use crate::kernel::model::Settings;
 
-    /// What the lifecycle trains (`FEATURE_VERSION=2`).
+    /// Version 2 (version 3's unlearning: `features_v3`'s tests).
     const V2: FeatureSet = FeatureSet::V2;
 
     fn rows(months: &[&str], n: u64, seed: u64) -> Vec<Result<RecordBatch, ArrowError>> {

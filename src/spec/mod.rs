@@ -10,6 +10,9 @@
 pub mod expr;
 mod v1;
 mod v2;
+mod v3;
+
+pub use v3::CORRECTION_CELL;
 
 use std::collections::HashMap;
 
@@ -68,6 +71,9 @@ impl Spec {
         match set {
             FeatureSet::V1 => v1::spec(),
             FeatureSet::V2 => v2::spec(),
+            // Version 3's columns are version 2's (its penalty and correction are not
+            // columns); its lets add the correction's cell.
+            FeatureSet::V3 => v3::spec(),
         }
     }
 
@@ -100,6 +106,17 @@ impl Spec {
                 Some(here)
             })
             .collect()
+    }
+
+    /// The value of the named value `name` on one cleaned ride (`None` for a name the spec
+    /// does not define).
+    pub fn eval_let(&self, ride: &RideInputs, clock: &mut NyClock, name: &str) -> Option<f64> {
+        let mut env = RowEnv { ride, clock, named: HashMap::with_capacity(self.lets.len()) };
+        for (n, e) in &self.lets {
+            let v = e.eval(&mut env);
+            env.named.insert(n.clone(), v);
+        }
+        env.named.get(name).copied()
     }
 
     /// Evaluates the spec on one cleaned ride into `out` (length [`Spec::p`]): the reference
@@ -212,6 +229,10 @@ mod tests {
                         spec.eval(&ride, &mut clock, &mut want);
                         for j in 0..set.p() {
                             assert_eq!(got[j].to_bits(), want[j].to_bits(), "{set:?} {m} row {i} column {}", set.names()[j]);
+                        }
+                        if set.has_correction() && i % 7 == 0 {
+                            let cell = crate::kernel::features_v3::cell(&got) as f64;
+                            assert_eq!(spec.eval_let(&ride, &mut clock, CORRECTION_CELL), Some(cell), "{m} row {i}");
                         }
                         rows += 1;
                     }

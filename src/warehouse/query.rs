@@ -21,11 +21,12 @@ use crate::calendar::{days_in_month, DstRule, DST_1987, DST_2007, DST_2007_FROM,
 use crate::geo::{NYC_LAT, NYC_LON};
 use crate::kernel::cleaning::{MAX_FARE, PASSENGERS};
 use crate::kernel::feature_set::FeatureSet;
+use crate::kernel::features_v3::{BINS_PER_DOLLAR, BIN_LOW, N_BINS};
 use crate::kernel::holdout::holdout_offset;
 use crate::kernel::profile::{FIELDS, KM_PER_DEG_LAT, KM_PER_DEG_LON};
 use crate::kernel::stats::Coefficients;
 use crate::schema::{DROPOFF_LAT, DROPOFF_LON, FARE, KEY, PASSENGERS as PASSENGER_COUNT, PICKUP_DATETIME, PICKUP_LAT, PICKUP_LON, ROW_ID};
-use crate::spec::Spec;
+use crate::spec::{Spec, CORRECTION_CELL};
 
 /// The rows of a lifecycle: `[first, end)` of `table`, the holdout from `holdout_start`.
 #[derive(Clone, Debug)]
@@ -280,6 +281,36 @@ fn profile_sql() -> (String, String) {
     (ctes, selects)
 }
 
+/// A scored model's prediction: its linear part, plus its cell's median correction for a
+/// version that has one (`Coefficients::predict`'s association: linear, then the shift).
+fn prediction(model: &Scored, cols: &sql::SlotColumns) -> String {
+    let linear = sql::prediction(&Spec::of(model.set), cols, model.coef.intercept, &model.coef.beta);
+    if model.coef.correction.is_empty() {
+        return linear;
+    }
+    let shifts: Vec<String> = model.coef.correction.iter().map(|d| lit(*d)).collect();
+    format!("({linear} + [{}][OFFSET(CAST(v_{CORRECTION_CELL} AS INT64))])", shifts.join(", "))
+}
+
+/// Query 1's rows of the median correction's statistics (a challenger of feature version 3),
+/// from `z`'s cell `cc` and label `y`: `cx` the sums of `Z = [1, x, y]` per cell, `i` =
+/// `cell · (p + 2) + column`; `cb` the rows per cell and fare bin, `i` = `cell · N_BINS + bin`
+/// (the bin as `features_v3::fare_bin`).
+fn correction_sql(p: usize) -> String {
+    let bin = format!(
+        "LEAST(GREATEST(CAST(FLOOR((y - {low}) * {per} + 5e-1) AS INT64), 0), {last})",
+        low = lit(BIN_LOW),
+        per = lit(BINS_PER_DOLLAR),
+        last = N_BINS - 1
+    );
+    format!(
+        "\nUNION ALL SELECT 'cx', seg, m, k, 0, SUM(v) FROM (SELECT seg, m, cc * {d} + x.i AS k, x.v AS v FROM z, UNNEST(zs) AS x \
+         WHERE x.i >= 0 AND x.v != 0) GROUP BY seg, m, k\n\
+         UNION ALL SELECT 'cb', seg, m, k, 0, CAST(COUNT(*) AS FLOAT64) FROM (SELECT seg, m, cc * {N_BINS} + {bin} AS k FROM z) GROUP BY seg, m, k",
+        d = p + 2
+    )
+}
+
 /// Query 1 of a lifecycle: training statistics of `[w, h)` and `[h, t)` by ride month for
 /// the challenger's version, the cleaning counts, the given models scored on `[w, t)`
 /// (`scored[0]` production, `scored[1]` frozen) and the lineage hash.
@@ -293,7 +324,7 @@ pub fn stats_query(slice: &Slice, challenger: FeatureSet, scored: [Option<&Score
     q.push_str(&profile_ctes);
     let _ = write!(
         q,
-        ",\nz AS (SELECT seg, m, {} AS zs FROM feat)\n\
+        ",\nz AS (SELECT seg, m, {} AS zs{} FROM feat)\n\
          SELECT 'xx' AS kind, seg AS a, m AS b, x.i AS i, u.i AS j, SUM(x.v * u.v) AS s \
          FROM z, UNNEST(zs) AS x WITH OFFSET px, UNNEST(zs) AS u WITH OFFSET pu \
          WHERE px <= pu AND x.i >= 0 AND u.i >= 0 AND x.v != 0 AND u.v != 0 GROUP BY a, b, i, j\n\
@@ -301,13 +332,16 @@ pub fn stats_query(slice: &Slice, challenger: FeatureSet, scored: [Option<&Score
          UNION ALL SELECT 'kept', 0, 0, 0, 0, CAST(COUNT(*) AS FLOAT64) FROM clean\n\
          UNION ALL SELECT 'hash', 0, COUNT(*), {}, {}, 0e0 FROM src{profile_selects}",
         design_row(&spec, &cols),
+        if challenger.has_correction() { format!(", CAST(v_{CORRECTION_CELL} AS INT64) AS cc, y") } else { String::new() },
         fingerprint("a"),
         fingerprint("b"),
     );
+    if challenger.has_correction() {
+        q.push_str(&correction_sql(spec.p()));
+    }
     for (k, model) in scored.iter().enumerate() {
         let Some(model) = model else { continue };
-        let spec = Spec::of(model.set);
-        let pred = sql::prediction(&spec, &cols, model.coef.intercept, &model.coef.beta);
+        let pred = prediction(model, &cols);
         let from = format!("(SELECT y, {pred} - y AS e FROM feat)");
         let sums = ["CAST(COUNT(*) AS FLOAT64)", "SUM(ABS(e))", "SUM(e * e)", "SUM(y)", "SUM(y * y)"].map(String::from);
         let _ = write!(q, "\nUNION ALL {}", sums_rows("score", k, &sums, &from));
@@ -323,9 +357,8 @@ pub fn holdout_query(slice: &Slice, challenger: &Scored, production: Option<&Sco
         .collect();
     let refs: Vec<&Spec> = specs.iter().collect();
     let (mut q, cols) = pipeline(slice, &refs)?;
-    let pc = sql::prediction(&Spec::of(challenger.set), &cols, challenger.coef.intercept, &challenger.coef.beta);
-    let pp = production
-        .map_or_else(|| "CAST(NULL AS FLOAT64)".into(), |p| sql::prediction(&Spec::of(p.set), &cols, p.coef.intercept, &p.coef.beta));
+    let pc = prediction(challenger, &cols);
+    let pp = production.map_or_else(|| "CAST(NULL AS FLOAT64)".into(), |p| prediction(p, &cols));
     let _ = write!(
         q,
         ",\nerrs AS (SELECT y, ABS({pc} - y) AS ac, ABS({pp} - y) AS ap FROM feat WHERE seg = 1)\n{}",
@@ -364,4 +397,27 @@ pub fn features_query(table: &str, first: u64, end: u64, set: FeatureSet) -> Res
         spec.p()
     );
     Ok(q)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kernel::model::{Model, Settings};
+
+    /// Version 3's query 1 returns the correction's statistics, and a v3 model is scored
+    /// with its cell's shift; v2's queries have neither.
+    #[test]
+    fn feature_version_3_adds_the_correction() {
+        let slice = Slice { table: "p.d.t".into(), first: 0, end: 100, holdout_start: 80 };
+        let v3 = stats_query(&slice, FeatureSet::V3, [None, None]).unwrap();
+        assert!(v3.contains("'cx'") && v3.contains("'cb'") && v3.contains("v_corr_cell"));
+        let v2 = stats_query(&slice, FeatureSet::V2, [None, None]).unwrap();
+        assert!(!v2.contains("'cx'") && !v2.contains("corr_cell"));
+        let mut m = Model::with_features(Settings::default(), FeatureSet::V3).unwrap();
+        m.partial_fit(crate::generator::MonthRides::new(1, crate::calendar::Month::parse("2012-01").unwrap(), 300, 300, false)).unwrap();
+        let scored = Scored { set: FeatureSet::V3, coef: m.coefficients().unwrap().clone() };
+        let q = stats_query(&slice, FeatureSet::V2, [Some(&scored), None]).unwrap();
+        assert!(q.contains("[OFFSET(CAST(v_corr_cell AS INT64))]") && !q.contains("'cx'"));
+        assert!(holdout_query(&slice, &scored, None).unwrap().contains("[OFFSET(CAST(v_corr_cell AS INT64))]"));
+    }
 }

@@ -12,6 +12,7 @@ use crate::kernel::cleaning::CleaningCounts;
 use crate::kernel::metrics::Metrics;
 use crate::kernel::model::Model;
 use crate::kernel::profile::{Profile, FIELDS};
+use crate::kernel::features_v3::{CellStats, N_BINS, N_CELLS};
 use crate::kernel::stats::Stats;
 
 /// One result row.
@@ -82,6 +83,31 @@ fn index(v: i64, p: usize, what: &str) -> Result<usize, WarehouseError> {
     usize::try_from(v).ok().filter(|&i| i <= p + 1).ok_or_else(|| WarehouseError::Result(format!("{what} {v} is outside 0..={}", p + 1)))
 }
 
+/// A `cx` row (the sum of column `i mod (p + 2)` of `Z = [1, x, y]` over cell `i div (p + 2)`)
+/// or `cb` row (the rows of cell `i div N_BINS` in fare bin `i mod N_BINS`) of query 1.
+fn add_correction_row(cells: &mut CellStats, row: &Row, p: usize) -> Result<(), WarehouseError> {
+    let bad = || WarehouseError::Result(format!("{} key {} is outside {N_CELLS} cells", row.kind, row.i));
+    let k = usize::try_from(row.i).map_err(|_| bad())?;
+    if row.kind == "cx" {
+        let (cell, col) = (k / (p + 2), k % (p + 2));
+        if cell >= N_CELLS {
+            return Err(bad());
+        }
+        if col == p + 1 {
+            cells.sy[cell] += row.s;
+        } else {
+            cells.sx[[cell, col]] += row.s;
+        }
+    } else {
+        if k >= N_CELLS * N_BINS {
+            return Err(bad());
+        }
+        let key = u32::try_from(k).map_err(|_| bad())?;
+        *cells.hist.entry(key).or_insert(0.0) += row.s;
+    }
+    Ok(())
+}
+
 fn metrics(sums: &BTreeMap<i64, f64>, from: i64) -> Metrics {
     let get = |k: i64| sums.get(&(from + k)).copied().unwrap_or(0.0);
     Metrics::from_sums(get(0).round() as u64, get(1), get(2), get(3), get(4))
@@ -110,6 +136,11 @@ pub fn read_stats(batches: &[RecordBatch], p: usize) -> Result<StatsResult, Ware
                         }
                     }
                 }
+            }
+            "cx" | "cb" => {
+                let month = i32::try_from(row.b).map_err(|_| WarehouseError::Result(format!("month {}", row.b)))?;
+                let st = r.groups.entry((row.a, month)).or_insert_with(|| Stats::new(p));
+                add_correction_row(st.cells.get_or_insert_with(|| CellStats::new(p)), &row, p)?;
             }
             "count" => {
                 let n = row.s.round() as u64;
