@@ -152,11 +152,16 @@ def relative(a: np.ndarray | float, b: np.ndarray | float) -> float:
     return float(np.max(np.abs(a - b)) / max(np.max(np.abs(b)), 1e-300))
 
 
+def load_two_months(src: BigQuerySource) -> pa.Table:
+    """2012-08 (1,800 rides) and 2012-09 (2,400) loaded as the source's rows."""
+    months = [_core.generate_month(m, n, seed=s).read_all() for m, n, s in (("2012-08", 1800, 21), ("2012-09", 2400, 22))]
+    return load(src, pa.concat_tables([m.select(_core.ride_schema().names).cast(_core.ride_schema()) for m in months]))
+
+
 def test_a_lifecycle_in_the_warehouse_equals_the_local_one(source: BigQuerySource, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two months with a v2 challenger continuing a forgetting lineage, v1 production and
     frozen models: the same cleaning, statistics to 1e-9, scores and decision, no row read."""
-    months = [_core.generate_month(m, n, seed=s).read_all() for m, n, s in (("2012-08", 1800, 21), ("2012-09", 2400, 22))]
-    table = load(source, pa.concat_tables([m.select(_core.ride_schema().names).cast(_core.ride_schema()) for m in months]))
+    table = load_two_months(source)
     production = _core.Model(feature_version=1)
     production.partial_fit(_core.generate_month("2012-07", 3000, seed=1))
     frozen = _core.Model(feature_version=1)
@@ -202,8 +207,7 @@ def test_a_v3_lifecycle_in_the_warehouse_equals_the_local_one(source: BigQuerySo
     """Feature version 3: query 1 also returns the median correction's sums and fare
     histograms per cell (`cx`, `cb`), and a v3 model is scored with its cell's shift: the same
     challenger (predictions to 1e-9 $), scores and holdout sums as the local pass."""
-    months = [_core.generate_month(m, n, seed=s).read_all() for m, n, s in (("2012-08", 1800, 21), ("2012-09", 2400, 22))]
-    table = load(source, pa.concat_tables([m.select(_core.ride_schema().names).cast(_core.ride_schema()) for m in months]))
+    table = load_two_months(source)
     production = _core.Model(feature_version=3)
     production.partial_fit(_core.generate_month("2012-07", 3000, seed=1))
     frozen = _core.Model(feature_version=2)

@@ -383,18 +383,7 @@ mod tests {
         Model::with_features(settings, FeatureSet::V3).unwrap()
     }
 
-    fn gap(a: &mut Model, b: &mut Model, probe: &[Result<RecordBatch, ArrowError>]) -> f64 {
-        let mut g: f64 = 0.0;
-        for batch in probe {
-            let batch = batch.as_ref().unwrap();
-            for (x, y) in a.predict(batch).unwrap().into_iter().zip(b.predict(batch).unwrap()) {
-                if !x.is_nan() || !y.is_nan() {
-                    g = g.max((x - y).abs());
-                }
-            }
-        }
-        g
-    }
+    use crate::kernel::unlearn::tests::max_gap as gap;
 
     #[test]
     fn bands_bins_and_groups_are_the_references() {

@@ -199,7 +199,7 @@ impl Model {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::generator::MonthRides;
     use crate::kernel::feature_set::FeatureSet;
@@ -229,7 +229,7 @@ mod tests {
     }
 
     /// Largest prediction difference on rows of `probe`.
-    fn max_gap(a: &mut Model, b: &mut Model, probe: &[Result<RecordBatch, ArrowError>]) -> f64 {
+    pub(crate) fn max_gap(a: &mut Model, b: &mut Model, probe: &[Result<RecordBatch, ArrowError>]) -> f64 {
         let mut gap: f64 = 0.0;
         for batch in probe {
             let batch = batch.as_ref().unwrap();
