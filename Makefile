@@ -19,13 +19,17 @@ RUST_SOURCES := $(shell find src -name '*.rs') Cargo.toml Cargo.lock pyproject.t
 
 # Set-up: a virtualenv with the package built from source; redone only when Rust or the
 # project metadata changed (Python sources are installed editable). uv installs the
-# dependencies (the same resolution as pip, in seconds rather than minutes).
+# dependencies (the same resolution as pip, in seconds rather than minutes). Bytecode is compiled
+# at install, as pip does and uv does not by default: under PYTHONDONTWRITEBYTECODE (set on CI
+# machines and in many images) nothing would ever be cached, and every process, the CLI's and
+# each Prefect or MLflow server's, would compile mlflow, Prefect and pandas again (seconds each).
 ## install: set up .venv with the package built from source (redone when Rust or the metadata change)
 install: $(STAMP)
 $(STAMP): $(RUST_SOURCES)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q "uv>=0.9,<1" "maturin>=1.9.4,<2"
-	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/uv pip install --python $(BIN)/python -q --no-build-isolation --reinstall-package taxifare-flow -e ".[dev]"
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/uv pip install --python $(BIN)/python -q --compile-bytecode --no-build-isolation --reinstall-package taxifare-flow -e ".[dev]"
+	$(BIN)/python -m compileall -q python
 	@touch $(STAMP)
 
 demo: install ; $(TAXIFARE) demo $(if $(MONTHS),--months $(MONTHS))

@@ -365,6 +365,12 @@ def checks(ctx: Context, w: int) -> str | None:
     return history_id
 
 
+def idle(w: int, t: int, started: float) -> Outcome:
+    """The outcome of a lifecycle that found every row trained (`w == t`)."""
+    log.info("nothing to do: all %d rows are trained", t)
+    return Outcome("nothing to do", w, t, seconds=time.perf_counter() - started)
+
+
 def lifecycle(settings: Settings, wrap: Wrap = _identity, *, lock: bool = True) -> Outcome:
     """Runs one lifecycle; `wrap` turns each step into a Prefect task (or leaves it plain).
     `lock=False` when the caller already holds the lifecycle lock (the Prefect flow takes it
@@ -380,8 +386,7 @@ def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
     if t == w:
         # Nothing new: no MLflow client call at all. What a crash left is repaired by the
         # next lifecycle that has rows to train, before it trains them (and by `check --repair`).
-        log.info("nothing to do: all %d rows are trained", t)
-        return Outcome("nothing to do", w, t, seconds=time.perf_counter() - started)
+        return idle(w, t, started)
     registry = open_registry(settings, cached=True)
     # One read of the registry for the whole lifecycle, by the checks (docs/architecture.md,
     # "The MLflow call budget"): the writes below keep the snapshot current.

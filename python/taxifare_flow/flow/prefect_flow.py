@@ -145,6 +145,27 @@ def _flow_settings_updates(settings: Settings, *, warm_registry: bool) -> dict[o
     return {PREFECT_API_URL: api, PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}
 
 
+def _idle_without_server(settings: Settings) -> Outcome | None:
+    """The outcome of a lifecycle with nothing to do when no Prefect server is configured, read
+    before any local API starts; `None` otherwise. Such a flow run would be the watermark's one
+    task, recorded in a private API nobody watches, and starting that API costs seconds; a
+    configured server keeps its flow run per tick (what its UI user sees)."""
+    import time
+
+    from taxifare_flow.data import open_source
+    from taxifare_flow.flow.lifecycle import idle, watermark
+
+    if os.environ.get("PREFECT_API_URL"):
+        return None
+    started = time.perf_counter()
+    w, t = watermark(settings, open_source(settings))
+    if w != t:
+        return None
+    from prefect.settings import PREFECT_API_URL  # a server named by a Prefect profile
+
+    return None if PREFECT_API_URL.value() else idle(w, t, started)
+
+
 def run_flow(settings: Settings) -> Outcome:
     """Runs one lifecycle as a Prefect flow named `PREFECT_FLOW_NAME`; returns its `Outcome`.
     The lifecycle lock is taken before any Prefect server starts."""
@@ -153,6 +174,9 @@ def run_flow(settings: Settings) -> Outcome:
     from taxifare_flow.flow.lock import lifecycle_lock
 
     with lifecycle_lock(settings):
+        idle = _idle_without_server(settings)
+        if idle is not None:
+            return idle
         updates = _flow_settings_updates(settings, warm_registry=False)
         from prefect import flow
 

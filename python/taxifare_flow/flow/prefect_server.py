@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from taxifare_flow.errors import PrefectServerError
+from taxifare_flow.flow import prefect_db_template
 from taxifare_flow.health import why_unhealthy
 
 log = logging.getLogger(__name__)
@@ -108,6 +109,7 @@ def spawn_local_api(prefect_home: Path) -> None:
             _starting is not None and _starting.process.poll() is None):
         return
     prefect_home.mkdir(parents=True, exist_ok=True)
+    prefect_db_template.seed(prefect_home)
     _starting = _spawn(prefect_home, prefect_home / "server.log")
 
 
@@ -149,5 +151,6 @@ def local_api_url(prefect_home: Path, timeout_seconds: float) -> str:
             )
         time.sleep(0.1)
     _server = server
+    prefect_db_template.keep(prefect_home)
     log.info("local Prefect API at %s", server.url)
     return server.url
