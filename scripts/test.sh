@@ -8,6 +8,11 @@
 #        run no Kaggle-size or kill loop: the markers tests/conftest.py adds (docs/testing.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Where `make install` builds (the Makefile's CARGO_TARGET_DIR): the tests share its dependencies.
+# The fingerprint of this crate's test binary is forgotten first, as the Makefile forgets the
+# crate's: another checkout's binary has the same name and could pass for this one's.
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/taxifare-flow/target}
+rm -f "$CARGO_TARGET_DIR"/dev-fast/.fingerprint/taxifare-flow-*/test-lib-_core*
 tier=all
 case "${1:-}" in
     all | fast) tier=$1; shift ;;
