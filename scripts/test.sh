@@ -9,10 +9,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # Where `make install` builds (the Makefile's CARGO_TARGET_DIR): the tests share its dependencies.
-# The fingerprint of this crate's test binary is forgotten first, as the Makefile forgets the
-# crate's: another checkout's binary has the same name and could pass for this one's.
+# This crate's test binary has the same name in every checkout: when another checkout built it
+# last, its fingerprint is forgotten (as the Makefile forgets the crate's), lest that build
+# pass for this one's.
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/taxifare-flow/target}
-rm -f "$CARGO_TARGET_DIR"/dev-fast/.fingerprint/taxifare-flow-*/test-lib-_core*
+built_from="$CARGO_TARGET_DIR/dev-fast/.taxifare-tests-built-from"
+if [[ "$(cat "$built_from" 2>/dev/null)" != "$PWD" ]]; then
+    rm -f "$CARGO_TARGET_DIR"/dev-fast/.fingerprint/taxifare-flow-*/test-lib-_core*
+    mkdir -p "$(dirname "$built_from")" && echo "$PWD" >"$built_from"
+fi
 tier=all
 case "${1:-}" in
     all | fast) tier=$1; shift ;;

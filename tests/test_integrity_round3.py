@@ -250,6 +250,7 @@ def test_a_store_of_another_schema_revision_is_one_line(three_months: Path) -> N
         _one_line(taxifare(command), "schema revision 75868b020152", "mlflow db upgrade")
 
 
+@pytest.mark.prefect_server  # `taxifare run_flow` in a child starts the local Prefect API
 @pytest.mark.skipif(os.geteuid() != 0 or shutil.which("mount") is None, reason="mounting a small tmpfs needs root")
 def test_a_full_disk_during_run_flow_is_one_line_and_a_failed_run(three_months: Path, tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:

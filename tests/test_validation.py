@@ -194,6 +194,7 @@ def test_accept_trains_a_refused_month_and_says_who(four_months: Path, monkeypat
     assert "unresolved" not in r.stdout, r.stdout
 
 
+@pytest.mark.prefect_server  # `taxifare run_flow` in a child starts the local Prefect API
 def test_run_flow_refuses_with_one_line_then_accept_trains(four_months: Path) -> None:
     _train_three(four_months)
     break_pending(four_months, "2012-08", zero_passengers)
