@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -30,6 +31,13 @@ LEDGER_DIR = "ledger"
 LEDGER_FILE = "ledger.bin"
 #: Where a training run keeps its ledger, relative to its artifact root.
 LEDGER_ARTIFACT = f"{LEDGER_DIR}/{LEDGER_FILE}"
+
+
+#: Lineage ledgers this process summed, by (store, model, version, run): a replay's next head
+#: is this month's version, whose parent's lineage is here, so a month adds one ledger to it
+#: instead of summing every ancestor again (a walk that grew with the months).
+LINEAGES_KEPT = 4
+_lineages: OrderedDict[tuple[str, str, str, str], _core.Ledger] = OrderedDict()
 
 
 def cache_dir(settings: Settings) -> Path:
@@ -70,13 +78,19 @@ def run_ledger(settings: Settings, registry: Registry, run_id: str) -> _core.Led
 def lineage_ledger(settings: Settings, registry: Registry, head: ModelVersion) -> _core.Ledger | None:
     """The ledger of the rows behind `head`: its run's and its ancestors', down to the version
     that starts at row 0. `None` when one of them kept no ledger, or they mix feature versions
-    (a backfill starts a new one): the lifecycle then continues the head alone, as before."""
+    (a backfill starts a new one): the lifecycle then continues the head alone, as before.
+    Lineages summed before in this process are reused (a version's ancestry never changes)."""
     versions = {str(v.version): v for v in registry.versions()}
+
+    def key(v: ModelVersion) -> tuple[str, str, str, str]:
+        return (settings.mlflow_tracking_uri, registry.model_name, str(v.version), str(v.run_id))
+
     total: _core.Ledger | None = None
     v, seen = head, set()
     while True:
         seen.add(str(v.version))
-        own = run_ledger(settings, registry, v.run_id) if v.run_id else None
+        summed = _lineages.get(key(v))
+        own = summed.copy() if summed is not None else run_ledger(settings, registry, v.run_id) if v.run_id else None
         if own is None:
             log.info("version %s kept no ledger: the lifecycle continues the lineage head alone", v.version)
             return None
@@ -87,7 +101,11 @@ def lineage_ledger(settings: Settings, registry: Registry, head: ModelVersion) -
                 total.merge(own)
             except _core.ModelError:
                 return None
-        if v.tags.get("first_row") == "0":
+        if summed is not None or v.tags.get("first_row") == "0":
+            _lineages[key(head)] = total.copy()
+            _lineages.move_to_end(key(head))
+            while len(_lineages) > LINEAGES_KEPT:
+                _lineages.popitem(last=False)
             return total
         parent = v.tags.get("parent_version", "none")
         if parent not in versions or parent in seen:
