@@ -40,13 +40,19 @@ def reads_by_sql(uri: str) -> bool:
 
 def _engine(uri: str) -> Engine:
     """One engine per store and process, made as MLflow makes its own (pool settings, TLS
-    parameters in the URI)."""
+    parameters in the URI). A SQLite file is opened anew for each read (a fraction of a
+    millisecond): a pooled connection would go on reading a file replaced since."""
     from mlflow.store.db.utils import create_sqlalchemy_engine
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
 
     with _engines_lock:
         engine = _engines.get(uri)
         if engine is None:
-            engine = _engines[uri] = create_sqlalchemy_engine(uri)  # type: ignore[no-untyped-call]  # unannotated in mlflow
+            engine = _engines[uri] = (
+                create_engine(uri, poolclass=NullPool) if uri.startswith("sqlite:")
+                else create_sqlalchemy_engine(uri)  # type: ignore[no-untyped-call]  # unannotated in mlflow
+            )
         return engine
 
 
