@@ -111,3 +111,14 @@ def test_the_snapshot_read_by_sql_equals_mlflows_own(tracking_store: str, clean_
     assert _versions_view(by_sql) == _versions_view(by_client)
     assert by_sql.model_tags == by_client.model_tags and by_sql.model_tags["owner_note"] == "x"
     assert by_sql.aliases == by_client.aliases == {PRODUCTION: "1", "challenger": "2"}
+
+
+def test_what_is_read_by_sql(monkeypatch) -> None:
+    """Database stores in MLflow's default workspace; a tracking server, or workspaces turned
+    on (the client knows which one it is in), through the client."""
+    from taxifare_flow.ml_logic.snapshot_sql import reads_by_sql
+
+    assert reads_by_sql("sqlite:////tmp/mlflow.db") and reads_by_sql("postgresql://u@127.0.0.1:5432/db")
+    assert not reads_by_sql("http://127.0.0.1:5000") and not reads_by_sql("https://mlflow.example.com")
+    monkeypatch.setenv("MLFLOW_ENABLE_WORKSPACES", "true")
+    assert not reads_by_sql("sqlite:////tmp/mlflow.db")

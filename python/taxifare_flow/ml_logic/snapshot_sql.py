@@ -34,8 +34,12 @@ _engines_lock = threading.Lock()
 
 
 def reads_by_sql(uri: str) -> bool:
-    """Whether a store's snapshot is read by SQL here (a database store) or through the client."""
-    return uri.startswith(SQL_SCHEMES)
+    """Whether a store's snapshot is read by SQL here (a database store in MLflow's default
+    workspace) or through the client (a tracking server; MLflow's workspaces turned on, where
+    the client knows which workspace it is in)."""
+    from mlflow.environment_variables import MLFLOW_ENABLE_WORKSPACES
+
+    return uri.startswith(SQL_SCHEMES) and not MLFLOW_ENABLE_WORKSPACES.get()  # type: ignore[no-untyped-call]
 
 
 def _engine(uri: str) -> Engine:
