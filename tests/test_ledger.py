@@ -199,3 +199,34 @@ def test_production_follows_an_unannounced_fare_change_within_two_months(clean_e
     assert exact is not None
     e = exact.compose(settings.ridge_alpha).evaluate_source(settings.source_dir, t - 1500, 1500)
     assert e["mae"] > 1.2 * mae["2014-03"], (e["mae"], mae["2014-03"])
+
+
+def test_a_kept_lineage_counts_only_while_its_chain_is_unchanged(clean_env: Path) -> None:
+    """A process keeps the lineage ledgers it summed; a version of the chain deleted by hand
+    since makes the walk start again, as a new process's would (then: no ledger)."""
+    from taxifare_flow.ml_logic import ledger as kept
+
+    settings = load_settings()
+    reg = open_registry(settings)
+    client = reg.client
+    client.create_registered_model(reg.model_name)
+    for i in range(3):
+        run = client.create_run(reg.experiment_id, run_name=f"m{i}")
+        kept.remember(settings, run.info.run_id, _core.Ledger.of_rows(_core.generate_month(f"2014-0{i + 1}", 200, seed=i)).to_bytes())
+        client.create_model_version(reg.model_name, source=str(clean_env / "x"), run_id=run.info.run_id,
+                                    tags={"first_row": str(i * 200), "parent_version": str(i) if i else "none"})
+
+    def lineage(head: int) -> list[tuple[str, float]] | None:
+        with reg.pinned():
+            version = next(v for v in reg.versions() if str(v.version) == str(head))
+            found = lineage_ledger(settings, reg, version)
+            return None if found is None else found.rows()
+
+    two = lineage(2)
+    assert two is not None and [m for m, _ in two] == ["2014-01", "2014-02"]
+    three = lineage(3)  # from version 2's kept lineage
+    assert three is not None and [m for m, _ in three] == ["2014-01", "2014-02", "2014-03"]
+    client.delete_model_version(reg.model_name, "1")  # the root, by hand
+    assert lineage(3) is None
+    kept._lineages.clear()
+    assert lineage(3) is None, "as a new process sees it"

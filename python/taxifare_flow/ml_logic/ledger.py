@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import threading
 from collections import OrderedDict
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -36,8 +37,13 @@ LEDGER_ARTIFACT = f"{LEDGER_DIR}/{LEDGER_FILE}"
 #: Lineage ledgers this process summed, by (store, model, version, run): a replay's next head
 #: is this month's version, whose parent's lineage is here, so a month adds one ledger to it
 #: instead of summing every ancestor again (a walk that grew with the months).
+#: Each kept with the chain it was summed over, (version, run, `parent_version`, `first_row`)
+#: per link: a hit counts only while every link is still so in the registry (a version
+#: deleted or re-tagged by hand since makes the walk start again, as a new process would).
 LINEAGES_KEPT = 4
-_lineages: OrderedDict[tuple[str, str, str, str], _core.Ledger] = OrderedDict()
+_Link = tuple[str, str, str, str]
+_lineages: OrderedDict[tuple[str, str, str, str], tuple[_core.Ledger, tuple[_Link, ...]]] = OrderedDict()
+_lineages_lock = threading.Lock()
 
 
 def cache_dir(settings: Settings) -> Path:
@@ -79,18 +85,28 @@ def lineage_ledger(settings: Settings, registry: Registry, head: ModelVersion) -
     """The ledger of the rows behind `head`: its run's and its ancestors', down to the version
     that starts at row 0. `None` when one of them kept no ledger, or they mix feature versions
     (a backfill starts a new one): the lifecycle then continues the head alone, as before.
-    Lineages summed before in this process are reused (a version's ancestry never changes)."""
+    Lineages summed before in this process are reused while their chain is unchanged."""
     versions = {str(v.version): v for v in registry.versions()}
 
     def key(v: ModelVersion) -> tuple[str, str, str, str]:
         return (settings.mlflow_tracking_uri, registry.model_name, str(v.version), str(v.run_id))
 
+    def link(v: ModelVersion) -> _Link:
+        return (str(v.version), str(v.run_id), v.tags.get("parent_version", "none"), v.tags.get("first_row", ""))
+
+    def kept(v: ModelVersion) -> tuple[_core.Ledger, tuple[_Link, ...]] | None:
+        with _lineages_lock:
+            found = _lineages.get(key(v))
+        if found is None or any(versions.get(n) is None or link(versions[n]) != (n, r, p, f) for n, r, p, f in found[1]):
+            return None
+        return found[0].copy(), found[1]
+
     total: _core.Ledger | None = None
-    v, seen = head, set()
+    v = head
+    chain: list[_Link] = []
     while True:
-        seen.add(str(v.version))
-        summed = _lineages.get(key(v))
-        own = summed.copy() if summed is not None else run_ledger(settings, registry, v.run_id) if v.run_id else None
+        summed = kept(v)
+        own = summed[0] if summed is not None else run_ledger(settings, registry, v.run_id) if v.run_id else None
         if own is None:
             log.info("version %s kept no ledger: the lifecycle continues the lineage head alone", v.version)
             return None
@@ -101,13 +117,15 @@ def lineage_ledger(settings: Settings, registry: Registry, head: ModelVersion) -
                 total.merge(own)
             except _core.ModelError:
                 return None
+        chain.extend(summed[1] if summed is not None else [link(v)])
         if summed is not None or v.tags.get("first_row") == "0":
-            _lineages[key(head)] = total.copy()
-            _lineages.move_to_end(key(head))
-            while len(_lineages) > LINEAGES_KEPT:
-                _lineages.popitem(last=False)
+            with _lineages_lock:
+                _lineages[key(head)] = (total.copy(), tuple(chain))
+                _lineages.move_to_end(key(head))
+                while len(_lineages) > LINEAGES_KEPT:
+                    _lineages.popitem(last=False)
             return total
         parent = v.tags.get("parent_version", "none")
-        if parent not in versions or parent in seen:
+        if parent not in versions or any(parent == n for n, *_ in chain):
             return None
         v = versions[parent]

@@ -171,12 +171,18 @@ def ensure_sqlite_store(path: Path, artifact_root: str) -> None:
         raise TrackingStoreError(f"cannot create the MLflow store {path}: {e.strerror or e}") from None
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
-        from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+        from taxifare_flow.ml_logic import store_template
 
-        # Synced whole when the block ends, before its name appears.
-        with unsynced(tmp):
-            store = SqlAlchemyStore(f"sqlite:///{tmp}", artifact_root)  # type: ignore[no-untyped-call]  # unannotated in mlflow
-            store.engine.dispose()
+        if store_template.seed(tmp, artifact_root):
+            fsync_file(tmp)
+        else:
+            from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+            # Synced whole when the block ends, before its name appears.
+            with unsynced(tmp):
+                store = SqlAlchemyStore(f"sqlite:///{tmp}", artifact_root)  # type: ignore[no-untyped-call]  # unannotated in mlflow
+                store.engine.dispose()
+            store_template.keep(tmp)
         try:
             os.link(tmp, path)
         except FileExistsError:
