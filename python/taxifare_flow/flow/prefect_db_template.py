@@ -14,11 +14,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import sqlite3
 import tempfile
-from contextlib import closing
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from taxifare_flow import migrated_copies
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +31,7 @@ def _template() -> Path | None:
     not installed)."""
     if any(os.environ.get(name) for name in _URL_VARS):
         return None
-    try:
-        prefect_version = version("prefect")
-    except PackageNotFoundError:
-        return None
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "taxifare-flow" / "prefect-db" / prefect_version / _DB
+    return migrated_copies.copy_path("prefect-db", "prefect", _DB)
 
 
 def seed(prefect_home: Path) -> bool:
@@ -64,20 +58,7 @@ def seed(prefect_home: Path) -> bool:
 
 def keep(prefect_home: Path) -> None:
     """After a local API migrated a new database and answers: keeps a copy as the template
-    (a no-op when one exists). SQLite's backup copies a consistent state of a live database."""
+    (a no-op when one exists)."""
     template = _template()
-    source = prefect_home / _DB
-    if template is None or template.exists() or not source.is_file():
-        return
-    try:
-        template.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=template.parent, prefix=".prefect.db.")
-        os.close(fd)
-        try:
-            with closing(sqlite3.connect(source)) as src, closing(sqlite3.connect(tmp)) as dst:
-                src.backup(dst)
-            os.replace(tmp, template)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-    except (OSError, sqlite3.Error) as e:  # no template: the next new PREFECT_HOME migrates
-        log.debug("Prefect database template not kept: %s", e)
+    if template is not None:
+        migrated_copies.keep(prefect_home / _DB, template)

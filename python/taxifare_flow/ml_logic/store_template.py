@@ -12,14 +12,13 @@ when MLflow's workspaces are on (a store's default rows then depend on more than
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 import sqlite3
-import tempfile
 import time
 from contextlib import closing
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+
+from taxifare_flow import migrated_copies
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +33,7 @@ def _template() -> Path | None:
 
     if MLFLOW_ENABLE_WORKSPACES.get():  # type: ignore[no-untyped-call]  # unannotated in mlflow
         return None
-    try:
-        mlflow_version = version("mlflow")
-    except PackageNotFoundError:
-        return None
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return cache / "taxifare-flow" / "mlflow-db" / mlflow_version / _DB
+    return migrated_copies.copy_path("mlflow-db", "mlflow", _DB)
 
 
 def default_artifact_location(artifact_root: str) -> str:
@@ -79,17 +73,5 @@ def keep(created: Path) -> None:
     """After MLflow created a new store at `created` (nothing else written to it yet): keeps a
     copy as the template (a no-op when one exists)."""
     template = _template()
-    if template is None or template.exists():
-        return
-    try:
-        template.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=template.parent, prefix=".mlflow.db.")
-        os.close(fd)
-        try:
-            with closing(sqlite3.connect(created)) as src, closing(sqlite3.connect(tmp)) as dst:
-                src.backup(dst)
-            os.replace(tmp, template)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-    except (OSError, sqlite3.Error) as e:  # no template: the next new store is migrated
-        log.debug("MLflow store template not kept: %s", e)
+    if template is not None:
+        migrated_copies.keep(created, template)
