@@ -63,7 +63,8 @@ def seed(target: Path, artifact_root: str) -> bool:
     except (OSError, sqlite3.Error) as e:  # a cache that cannot be read: MLflow creates the store
         log.debug("MLflow store template not used: %s", e)
         target.unlink(missing_ok=True)
-        if isinstance(e, sqlite3.DatabaseError):  # a damaged template: the store made now replaces it
+        if isinstance(e, sqlite3.DatabaseError) and not isinstance(e, sqlite3.OperationalError):
+            # A damaged template (not a full disk): the store MLflow makes now replaces it.
             template.unlink(missing_ok=True)
         return False
     return True
