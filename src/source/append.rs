@@ -6,11 +6,12 @@ use std::path::Path;
 use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int64Array, RecordBatch};
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::arrow::arrow_reader::{ArrowReaderOptions, ParquetRecordBatchReaderBuilder};
 use parquet::arrow::ArrowWriter;
+use parquet::file::metadata::PageIndexPolicy;
 
 use super::layout::{self, Format, MonthFile};
-use super::{verify, SourceError};
+use super::{splice, verify, SourceError};
 use crate::atomic::write_atomically;
 use crate::calendar::Month;
 use crate::month_file::{month_metadata, recorded_month, writer_properties};
@@ -37,7 +38,10 @@ pub fn append_month(pending: &Path, month: Month, dir: &Path, format: Format) ->
     let first = files.last().map_or(0, |f| f.end);
     let input = File::open(pending).map_err(|e| SourceError::Io { path: pending.to_owned(), source: e })?;
     let corrupt = |e: &dyn std::fmt::Display| SourceError::Corrupt { path: pending.to_owned(), reason: e.to_string() };
-    let builder = ParquetRecordBatchReaderBuilder::try_new(input).map_err(|e| corrupt(&e))?;
+    let spliced_from = input.try_clone().map_err(|e| SourceError::Io { path: pending.to_owned(), source: e })?;
+    // The page indexes are read too: a spliced chunk keeps its own.
+    let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+    let builder = ParquetRecordBatchReaderBuilder::try_new_with_options(input, options).map_err(|e| corrupt(&e))?;
     let rows: u64 = builder.metadata().row_groups().iter().map(|rg| rg.num_rows() as u64).sum();
     if rows == 0 {
         return Err(SourceError::EmptyMonth { path: pending.to_owned(), month: month.to_string() });
@@ -62,6 +66,8 @@ pub fn append_month(pending: &Path, month: Month, dir: &Path, format: Format) ->
             })
         })
         .collect::<Result<Vec<_>, _>>()?;
+    let plan = if format == Format::Parquet { splice::plan(builder.metadata()) } else { None };
+    let meta = builder.metadata().clone();
     let reader = builder.with_batch_size(schema::BATCH_ROWS).build().map_err(|e| corrupt(&e))?;
     let end = first + rows;
     let target = dir.join(layout::file_name(month, first, end, format));
@@ -80,8 +86,9 @@ pub fn append_month(pending: &Path, month: Month, dir: &Path, format: Format) ->
             next += n;
             sink(&RecordBatch::try_new(out_schema.clone(), cols).map_err(|e| corrupt(&e))?)
         };
-        match format {
-            Format::Parquet => {
+        match (format, plan.as_deref()) {
+            (Format::Parquet, Some(plan)) => splice::splice(&spliced_from, &meta, plan, first, month, file).map_err(|e| unwritten(&e)),
+            (Format::Parquet, None) => {
                 let mut w = ArrowWriter::try_new(file, out_schema.clone(), Some(writer_properties())).map_err(|e| unwritten(&e))?;
                 w.append_key_value_metadata(month_metadata(month));
                 for batch in reader {
@@ -90,7 +97,7 @@ pub fn append_month(pending: &Path, month: Month, dir: &Path, format: Format) ->
                 }
                 w.into_inner().map_err(|e| unwritten(&e))
             }
-            Format::Csv => {
+            (Format::Csv, _) => {
                 let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(file);
                 for batch in reader {
                     let batch = batch.map_err(|e| corrupt(&e))?;
@@ -190,6 +197,67 @@ mod tests {
         assert_eq!(ids(&source, 0, None, 50_000), (0..300_000).collect::<Vec<_>>());
         assert_eq!(ids(&source, 100_000, Some(170_000), 65_536), (100_000..270_000).collect::<Vec<_>>());
         assert!(read_rows(&source, 0, None, 1000).unwrap().all(|b| b.unwrap().num_rows() <= 1000));
+    }
+
+    /// The rows of a Parquet file, every column.
+    fn file_rows(path: &Path) -> Vec<RecordBatch> {
+        ParquetRecordBatchReaderBuilder::try_new(File::open(path).unwrap()).unwrap().build().unwrap().map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn a_month_written_as_the_source_writes_is_spliced_and_another_is_encoded_again() {
+        use arrow::compute::concat_batches;
+        use parquet::arrow::arrow_reader::ArrowReaderMetadata;
+
+        let (tmp, pending, source) = history("2013-01", "2013-02", 300_000);
+        let jan = Month::parse("2013-01").unwrap();
+        let pending_meta = |path: &Path| ArrowReaderMetadata::load(&File::open(path).unwrap(), Default::default()).unwrap();
+        assert!(splice::plan(pending_meta(&pending_file(&pending, jan)).metadata()).is_some(), "the generator's files splice");
+        let f = append_month(&pending_file(&pending, jan), jan, &source, Format::Parquet).unwrap();
+        // The same rows and values as the pending file, behind the new row_ids; the source's
+        // schema and recorded month; page indexes and row_id statistics for slicing.
+        let got = concat_batches(&schema::source_schema(), &file_rows(&f.path)).unwrap();
+        let want = file_rows(&pending_file(&pending, jan));
+        let want = concat_batches(&want[0].schema(), &want).unwrap();
+        assert_eq!(got.num_rows(), 300_000);
+        assert_eq!(got.column(0).as_primitive::<Int64Type>().values().to_vec(), (0..300_000).collect::<Vec<_>>());
+        for field in schema::ride_schema().fields() {
+            let (a, b) = (got.column_by_name(field.name()).unwrap(), want.column_by_name(field.name()).unwrap());
+            assert_eq!(a.as_ref(), b.as_ref(), "{}", field.name());
+        }
+        let options = ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Required);
+        let meta = ArrowReaderMetadata::load(&File::open(&f.path).unwrap(), options).unwrap();
+        assert_eq!(recorded_month(meta.metadata()), Some("2013-01"));
+        assert_eq!(meta.schema().fields(), schema::source_schema().fields());
+        let groups = meta.metadata().row_groups();
+        assert_eq!(groups.len(), 3);
+        let stats = groups[1].column(0).statistics().unwrap();
+        assert_eq!((stats.min_bytes_opt(), stats.max_bytes_opt()), (Some(&131_072i64.to_le_bytes()[..]), Some(&262_143i64.to_le_bytes()[..])));
+        assert!(verify::problems(&source).unwrap().is_empty());
+
+        // A month stored otherwise (fares as 32-bit floats) is decoded and encoded again.
+        let feb = Month::parse("2013-02").unwrap();
+        let odd = tmp.path().join("odd.parquet");
+        let batches = file_rows(&pending_file(&pending, feb));
+        let idx = batches[0].schema().index_of("fare_amount").unwrap();
+        let narrowed: Vec<RecordBatch> = batches
+            .iter()
+            .map(|b| {
+                let mut cols = b.columns().to_vec();
+                cols[idx] = arrow::compute::cast(&cols[idx], &arrow::datatypes::DataType::Float32).unwrap();
+                RecordBatch::try_from_iter(b.schema().fields().iter().map(|f| f.name().clone()).zip(cols)).unwrap()
+            })
+            .collect();
+        let mut w = ArrowWriter::try_new(File::create(&odd).unwrap(), narrowed[0].schema(), None).unwrap();
+        w.append_key_value_metadata(month_metadata(feb));
+        narrowed.iter().for_each(|b| w.write(b).unwrap());
+        w.close().unwrap();
+        assert!(splice::plan(pending_meta(&odd).metadata()).is_none());
+        let f = append_month(&odd, feb, &source, Format::Parquet).unwrap();
+        let got = concat_batches(&schema::source_schema(), &file_rows(&f.path)).unwrap();
+        assert_eq!(got.column(0).as_primitive::<Int64Type>().value(0), 300_000);
+        assert_eq!(got.column_by_name("fare_amount").unwrap().data_type(), &arrow::datatypes::DataType::Float64);
+        assert_eq!(ids(&source, 299_999, Some(2), 10), vec![299_999, 300_000]);
     }
 
     #[test]

@@ -6,6 +6,7 @@ pub mod append;
 pub mod layout;
 pub mod reader;
 pub mod rows_read;
+pub mod splice;
 pub mod verify;
 
 use std::path::PathBuf;
