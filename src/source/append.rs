@@ -211,7 +211,8 @@ mod tests {
 
         let (tmp, pending, source) = history("2013-01", "2013-02", 300_000);
         let jan = Month::parse("2013-01").unwrap();
-        let pending_meta = |path: &Path| ArrowReaderMetadata::load(&File::open(path).unwrap(), Default::default()).unwrap();
+        let indexed = || ArrowReaderOptions::new().with_page_index_policy(PageIndexPolicy::Optional);
+        let pending_meta = |path: &Path| ArrowReaderMetadata::load(&File::open(path).unwrap(), indexed()).unwrap();
         assert!(splice::plan(pending_meta(&pending_file(&pending, jan)).metadata()).is_some(), "the generator's files splice");
         let f = append_month(&pending_file(&pending, jan), jan, &source, Format::Parquet).unwrap();
         // The same rows and values as the pending file, behind the new row_ids; the source's
@@ -253,6 +254,16 @@ mod tests {
         narrowed.iter().for_each(|b| w.write(b).unwrap());
         w.close().unwrap();
         assert!(splice::plan(pending_meta(&odd).metadata()).is_none());
+        // So is one whose chunks have no offset index (pyarrow writes none by default).
+        let unindexed = tmp.path().join("unindexed.parquet");
+        let props = parquet::file::properties::WriterProperties::builder().set_offset_index_disabled(true).build();
+        let mut w = ArrowWriter::try_new(File::create(&unindexed).unwrap(), batches[0].schema(), Some(props)).unwrap();
+        batches.iter().for_each(|b| w.write(b).unwrap());
+        w.close().unwrap();
+        assert!(splice::plan(pending_meta(&unindexed).metadata()).is_none());
+        let scratch = tmp.path().join("scratch");
+        append_month(&unindexed, feb, &scratch, Format::Parquet).unwrap();
+        assert_eq!(ids(&scratch, 0, Some(2), 10), vec![0, 1]);
         let f = append_month(&odd, feb, &source, Format::Parquet).unwrap();
         let got = concat_batches(&schema::source_schema(), &file_rows(&f.path)).unwrap();
         assert_eq!(got.column(0).as_primitive::<Int64Type>().value(0), 300_000);

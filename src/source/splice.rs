@@ -20,18 +20,24 @@ use crate::schema;
 
 /// For each source column after `row_id`, the pending file's column holding it, when every one
 /// is stored exactly as the source stores it (same name, physical and logical type,
-/// nullability, no nesting); `None` otherwise (the month is then decoded and encoded again).
+/// nullability, no nesting) and has its offset index, as the source's chunks do (a file with
+/// some chunks indexed and others not cannot be written); `None` otherwise (the month is then
+/// decoded and encoded again: a file another tool wrote, pyarrow's by default).
 #[must_use]
 pub fn plan(pending: &ParquetMetaData) -> Option<Vec<usize>> {
     let target = ArrowSchemaConverter::new().convert(&schema::source_schema()).ok()?;
     let found = pending.file_metadata().schema_descr();
-    (1..target.num_columns())
+    let plan: Vec<usize> = (1..target.num_columns())
         .map(|i| {
             let want = target.column(i);
             let j = (0..found.num_columns()).find(|&j| found.column(j).path() == want.path())?;
             (found.column(j).as_ref() == want.as_ref()).then_some(j)
         })
-        .collect()
+        .collect::<Option<_>>()?;
+    let indexes = pending.offset_index()?;
+    let indexed = indexes.len() == pending.num_row_groups()
+        && indexes.iter().all(|group| plan.iter().all(|&j| group.get(j).is_some_and(|o| !o.page_locations.is_empty())));
+    indexed.then_some(plan)
 }
 
 /// Writes the source file of `month` into `out`: per row group of `pending` (whose footer,
