@@ -271,6 +271,18 @@ impl SparseRows {
         }
     }
 
+    /// The prediction of `c` (of this accumulator's feature version) for the row last given
+    /// to [`Self::add`], whose features are `f`: [`Coefficients::predict`]'s sum over the
+    /// row's non-zeros alone, in the same order, so the same value for finite coefficients
+    /// (a zero term changes no sum but a zero's sign), at the cost of the few non-zeros.
+    #[inline]
+    #[must_use]
+    pub fn predict_last(&self, c: &Coefficients, f: &[f64]) -> f64 {
+        debug_assert_eq!(c.beta.len() + 1, self.d);
+        let linear = c.intercept + self.nz[1..].iter().zip(&self.vals[1..]).map(|(&j, v)| c.beta[j - 1] * v).sum::<f64>();
+        if c.correction.is_empty() { linear } else { linear + c.correction_at(features_v3::cell(f)) }
+    }
+
     /// The median correction's statistics summed so far (their histogram counted).
     fn counted_cells(&mut self) -> Option<&CellStats> {
         let cells = self.cells.as_mut()?;
