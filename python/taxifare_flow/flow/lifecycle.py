@@ -382,7 +382,11 @@ def lifecycle(settings: Settings, wrap: Wrap = _identity, *, lock: bool = True) 
 def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
     started = time.perf_counter()
     source = open_source(settings)
-    w, t = wrap(watermark, "watermark")(settings, source)
+    # The watermark and the checks are reads of milliseconds: in the flow's body, not tasks of
+    # their own (each task costs Prefect's engine and its API more than they do; their error
+    # fails the flow run with its one line). Prefect shows the steps that take time or decide:
+    # learn, validate, finalise (docs/architecture.md, "The Prefect flow").
+    w, t = watermark(settings, source)
     if t == w:
         # Nothing new: no MLflow client call at all. What a crash left is repaired by the
         # next lifecycle that has rows to train, before it trains them (and by `check --repair`).
@@ -399,7 +403,7 @@ def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
 def _trained(settings: Settings, wrap: Wrap, source: DataSource, registry: Registry, w: int, t: int,
              started: float) -> Outcome:
     ctx = Context(settings, source, registry)
-    history_id = wrap(checks, "checks")(ctx, w)
+    history_id = checks(ctx, w)
     month = source.month_of_row(t - 1)
     step = month_step(month)
     client = registry.client

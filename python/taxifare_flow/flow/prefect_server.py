@@ -59,6 +59,16 @@ _DIE_WITH_PARENT = (
 )
 
 
+#: Services a private API has no use for: its automations (triggers and their actions: nobody
+#: can define one on an API that lives and dies with this process, and no event is sent to it
+#: but the engine's) and the events feed (the event persister). The task run recorder stays:
+#: it is what makes task runs of the engine's events. Each flow run made the API spend ~0.5 CPU
+#: seconds beside the lifecycle's pass, and the persister's writes made its other transactions
+#: fail with "database is locked" (a 503 the client waits 2 s on).
+_QUIET_SERVICES = {"PREFECT_SERVER_SERVICES_TRIGGERS_ENABLED": "false",
+                   "PREFECT_SERVER_SERVICES_EVENT_PERSISTER_ENABLED": "false"}
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -72,7 +82,7 @@ def _healthy(url: str) -> bool:
 def _spawn(prefect_home: Path, log_path: Path) -> _Server:
     port, parent = _free_port(), os.getpid()
     env = {**os.environ, "PREFECT_HOME": str(prefect_home), "PREFECT_UI_ENABLED": "0",
-           "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+           "PREFECT__SERVER_EPHEMERAL": "1", "PREFECT_SERVER_ANALYTICS_ENABLED": "false", **_QUIET_SERVICES}
     env.pop("PREFECT_API_URL", None)
     with log_path.open("ab") as out:
         process = subprocess.Popen(
