@@ -254,16 +254,29 @@ mod tests {
         narrowed.iter().for_each(|b| w.write(b).unwrap());
         w.close().unwrap();
         assert!(splice::plan(pending_meta(&odd).metadata()).is_none());
-        // So is one whose chunks have no offset index (pyarrow writes none by default).
-        let unindexed = tmp.path().join("unindexed.parquet");
-        let props = parquet::file::properties::WriterProperties::builder().set_offset_index_disabled(true).build();
-        let mut w = ArrowWriter::try_new(File::create(&unindexed).unwrap(), batches[0].schema(), Some(props)).unwrap();
-        batches.iter().for_each(|b| w.write(b).unwrap());
-        w.close().unwrap();
-        assert!(splice::plan(pending_meta(&unindexed).metadata()).is_none());
-        let scratch = tmp.path().join("scratch");
-        append_month(&unindexed, feb, &scratch, Format::Parquet).unwrap();
-        assert_eq!(ids(&scratch, 0, Some(2), 10), vec![0, 1]);
+        // So is a month with the source's types but stored otherwise, or by another writer:
+        // each arrives (decoded, encoded again) and reads back.
+        use parquet::basic::{Compression, ZstdLevel};
+        use parquet::file::properties::{EnabledStatistics, WriterProperties};
+        let variants: [(&str, WriterProperties, bool); 4] = [
+            ("no offset index (pyarrow's default)", WriterProperties::builder().set_compression(Compression::SNAPPY).set_offset_index_disabled(true).build(), true),
+            ("another codec", WriterProperties::builder().set_compression(Compression::ZSTD(ZstdLevel::default())).build(), true),
+            ("no statistics (the import's)", WriterProperties::builder().set_compression(Compression::SNAPPY).set_statistics_enabled(EnabledStatistics::None).build(), true),
+            ("no month recorded", writer_properties(), false),
+        ];
+        for (i, (what, props, record_month)) in variants.into_iter().enumerate() {
+            let path = tmp.path().join(format!("variant{i}.parquet"));
+            let mut w = ArrowWriter::try_new(File::create(&path).unwrap(), batches[0].schema(), Some(props)).unwrap();
+            if record_month {
+                w.append_key_value_metadata(month_metadata(feb));
+            }
+            batches.iter().for_each(|b| w.write(b).unwrap());
+            w.close().unwrap();
+            assert!(splice::plan(pending_meta(&path).metadata()).is_none(), "{what}");
+            let scratch = tmp.path().join(format!("scratch{i}"));
+            append_month(&path, feb, &scratch, Format::Parquet).unwrap();
+            assert_eq!(ids(&scratch, 299_998, Some(5), 10), vec![299_998, 299_999], "{what}");
+        }
         let f = append_month(&odd, feb, &source, Format::Parquet).unwrap();
         let got = concat_batches(&schema::source_schema(), &file_rows(&f.path)).unwrap();
         assert_eq!(got.column(0).as_primitive::<Int64Type>().value(0), 300_000);

@@ -11,20 +11,28 @@ use arrow::array::{ArrayRef, Int64Array};
 use parquet::arrow::arrow_writer::{compute_leaves, ArrowWriter};
 use parquet::arrow::ArrowSchemaConverter;
 use parquet::column::writer::ColumnCloseResult;
+use parquet::basic::Compression;
 use parquet::errors::ParquetError;
 use parquet::file::metadata::ParquetMetaData;
 
 use crate::calendar::Month;
-use crate::month_file::{month_metadata, writer_properties};
+use crate::month_file::{month_metadata, recorded_month, writer_properties};
 use crate::schema;
 
-/// For each source column after `row_id`, the pending file's column holding it, when every one
-/// is stored exactly as the source stores it (same name, physical and logical type,
-/// nullability, no nesting) and has its offset index, as the source's chunks do (a file with
-/// some chunks indexed and others not cannot be written); `None` otherwise (the month is then
-/// decoded and encoded again: a file another tool wrote, pyarrow's by default).
+/// For each source column after `row_id`, the pending file's column holding it, when the file
+/// is one this project wrote as it writes the source (so nothing is learnt about its pages by
+/// copying them that decoding would have found): written by parquet-rs with its month recorded,
+/// every needed chunk stored as the source stores it (same name, physical and logical type,
+/// nullability, no nesting; Snappy; statistics; an offset index, without which the file cannot
+/// be written beside `row_id`'s). `None` otherwise, and the month is decoded and encoded again:
+/// a file another tool wrote (pyarrow's, another codec this build may not read) or the import's
+/// (no statistics, numbers uncompressed, small row groups).
 #[must_use]
 pub fn plan(pending: &ParquetMetaData) -> Option<Vec<usize>> {
+    let ours = pending.file_metadata().created_by().is_some_and(|c| c.starts_with("parquet-rs")) && recorded_month(pending).is_some();
+    if !ours {
+        return None;
+    }
     let target = ArrowSchemaConverter::new().convert(&schema::source_schema()).ok()?;
     let found = pending.file_metadata().schema_descr();
     let plan: Vec<usize> = (1..target.num_columns())
@@ -35,9 +43,15 @@ pub fn plan(pending: &ParquetMetaData) -> Option<Vec<usize>> {
         })
         .collect::<Option<_>>()?;
     let indexes = pending.offset_index()?;
-    let indexed = indexes.len() == pending.num_row_groups()
-        && indexes.iter().all(|group| plan.iter().all(|&j| group.get(j).is_some_and(|o| !o.page_locations.is_empty())));
-    indexed.then_some(plan)
+    let stored_as_ours = pending.row_groups().iter().zip(indexes).all(|(group, offsets)| {
+        plan.iter().all(|&j| {
+            let chunk = group.column(j);
+            chunk.compression() == Compression::SNAPPY
+                && chunk.statistics().is_some()
+                && offsets.get(j).is_some_and(|o| !o.page_locations.is_empty())
+        })
+    });
+    (indexes.len() == pending.num_row_groups() && stored_as_ours).then_some(plan)
 }
 
 /// Writes the source file of `month` into `out`: per row group of `pending` (whose footer,
