@@ -40,7 +40,7 @@ def _servers_of(prefect_home: Path) -> list[int]:
             environ = (proc / "environ").read_bytes()
         except OSError:
             continue
-        if b"prefect.server.api.server:create_app" in cmdline and f"PREFECT_HOME={prefect_home}\0".encode() in environ:
+        if b"prefect.server.api.server" in cmdline and f"PREFECT_HOME={prefect_home}\0".encode() in environ:
             found.append(int(proc.name))
     return found
 
