@@ -4,8 +4,10 @@ Prefect API this process starts (its state under `PREFECT_HOME`, see `prefect_se
 
 from __future__ import annotations
 
+import atexit
+import gc
 import os
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
@@ -98,6 +100,62 @@ def _settings_context(updates: dict[object, object]) -> Any:
     return prefect.context.SettingsContext(profile=context.profile, settings=_flow_settings[0][2])
 
 
+#: The Prefect client this process's flows share, with the settings it was made under:
+#: (settings, client).
+_shared_client: list[tuple[Any, Any]] = []
+
+
+def _close_shared_client() -> None:
+    if _shared_client:
+        _shared_client.pop()[1].__exit__(None, None, None)
+
+
+@contextmanager
+def _client_context() -> Iterator[None]:
+    """Prefect's client context for a flow, its client shared by every flow of this process
+    under the same settings (`_settings_context`). The engine makes a client per flow run
+    otherwise: its TLS context loads certifi's whole bundle, even for an http:// API, and it
+    asks the API for a CSRF token, ~50 ms a `run_flow`. The client is entered once and kept
+    open (Prefect's clients are reentrant); each flow's context enters and leaves it."""
+    import prefect.context
+    from prefect.client.orchestration import get_client
+
+    settings = prefect.context.get_settings_context().settings
+    if not (_shared_client and _shared_client[0][0] is settings):
+        _close_shared_client()
+        client = get_client(sync_client=True)
+        client.__enter__()
+        _shared_client.append((settings, client))
+    with prefect.context.SyncClientContext.model_construct(client=_shared_client[0][1]):
+        yield
+
+
+atexit.register(_close_shared_client)
+
+
+#: Whether this process's first flow start ran (`_first_start_uncollected`).
+_first_start_done: list[bool] = []
+
+
+@contextmanager
+def _first_start_uncollected() -> Iterator[None]:
+    """The cyclic garbage collector paused during this process's first flow start, which
+    imports Prefect and MLflow (and starts the store): the collector walked the ~10^6 objects
+    their modules make again and again while they loaded, ~0.6 s of a 3.5 s start here. What
+    the start made (modules, classes, the store's engine) is then frozen out of later
+    collections rather than walked by each of them; it lives as long as the process anyway."""
+    if _first_start_done or not gc.isenabled():
+        yield
+        return
+    _first_start_done.append(True)
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        gc.enable()
+
+
 def _flow_settings_updates(settings: Settings, *, warm_registry: bool) -> dict[object, object]:
     """Under the lifecycle lock: the store ready and the Prefect API answering; Prefect's
     settings for the flow (after `configure_prefect`). A local API is started first and waited
@@ -177,14 +235,15 @@ def run_flow(settings: Settings) -> Outcome:
         idle = _idle_without_server(settings)
         if idle is not None:
             return idle
-        updates = _flow_settings_updates(settings, warm_registry=False)
+        with _first_start_uncollected():
+            updates = _flow_settings_updates(settings, warm_registry=False)
         from prefect import flow
 
         @flow(name=settings.prefect_flow_name, persist_result=False, log_prints=False)
         def taxifare_lifecycle() -> Outcome:
             return lifecycle(settings, as_task, lock=False)
 
-        with _settings_context(updates):
+        with _settings_context(updates), _client_context():
             return taxifare_lifecycle()
 
 
@@ -207,7 +266,7 @@ def replay(settings: Settings, months: int | None = None) -> Iterator[Tick]:
 
     if months == 0 or pending_work(settings) == 0:
         return  # nothing arrives and nothing is untrained: no flow run, no server
-    with lifecycle_lock(settings):
+    with lifecycle_lock(settings), _first_start_uncollected():
         updates = _flow_settings_updates(settings, warm_registry=True)
     from prefect import flow
 
