@@ -378,10 +378,18 @@ class Registry:
             if ledger is not None:
                 (root / LEDGER_DIR).mkdir(parents=True, exist_ok=True)
                 (root / LEDGER_DIR / LEDGER_FILE).write_bytes(ledger)
-            # One upload for the model and the run's other artifacts.
-            self.client.log_artifacts(run_id, str(root))
-        if artifact_uri is None and self.snapshot is not None and run_id in self.snapshot.runs:
-            artifact_uri = self.snapshot.runs[run_id].info.artifact_uri  # as create_run returned it
+            if artifact_uri is None and self.snapshot is not None and run_id in self.snapshot.runs:
+                artifact_uri = self.snapshot.runs[run_id].info.artifact_uri  # as create_run returned it
+            # One upload for the model and the run's other artifacts. With the run's artifact
+            # URI at hand, straight to its artifact repository: `log_artifacts` would first
+            # read the run back (`get_run`) to learn the URI create_run returned.
+            if artifact_uri is None:
+                self.client.log_artifacts(run_id, str(root))
+            else:
+                from mlflow.store.artifact.artifact_repository_registry import get_artifact_repository
+
+                repository = get_artifact_repository(artifact_uri, tracking_uri=self.client.tracking_uri)
+                repository.log_artifacts(str(root))  # type: ignore[no-untyped-call]  # unannotated in mlflow
         if ledger is not None:
             remember(self.settings, run_id, ledger)
         if artifact_uri is None:
