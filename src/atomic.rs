@@ -17,16 +17,26 @@ pub fn temp_path(target: &Path) -> PathBuf {
 /// creating, syncing or renaming the file; `write` reports its own errors.
 pub fn write_atomically<E>(target: &Path, write: impl FnOnce(File) -> Result<File, E>, io: impl Fn(io::Error) -> E) -> Result<(), E> {
     let tmp = temp_path(target);
-    let result = File::create(&tmp).map_err(&io).and_then(write).and_then(|f| f.sync_all().map_err(&io));
-    if let Err(e) = result {
+    write_synced(&tmp, write, &io)?;
+    publish(&tmp, target).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        return Err(e);
+        io(e)
+    })
+}
+
+/// Writes `path` through `write` and flushes it to disk; on error `path` is removed.
+pub fn write_synced<E>(path: &Path, write: impl FnOnce(File) -> Result<File, E>, io: impl Fn(io::Error) -> E) -> Result<(), E> {
+    let result = File::create(path).map_err(&io).and_then(write).and_then(|f| f.sync_all().map_err(&io));
+    if result.is_err() {
+        let _ = std::fs::remove_file(path);
     }
-    if let Err(e) = std::fs::rename(&tmp, target) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(io(e));
-    }
-    // Persist the rename itself; a directory that cannot be opened for sync is not fatal.
+    result
+}
+
+/// Renames a written and synced file over `target`, then persists the rename (a directory
+/// that cannot be opened for sync is not fatal).
+pub fn publish(written: &Path, target: &Path) -> io::Result<()> {
+    std::fs::rename(written, target)?;
     if let Some(dir) = target.parent() {
         if let Ok(d) = File::open(dir) {
             let _ = d.sync_all();

@@ -749,6 +749,54 @@ fn append_month<'py>(py: Python<'py>, pending_file: PathBuf, month_: &str, sourc
     file_dict(py, &f)
 }
 
+/// Writes the month `append_month` would append now (the same checks and errors), synced
+/// under a hidden name beside the source; `StagedMonth.publish` moves it in.
+#[pyfunction]
+#[pyo3(signature = (pending_file, month_, source_dir, format = "parquet"))]
+fn stage_month(py: Python<'_>, pending_file: PathBuf, month_: &str, source_dir: PathBuf, format: &str) -> PyResult<PyStagedMonth> {
+    let (m, fmt) = (month(month_)?, Format::parse(format).map_err(CoreError::from)?);
+    let staged = py.detach(|| append::stage_month(&pending_file, m, &source_dir, fmt)).map_err(CoreError::from)?;
+    Ok(PyStagedMonth { inner: Some(staged) })
+}
+
+/// A month staged beside the source (`stage_month`), not in it yet.
+#[pyclass(name = "StagedMonth", module = "taxifare_flow._core")]
+pub struct PyStagedMonth {
+    inner: Option<append::Staged>,
+}
+
+#[pymethods]
+impl PyStagedMonth {
+    /// The month.
+    #[getter]
+    fn month(&self) -> Option<String> {
+        self.inner.as_ref().map(|s| s.file.month.to_string())
+    }
+
+    /// Its first `row_id`.
+    #[getter]
+    fn first_row(&self) -> Option<u64> {
+        self.inner.as_ref().map(|s| s.file.first)
+    }
+
+    /// Moves it into the source if the source has not changed since it was staged (the month
+    /// file's dict); else removes it and returns `None`. Either way the staging is over.
+    fn publish<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {
+        let Some(staged) = self.inner.take() else { return Ok(None) };
+        match py.detach(|| staged.publish()).map_err(CoreError::from)? {
+            Some(f) => Ok(Some(file_dict(py, &f)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Removes the staged file (a no-op once published or discarded).
+    fn discard(&mut self) {
+        if let Some(staged) = self.inner.take() {
+            staged.discard();
+        }
+    }
+}
+
 /// The month files of the source, ordered by row_id, checked for gaps and overlaps.
 #[pyfunction]
 fn source_files(py: Python<'_>, source_dir: PathBuf) -> PyResult<Vec<Bound<'_, PyDict>>> {
@@ -807,7 +855,7 @@ mod _core {
     use super::{
         append_month, compute_features, generate_history, generate_month, get_latest_trained_row, hash_rows, hash_source_rows,
         import_kaggle_csv, lifecycle_pass, lifecycle_pass_source, mask_dsn, read_rows, ride_schema, row_count,
-        rows_decoded, source_files, source_problems, source_schema, version, PyLedger, PyModel,
+        rows_decoded, source_files, source_problems, source_schema, stage_month, version, PyLedger, PyModel, PyStagedMonth,
     };
 
     #[pymodule_export]

@@ -72,6 +72,38 @@ def test_run_all_months_trains_arrived_rows_before_bringing_new_ones(small_histo
     assert get_latest_trained_row() == 4 * ROWS
 
 
+@pytest.mark.prefect_server
+def test_a_replay_moves_in_the_month_it_wrote_ahead_only_when_that_month_begins(small_history: Path) -> None:
+    """A replay writes the next month ahead while the current month saves its model
+    (`simulate.MonthAhead`): a replay stopped after a month leaves the next one pending and
+    nothing staged; one started after a month was brought by hand trains that month as it is."""
+    from taxifare_flow.flow.simulate import simulate
+
+    settings = load_settings()
+    source = LocalSource(settings)
+    source.reset()
+
+    def hidden() -> list[str]:
+        return [p.name for p in settings.source_dir.iterdir() if p.name.startswith(".")]
+
+    assert [t.month for t in simulate(settings, 1)] == ["2012-05"]
+    assert (source.row_count(), source.pending()[0], hidden()) == (ROWS, "2012-06", [])
+    arrive(1)
+    assert [t.month for t in simulate(settings, 2)] == ["2012-06", "2012-07"]
+    assert (hidden(), source.pending()[0]) == ([], "2012-08")
+    assert_tiles(training_intervals(settings), 3 * ROWS)
+    assert source.problems() == []
+    # What is moved in is the staged file itself; a killed replay's staged file is swept.
+    dead = settings.source_dir / ".staged-2012-08-999999999.parquet"
+    dead.write_bytes(b"left by a killed replay")
+    staged = source.stage_next_month()
+    assert staged is not None and staged.month == "2012-08" and len(hidden()) == 1 and not dead.exists()
+    inode = (settings.source_dir / hidden()[0]).stat().st_ino
+    arrived = source.bring_next_month(staged)
+    assert arrived is not None and arrived.month == "2012-08" and hidden() == []
+    assert [f.stat().st_ino for f in settings.source_dir.iterdir() if "2012-08" in f.name] == [inode]
+
+
 def test_a_retracted_run_never_serves(small_history: Path) -> None:
     settings = load_settings()
     LocalSource(settings).reset()

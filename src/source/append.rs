@@ -1,5 +1,8 @@
 //! `append_month`: a pending month arrives in the source with the next `row_id`s, written to a
 //! hidden temporary file and renamed into place, so a crash leaves the old or the new state.
+//! `stage_month` writes the same file under a hidden name ahead of time (a replay prepares the
+//! next month while the current one's lifecycle saves its model), and `Staged::publish` renames
+//! it into place only if the source has not changed since.
 
 use std::fs::File;
 use std::path::Path;
@@ -12,7 +15,7 @@ use parquet::file::metadata::PageIndexPolicy;
 
 use super::layout::{self, Format, MonthFile};
 use super::{splice, verify, SourceError};
-use crate::atomic::write_atomically;
+use crate::atomic::{write_atomically, write_synced};
 use crate::calendar::Month;
 use crate::month_file::{month_metadata, recorded_month, writer_properties};
 use crate::schema;
@@ -24,6 +27,86 @@ use crate::schema;
 /// (so calling it twice for a month never duplicates rows), and a pending file without rows or
 /// recorded as another month.
 pub fn append_month(pending: &Path, month: Month, dir: &Path, format: Format) -> Result<MonthFile, SourceError> {
+    write_month(pending, month, dir, format, None)
+}
+
+/// A pending month written and synced beside the source under a hidden name, not part of it
+/// yet: [`Staged::publish`] moves it in, [`Staged::discard`] removes it.
+#[derive(Debug)]
+pub struct Staged {
+    /// The month file it becomes (its final path).
+    pub file: MonthFile,
+    /// Where it is written meanwhile (hidden: the source's listing skips it).
+    pub staged: std::path::PathBuf,
+    /// The source's folder.
+    dir: std::path::PathBuf,
+    /// The pending file it was written from.
+    pending: std::path::PathBuf,
+    /// The source's files and the pending file when it was staged, to tell whether anything
+    /// changed since.
+    seen: Vec<FileStamp>,
+}
+
+/// A file's name, length and modification time.
+type FileStamp = (std::path::PathBuf, u64, Option<std::time::SystemTime>);
+
+fn stamps(dir: &Path, pending: &Path) -> Result<Vec<FileStamp>, SourceError> {
+    layout::list(dir)?
+        .into_iter()
+        .map(|f| f.path)
+        .chain(std::iter::once(pending.to_owned()))
+        .map(|path| {
+            let meta = std::fs::metadata(&path).map_err(|e| SourceError::Io { path: path.clone(), source: e })?;
+            Ok((path, meta.len(), meta.modified().ok()))
+        })
+        .collect()
+}
+
+/// Writes the month `append_month` would append now, with the same checks and errors, under a
+/// hidden name beside its final one.
+pub fn stage_month(pending: &Path, month: Month, dir: &Path, format: Format) -> Result<Staged, SourceError> {
+    std::fs::create_dir_all(dir).map_err(|e| SourceError::Io { path: dir.to_owned(), source: e })?;
+    let seen = stamps(dir, pending)?;
+    let staged = staged_path(dir, month, format);
+    let file = write_month(pending, month, dir, format, Some(&staged))?;
+    Ok(Staged { file, staged, dir: dir.to_owned(), pending: pending.to_owned(), seen })
+}
+
+/// The hidden name a staged month is written under (one per process).
+fn staged_path(dir: &Path, month: Month, format: Format) -> std::path::PathBuf {
+    let ext = match format {
+        Format::Parquet => "parquet",
+        Format::Csv => "csv",
+    };
+    dir.join(format!(".staged-{month}-{}.{ext}", std::process::id()))
+}
+
+impl Staged {
+    /// Moves the staged month into the source if the source and the pending file are as they
+    /// were when the month was staged (their files, lengths and times): the checks
+    /// `append_month` made then still hold. Otherwise, or when the staged file is gone, removes it and returns `None`: the
+    /// caller appends the month as usual.
+    pub fn publish(self) -> Result<Option<MonthFile>, SourceError> {
+        let unchanged = stamps(&self.dir, &self.pending).map(|now| now == self.seen);
+        if !matches!(unchanged, Ok(true)) || !self.staged.is_file() {
+            self.discard();
+            return unchanged.map(|_| None);
+        }
+        crate::atomic::publish(&self.staged, &self.file.path).map_err(|e| {
+            let _ = std::fs::remove_file(&self.staged);
+            SourceError::Io { path: self.file.path.clone(), source: e }
+        })?;
+        Ok(Some(self.file))
+    }
+
+    /// Removes the staged file.
+    pub fn discard(&self) {
+        let _ = std::fs::remove_file(&self.staged);
+    }
+}
+
+/// Writes the month: into place atomically, or (`staged`) synced under that hidden name.
+fn write_month(pending: &Path, month: Month, dir: &Path, format: Format, staged: Option<&Path>) -> Result<MonthFile, SourceError> {
     std::fs::create_dir_all(dir).map_err(|e| SourceError::Io { path: dir.to_owned(), source: e })?;
     verify::ensure_sound(dir)?;
     let files = layout::list(dir)?;
@@ -107,7 +190,11 @@ pub fn append_month(pending: &Path, month: Month, dir: &Path, format: Format) ->
             }
         }
     };
-    write_atomically(&target, write, |source| SourceError::Io { path: target.clone(), source })?;
+    let io = |source| SourceError::Io { path: target.clone(), source };
+    match staged {
+        None => write_atomically(&target, write, io)?,
+        Some(staged) => write_synced(staged, write, io)?,
+    }
     Ok(MonthFile { month, first, end, format, path: target })
 }
 
@@ -183,6 +270,50 @@ mod tests {
             assert!(matches!(older, Err(SourceError::OutOfOrder { .. })));
             assert_eq!(layout::row_count(&source).unwrap(), 3000);
         }
+    }
+
+    #[test]
+    fn a_staged_month_is_published_only_onto_the_source_it_was_staged_for() {
+        let (_tmp, pending, source) = history("2012-08", "2012-11", 500);
+        let m = |s: &str| Month::parse(s).unwrap();
+        let hidden = |dir: &Path| std::fs::read_dir(dir).unwrap().filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().starts_with('.')).count();
+        append_month(&pending_file(&pending, m("2012-08")), m("2012-08"), &source, Format::Parquet).unwrap();
+        // Staged: not in the source yet; published: the file append_month would have written.
+        let staged = stage_month(&pending_file(&pending, m("2012-09")), m("2012-09"), &source, Format::Parquet).unwrap();
+        assert_eq!((staged.file.first, staged.file.end), (500, 1000));
+        assert_eq!(layout::row_count(&source).unwrap(), 500, "a staged month is not in the source");
+        let published = staged.publish().unwrap().expect("the source did not change");
+        assert_eq!(layout::row_count(&source).unwrap(), 1000);
+        assert_eq!(ids(&source, 0, None, 333), (0..1000).collect::<Vec<_>>());
+        verify::ensure_sound(&source).unwrap();
+        assert_eq!(published.path, layout::list(&source).unwrap()[1].path);
+        // The source changed after the staging (the month arrived by other means): nothing is
+        // published, the staged file is removed.
+        let staged = stage_month(&pending_file(&pending, m("2012-10")), m("2012-10"), &source, Format::Parquet).unwrap();
+        append_month(&pending_file(&pending, m("2012-10")), m("2012-10"), &source, Format::Parquet).unwrap();
+        assert!(staged.publish().unwrap().is_none());
+        assert_eq!((layout::row_count(&source).unwrap(), hidden(&source)), (1500, 0));
+        // A file rewritten in place counts as a change too; discarding removes the staged file.
+        let staged = stage_month(&pending_file(&pending, m("2012-11")), m("2012-11"), &source, Format::Parquet).unwrap();
+        let last = layout::list(&source).unwrap().pop().unwrap().path;
+        let bytes = std::fs::read(&last).unwrap();
+        std::fs::write(&last, &bytes[..bytes.len() - 1]).unwrap();
+        assert!(staged.publish().unwrap().is_none());
+        std::fs::write(&last, &bytes).unwrap();
+        let staged = stage_month(&pending_file(&pending, m("2012-11")), m("2012-11"), &source, Format::Parquet).unwrap();
+        assert_eq!(hidden(&source), 1);
+        staged.discard();
+        assert_eq!((layout::row_count(&source).unwrap(), hidden(&source)), (1500, 0));
+        // So does a pending file replaced after the staging.
+        let staged = stage_month(&pending_file(&pending, m("2012-11")), m("2012-11"), &source, Format::Parquet).unwrap();
+        let pending_bytes = std::fs::read(pending_file(&pending, m("2012-11"))).unwrap();
+        std::fs::write(pending_file(&pending, m("2012-11")), &pending_bytes[..pending_bytes.len() - 1]).unwrap();
+        assert!(staged.publish().unwrap().is_none());
+        std::fs::write(pending_file(&pending, m("2012-11")), &pending_bytes).unwrap();
+        assert_eq!((layout::row_count(&source).unwrap(), hidden(&source)), (1500, 0));
+        // What append_month refuses, staging refuses alike.
+        let err = stage_month(&pending_file(&pending, m("2012-10")), m("2012-10"), &source, Format::Parquet).unwrap_err();
+        assert!(matches!(err, SourceError::AlreadyPresent { .. }), "{err}");
     }
 
     #[test]

@@ -77,8 +77,14 @@ class DataSource(Protocol):
         """Empties the source and makes sure the pending history exists; says what was done."""
         ...
 
-    def bring_next_month(self) -> SourceMonth | None:
-        """The next pending month arrives; `None` when nothing is pending."""
+    def bring_next_month(self, staged: _core.StagedMonth | None = None) -> SourceMonth | None:
+        """The next pending month arrives (moved in from `staged` when that is it and the source
+        did not change since it was staged); `None` when nothing is pending."""
+        ...
+
+    def stage_next_month(self) -> _core.StagedMonth | None:
+        """The next pending month written ahead beside the source, not in it yet; `None` when
+        nothing is pending or the source cannot stage (BigQuery loads a month in one job)."""
         ...
 
     # -- rows ----------------------------------------------------------------------------

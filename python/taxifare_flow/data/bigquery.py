@@ -275,7 +275,10 @@ class BigQuerySource:
         t = self._query(f"SELECT SUBSTR(pickup_datetime, 1, 7) AS m FROM `{self.table_id}` WHERE row_id = @row", {"row": row})
         return t.column("m")[0].as_py() if t.num_rows else None
 
-    def bring_next_month(self) -> SourceMonth | None:
+    def stage_next_month(self) -> _core.StagedMonth | None:
+        return None  # a month is loaded in one job: nothing to write ahead
+
+    def bring_next_month(self, staged: _core.StagedMonth | None = None) -> SourceMonth | None:
         """Loads the next pending month with the next `row_id`s, as one Parquet load job."""
         from google.api_core.exceptions import Conflict
         from google.cloud import bigquery

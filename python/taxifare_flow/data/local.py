@@ -7,7 +7,10 @@ orchestrates the data-engineer commands around it.
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from taxifare_flow import _core
@@ -21,6 +24,28 @@ if TYPE_CHECKING:
     from taxifare_flow.core_types import MonthFile, PassResult
 
 log = logging.getLogger(__name__)
+
+
+#: Free disk space kept beyond twice the month when staging one (`stage_next_month`).
+_STAGING_HEADROOM = 256 * 2**20
+
+
+def _remove_dead_staged(source: Path) -> None:
+    """Removes months staged by processes that are gone (a killed replay): `.staged-MONTH-PID.*`."""
+    for path in source.glob(".staged-*"):
+        pid = path.stem.rsplit("-", 1)[-1]
+        if pid.isdigit() and not _alive(int(pid)):
+            path.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _month(f: MonthFile) -> SourceMonth:
@@ -86,19 +111,45 @@ class LocalSource:
         ensure_history(self.settings, regenerate=True, progress=progress)
         return f"{self.dir} emptied ({removed} files removed)"
 
-    def bring_next_month(self) -> SourceMonth | None:
+    def bring_next_month(self, staged: _core.StagedMonth | None = None) -> SourceMonth | None:
         """Moves the next pending month into the source; `None` when nothing is pending. The
         core refuses (`DataSourceError` naming the file, nothing changed) when the source is
-        unsound: see `problems`."""
+        unsound: see `problems`. `staged` (`stage_next_month`) is moved in when it is that
+        month and the source has not changed since it was written; else it is removed and the
+        month is written now."""
+        f = None
+        try:
+            pending = self.pending()
+            month = pending[0] if pending else None
+            if staged is not None and month is not None and staged.month == month:
+                try:
+                    f = staged.publish()
+                except _core.DataSourceError as e:
+                    # The month is written now instead, and that write reports what is wrong.
+                    log.debug("the staged month %s was not moved in: %s", month, e)
+        finally:
+            if staged is not None:
+                staged.discard()  # a no-op once published
+        if month is None:
+            return None
+        if f is None:
+            f = _core.append_month(
+                pending_file(self.settings.pending_dir, month), month, self.dir, self.settings.source_format
+            )
+        log.info("month %s arrived: rows %d..%d", month, f["first_row"], f["end_row"])
+        return _month(f)
+
+    def stage_next_month(self) -> _core.StagedMonth | None:
         pending = self.pending()
         if not pending:
             return None
-        month = pending[0]
-        f = _core.append_month(
-            pending_file(self.settings.pending_dir, month), month, self.dir, self.settings.source_format
-        )
-        log.info("month %s arrived: rows %d..%d", month, f["first_row"], f["end_row"])
-        return _month(f)
+        path = pending_file(self.settings.pending_dir, pending[0])
+        _remove_dead_staged(self.dir)
+        # Staged beside the model that the current month is saving: never with the last of the
+        # disk, where it would make that save fail instead of the next month's arrival.
+        if shutil.disk_usage(self.dir).free < 2 * path.stat().st_size + _STAGING_HEADROOM:
+            return None
+        return _core.stage_month(path, pending[0], self.dir, self.settings.source_format)
 
     # -- rows, read in Rust ----------------------------------------------------------------
     def read(self, first_row: int, row_count: int | None = None, batch_rows: int = _core.BATCH_ROWS) -> pa.RecordBatchReader:

@@ -371,15 +371,17 @@ def idle(w: int, t: int, started: float) -> Outcome:
     return Outcome("nothing to do", w, t, seconds=time.perf_counter() - started)
 
 
-def lifecycle(settings: Settings, wrap: Wrap = _identity, *, lock: bool = True) -> Outcome:
+def lifecycle(settings: Settings, wrap: Wrap = _identity, *, lock: bool = True,
+              after_learn: Callable[[], None] | None = None) -> Outcome:
     """Runs one lifecycle; `wrap` turns each step into a Prefect task (or leaves it plain).
     `lock=False` when the caller already holds the lifecycle lock (the Prefect flow takes it
-    before its API server starts)."""
+    before its API server starts). `after_learn` is called once the pass is done, before the
+    model is validated and saved (a replay starts writing the next month then)."""
     with lifecycle_lock(settings) if lock else nullcontext():
-        return _locked_lifecycle(settings, wrap)
+        return _locked_lifecycle(settings, wrap, after_learn)
 
 
-def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
+def _locked_lifecycle(settings: Settings, wrap: Wrap, after_learn: Callable[[], None] | None = None) -> Outcome:
     started = time.perf_counter()
     source = open_source(settings)
     # The watermark and the checks are reads of milliseconds: in the flow's body, not tasks of
@@ -395,13 +397,13 @@ def _locked_lifecycle(settings: Settings, wrap: Wrap) -> Outcome:
     # One read of the registry for the whole lifecycle, by the checks (docs/architecture.md,
     # "The MLflow call budget"): the writes below keep the snapshot current.
     try:
-        return _trained(settings, wrap, source, registry, w, t, started)
+        return _trained(settings, wrap, source, registry, w, t, started, after_learn)
     finally:
         registry.snapshot = None
 
 
 def _trained(settings: Settings, wrap: Wrap, source: DataSource, registry: Registry, w: int, t: int,
-             started: float) -> Outcome:
+             started: float, after_learn: Callable[[], None] | None = None) -> Outcome:
     ctx = Context(settings, source, registry)
     history_id = checks(ctx, w)
     month = source.month_of_row(t - 1)
@@ -417,6 +419,8 @@ def _trained(settings: Settings, wrap: Wrap, source: DataSource, registry: Regis
             ctx.record.tags[HISTORY_TAG] = history_id
         ctx.record.send(client, run_id)
         learned = wrap(learn, "learn")(ctx, w, t, step)
+        if after_learn is not None:
+            after_learn()
         wrap(validate_step, "validate")(ctx, run_id, learned, w, t, step)  # before anything is registered
         # Not tasks of their own (the Prefect flow's shape: docs/architecture.md): the comparison
         # is arithmetic on what the pass scored and the notification never fails the lifecycle;

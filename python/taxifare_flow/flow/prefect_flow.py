@@ -100,14 +100,16 @@ def _settings_context(updates: dict[object, object]) -> Any:
     return prefect.context.SettingsContext(profile=context.profile, settings=_flow_settings[0][2])
 
 
-#: The Prefect client this process's flows share, with the settings it was made under:
-#: (settings, client).
-_shared_client: list[tuple[Any, Any]] = []
+#: The Prefect client this process's flows share, with the process and the settings it was
+#: made under: (pid, settings, client).
+_shared_client: list[tuple[int, Any, Any]] = []
 
 
 def _close_shared_client() -> None:
     if _shared_client:
-        _shared_client.pop()[1].__exit__(None, None, None)
+        pid, _, client = _shared_client.pop()
+        if pid == os.getpid():  # a forked child leaves its parent's connections alone
+            client.__exit__(None, None, None)
 
 
 @contextmanager
@@ -121,12 +123,12 @@ def _client_context() -> Iterator[None]:
     from prefect.client.orchestration import get_client
 
     settings = prefect.context.get_settings_context().settings
-    if not (_shared_client and _shared_client[0][0] is settings):
+    if not (_shared_client and _shared_client[0][0] == os.getpid() and _shared_client[0][1] is settings):
         _close_shared_client()
         client = get_client(sync_client=True)
         client.__enter__()
-        _shared_client.append((settings, client))
-    with prefect.context.SyncClientContext.model_construct(client=_shared_client[0][1]):
+        _shared_client.append((os.getpid(), settings, client))
+    with prefect.context.SyncClientContext.model_construct(client=_shared_client[0][2]):
         yield
 
 
@@ -261,7 +263,7 @@ def replay(settings: Settings, months: int | None = None) -> Iterator[Tick]:
     configure_prefect(settings)
     from taxifare_flow.flow.lifecycle import lifecycle
     from taxifare_flow.flow.lock import lifecycle_lock
-    from taxifare_flow.flow.simulate import Tick, next_month, pending_work
+    from taxifare_flow.flow.simulate import MonthAhead, Tick, next_month, pending_work
     from taxifare_flow.ml_logic.store import fsync_file, sqlite_store_path, unsynced
 
     if months == 0 or pending_work(settings) == 0:
@@ -270,18 +272,21 @@ def replay(settings: Settings, months: int | None = None) -> Iterator[Tick]:
         updates = _flow_settings_updates(settings, warm_registry=True)
     from prefect import flow
 
+    ahead = MonthAhead(settings)
+
     def month_lifecycle(settings: Settings, month: str, rows: int) -> Outcome:
-        return lifecycle(settings, lock=False)
+        return lifecycle(settings, lock=False, after_learn=ahead.start)
 
     @flow(name=f"{settings.prefect_flow_name} replay", persist_result=False, log_prints=False)
     def taxifare_replay() -> Iterator[Tick]:
         done = 0
         while months is None or done < months:
             with lifecycle_lock(settings):
-                arrived = next_month(settings)
+                arrived = next_month(settings, ahead.take())
                 if arrived is None:
                     return
                 month, rows = arrived
+                ahead.wanted = months is None or done + 1 < months
                 outcome = as_task(month_lifecycle, "month", run_name=month or "catch-up")(settings, month, rows)
                 if store is not None:
                     fsync_file(store)  # the month is on disk before the next one starts
@@ -291,4 +296,7 @@ def replay(settings: Settings, months: int | None = None) -> Iterator[Tick]:
     # An embedded store's commits are synced once a month, not one by one (`store.unsynced`).
     store = sqlite_store_path(settings)
     with _settings_context(updates), unsynced(store) if store is not None else nullcontext():
-        yield from taxifare_replay()
+        try:
+            yield from taxifare_replay()
+        finally:
+            ahead.discard()

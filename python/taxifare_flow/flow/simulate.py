@@ -6,6 +6,8 @@ hand) are trained first: no month is brought while the watermark is behind the s
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -13,7 +15,11 @@ from typing import TYPE_CHECKING
 from taxifare_flow.settings import Settings
 
 if TYPE_CHECKING:
+    from taxifare_flow._core import StagedMonth
     from taxifare_flow.flow.lifecycle import Outcome
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -23,11 +29,12 @@ class Tick:
     outcome: Outcome
 
 
-def arrive(settings: Settings) -> tuple[str, int] | None:
-    """The next month arrives in the configured source; `None` when nothing is pending."""
+def arrive(settings: Settings, staged: StagedMonth | None = None) -> tuple[str, int] | None:
+    """The next month arrives in the configured source (from `staged` when it still fits);
+    `None` when nothing is pending."""
     from taxifare_flow.data import open_source
 
-    arrived = open_source(settings).bring_next_month()
+    arrived = open_source(settings).bring_next_month(staged)
     return (arrived.month, arrived.rows) if arrived else None
 
 
@@ -39,6 +46,60 @@ def untrained(settings: Settings) -> tuple[int, int]:
     return get_latest_trained_row(settings=settings), open_source(settings).row_count()
 
 
+class MonthAhead:
+    """The next month of a replay written ahead, in a thread, while the current month's
+    lifecycle validates and saves its model: writing a month (`append_month`, ~0.1 s for
+    700,000 rows, in Rust without the GIL) then overlaps MLflow's writes instead of following
+    them. It is moved into the source when the next month begins, under the lock, and only if
+    the source has not changed since (`StagedMonth.publish`); otherwise, and when the month
+    cannot be staged, it arrives as before (with arrival's own errors). A replay that stops
+    removes what it staged; a killed one may leave one hidden `.staged-*` file, which the
+    source's listing ignores. Local sources only (BigQuery loads a month in one job)."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        #: False for a replay's last month (nothing follows it).
+        self.wanted = True
+        self._thread: threading.Thread | None = None
+        self._staged: StagedMonth | None = None
+
+    def start(self) -> None:
+        """Starts writing the next pending month (under the lock, after the current month's
+        pass). Never fails the month: what goes wrong here, the arrival meets and reports."""
+        if self.settings.data_source != "local" or not self.wanted:
+            return
+        try:
+            self.discard()
+            self._thread = threading.Thread(target=self._stage, name="taxifare-month-ahead")
+            self._thread.start()
+        except Exception as e:  # noqa: BLE001 - the month then arrives as before
+            self._thread = None
+            log.debug("the next month is not written ahead: %s", e)
+
+    def _stage(self) -> None:
+        from taxifare_flow.data import open_source
+
+        try:
+            self._staged = open_source(self.settings).stage_next_month()
+        except BaseException as e:  # noqa: BLE001 - a panic included: the arrival writes it again and reports it
+            log.debug("the next month was not staged: %s", e)
+
+    def take(self) -> StagedMonth | None:
+        """The staged month, once written (`None` if nothing was staged)."""
+        if self._thread is None:
+            return None
+        self._thread.join()
+        self._thread = None
+        staged, self._staged = self._staged, None
+        return staged
+
+    def discard(self) -> None:
+        """Removes what was staged and not taken."""
+        staged = self.take()
+        if staged is not None:
+            staged.discard()
+
+
 def pending_work(settings: Settings) -> int:
     """Lifecycles `simulate` will run: one to catch up if the watermark is behind, then one
     per pending month."""
@@ -48,16 +109,20 @@ def pending_work(settings: Settings) -> int:
     return int(w < t) + len(open_source(settings).pending())
 
 
-def next_month(settings: Settings) -> tuple[str, int] | None:
+def next_month(settings: Settings, staged: StagedMonth | None = None) -> tuple[str, int] | None:
     """What the next lifecycle of a simulation trains: the arrived, untrained rows if there are
-    any (the month of the last of them, their count), else the month that arrives now; `None`
-    when nothing is left."""
+    any (the month of the last of them, their count), else the month that arrives now (from
+    `staged` when it still fits, see `arrive`); `None` when nothing is left."""
     from taxifare_flow.data import open_source
 
-    w, t = untrained(settings)
-    if w < t:
-        return open_source(settings).month_of_row(t - 1) or "", t - w
-    return arrive(settings)
+    try:
+        w, t = untrained(settings)
+        if w >= t:
+            return arrive(settings, staged)
+    finally:
+        if staged is not None:
+            staged.discard()  # a no-op once published
+    return open_source(settings).month_of_row(t - 1) or "", t - w
 
 
 def simulate(settings: Settings, months: int | None = None, run: Callable[[Settings], Outcome] | None = None) -> Iterator[Tick]:
