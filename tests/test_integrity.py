@@ -393,6 +393,38 @@ def test_kill_9_at_random_points_keeps_every_row_trained_once(small_history: Pat
         assert v is not None and reg.is_valid(v)
 
 
+@pytest.mark.slow
+@pytest.mark.prefect_server
+def test_kill_9_of_a_replay_at_random_points_keeps_every_row_trained_once(small_history: Path) -> None:
+    """`run_all_months` killed anywhere (its local API's start, a pass, a month written ahead,
+    a model being saved), then run to the end: every month trained once, nothing staged left."""
+    seed = int(os.environ.get("TAXIFARE_KILL_SEED", time.time()))
+    rng = random.Random(seed)
+    print(f"kill points from seed {seed} (TAXIFARE_KILL_SEED={seed} replays them)")
+    settings = load_settings()
+    LocalSource(settings).reset()
+    for _ in range(4):
+        p = subprocess.Popen([sys.executable, "-m", "taxifare_flow.cli", "run_all_months"], stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+        try:
+            p.wait(timeout=rng.uniform(2.0, 10.0))
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+        w = get_latest_trained_row()
+        assert_tiles(training_intervals(settings), w)
+        assert w % ROWS == 0, "the watermark only ever stops at a month's end"
+    r = taxifare("run_all_months")
+    assert r.returncode == 0, r.stderr
+    total = LocalSource(settings).row_count()
+    assert total == 10 * ROWS and get_latest_trained_row() == total
+    assert_tiles(training_intervals(settings), total)
+    r = taxifare("check", "--deep")
+    assert r.returncode == 0, r.stdout
+    assert [p.name for p in settings.source_dir.iterdir() if p.name.startswith(".staged-")] == []
+    assert _servers_of(settings.prefect_home) == []
+
+
 def test_check_names_a_source_behind_the_watermark(small_history: Path) -> None:
     settings = load_settings()
     LocalSource(settings).reset()

@@ -31,7 +31,10 @@ _STAGING_HEADROOM = 256 * 2**20
 
 
 def _remove_dead_staged(source: Path) -> None:
-    """Removes months staged by processes that are gone (a killed replay): `.staged-MONTH-PID.*`."""
+    """Removes months staged by processes that are gone (a killed replay): `.staged-MONTH-PID.*`.
+    Every arrival and staging sweeps them."""
+    if not source.is_dir():
+        return
     for path in source.glob(".staged-*"):
         pid = path.stem.rsplit("-", 1)[-1]
         if pid.isdigit() and not _alive(int(pid)):
@@ -119,6 +122,7 @@ class LocalSource:
         month is written now."""
         f = None
         try:
+            _remove_dead_staged(self.dir)
             pending = self.pending()
             month = pending[0] if pending else None
             if staged is not None and month is not None and staged.month == month:
