@@ -54,7 +54,8 @@ class MonthAhead:
     the source has not changed since (`StagedMonth.publish`); otherwise, and when the month
     cannot be staged, it arrives as before (with arrival's own errors). A replay that stops
     removes what it staged; a killed one may leave one hidden `.staged-*` file, which the
-    source's listing ignores. Local sources only (BigQuery loads a month in one job)."""
+    source's listing ignores and the next arrival removes. Local sources only (BigQuery loads a
+    month in one job)."""
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
