@@ -7,7 +7,6 @@ orchestrates the data-engineer commands around it.
 from __future__ import annotations
 
 import logging
-import os
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING
 from taxifare_flow import _core
 from taxifare_flow.data import SourceMonth
 from taxifare_flow.data.history import ProgressFn, ensure_history, history_months, pending_file, pending_problems
+from taxifare_flow.liveness import process_alive
 from taxifare_flow.settings import Settings
 
 if TYPE_CHECKING:
@@ -37,18 +37,8 @@ def _remove_dead_staged(source: Path) -> None:
         return
     for path in source.glob(".staged-*"):
         pid = path.stem.rsplit("-", 1)[-1]
-        if pid.isdigit() and not _alive(int(pid)):
+        if pid.isdigit() and not process_alive(int(pid)):
             path.unlink(missing_ok=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _month(f: MonthFile) -> SourceMonth:

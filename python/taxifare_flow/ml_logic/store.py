@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from taxifare_flow.errors import TrackingStoreError
+from taxifare_flow.liveness import process_alive
 from taxifare_flow.settings import Settings, with_tls_params
 
 log = logging.getLogger(__name__)
@@ -33,20 +34,10 @@ def no_space(e: BaseException) -> bool:
     return False
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _remove_dead_temporaries(path: Path) -> None:
     for tmp in path.parent.glob(f".{path.name}.tmp-*"):
         pid = tmp.name.rsplit("-", 1)[-1]
-        if not (pid.isdigit() and _alive(int(pid))):
+        if not (pid.isdigit() and process_alive(int(pid))):
             tmp.unlink(missing_ok=True)
 
 
