@@ -773,12 +773,6 @@ impl PyStagedMonth {
         self.inner.as_ref().map(|s| s.file.month.to_string())
     }
 
-    /// Its first `row_id`.
-    #[getter]
-    fn first_row(&self) -> Option<u64> {
-        self.inner.as_ref().map(|s| s.file.first)
-    }
-
     /// Moves it into the source if the source has not changed since it was staged (the month
     /// file's dict); else removes it and returns `None`. Either way the staging is over.
     fn publish<'py>(&mut self, py: Python<'py>) -> PyResult<Option<Bound<'py, PyDict>>> {

@@ -74,11 +74,7 @@ pub fn stage_month(pending: &Path, month: Month, dir: &Path, format: Format) -> 
 
 /// The hidden name a staged month is written under (one per process).
 fn staged_path(dir: &Path, month: Month, format: Format) -> std::path::PathBuf {
-    let ext = match format {
-        Format::Parquet => "parquet",
-        Format::Csv => "csv",
-    };
-    dir.join(format!(".staged-{month}-{}.{ext}", std::process::id()))
+    dir.join(format!(".staged-{month}-{}.{}", std::process::id(), format.extension()))
 }
 
 impl Staged {
